@@ -1,0 +1,35 @@
+"""bbx: black-box explanations of ONNX image classifiers.
+
+Finds the *undesirable pixels* of a photo: the regions whose blurring would raise the model's
+confidence in a target class, by querying the model only (no gradients, no framework).
+
+    >>> import bbx
+    >>> model = bbx.OnnxClassifier("models/efficientnet_lite0.onnx")
+    >>> e = bbx.explain(model, "models/samples/chelsea.png", method="ftc")
+    >>> e.prob_before, e.prob_after, e.queries
+"""
+
+from .errors import BbxError
+from .explain import ExplainConfig, explain
+from .explanation import Explanation
+from .image import load_rgb
+from .metrics import MASK_CORRELATION, PHI, TOP_IOU, UNDESIRABLE_RATIO, Metric
+from .model import OnnxClassifier
+from .preprocess import PreprocessSpec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BbxError",
+    "ExplainConfig",
+    "Explanation",
+    "MASK_CORRELATION",
+    "Metric",
+    "OnnxClassifier",
+    "PHI",
+    "PreprocessSpec",
+    "TOP_IOU",
+    "UNDESIRABLE_RATIO",
+    "explain",
+    "load_rgb",
+]

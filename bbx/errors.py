@@ -1,0 +1,24 @@
+"""Errors that bbx reports to the user as one line (exit code 2), never as a traceback."""
+
+from __future__ import annotations
+
+
+class BbxError(Exception):
+    """Bad input: a broken model, an unreadable image, a wrong option.
+
+    The CLI prints ``str(err)`` on one line and exits with ``exit_code``.
+    """
+
+    exit_code = 2
+
+
+class ModelError(BbxError):
+    """The ONNX file cannot be opened or is not an image classifier."""
+
+
+class ImageError(BbxError):
+    """The image cannot be read or decoded."""
+
+
+class OptionError(BbxError):
+    """An option has a wrong value (target, budget, method ...)."""

@@ -1,0 +1,56 @@
+"""Black-box gradient estimates of the model's part of the loss.
+
+Antithetic finite differences along random directions u_j:
+
+    g = 1/(2 c P) * sum_j (L(M + c u_j) - L(M - c u_j)) u_j
+
+with Gaussian u (NES) or +-1 u (SPSA). All 2P perturbed masks of a step are scored in one
+batch. Directions may be drawn on a coarser grid and upsampled (``resolution`` < mask size):
+fewer unknowns, less variance, at the price of estimating a smoothed gradient. Scaled by
+``resolution / mask size`` so that E[u u^T] g stays close to g for smooth g.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .perturb import interpolation_matrix
+
+ESTIMATORS = ("nes", "spsa")
+
+LossFn = Callable[[np.ndarray], np.ndarray]  # (B, h, w) masks -> (B,) losses, one query each
+
+
+@dataclass(frozen=True)
+class Estimator:
+    kind: str = "nes"
+    pairs: int = 8
+    step: float = 0.1  # c: finite-difference step in mask units
+    resolution: int | None = None  # direction grid side; None = the mask's own
+
+    def directions(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+        r = self.resolution or shape[0]
+        rc = self.resolution or shape[1]
+        if self.kind == "nes":
+            v = rng.standard_normal((self.pairs, r, rc))
+        elif self.kind == "spsa":
+            v = rng.integers(0, 2, size=(self.pairs, r, rc)) * 2.0 - 1.0
+        else:
+            raise ValueError(f"unknown estimator {self.kind!r}")
+        if (r, rc) == tuple(shape):
+            return v
+        ah = interpolation_matrix(r, shape[0])
+        aw = interpolation_matrix(rc, shape[1])
+        return (ah @ v @ aw.T) * np.sqrt(r * rc / (shape[0] * shape[1]))
+
+    def estimate(self, loss: LossFn, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+        """Gradient estimate at ``mask`` and the mean loss over the probes (≈ L(mask)); 2P queries."""
+        u = self.directions(rng, mask.shape)
+        probes = np.concatenate([mask + self.step * u, mask - self.step * u])
+        values = loss(probes)
+        diff = values[: self.pairs] - values[self.pairs:]
+        grad = np.tensordot(diff, u, axes=1) / (2.0 * self.step * self.pairs)
+        return grad, float(values.mean())

@@ -1,0 +1,176 @@
+"""``explain``: one call from a model and a photo to an :class:`Explanation`.
+
+image -> preprocess -> perturb -> query the model -> objective -> gradient estimate -> Adam.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import OptionError
+from .estimate import ESTIMATORS, Estimator
+from .explanation import Explanation
+from .image import load_rgb
+from .metrics import phi, undesirable_ratio
+from .model import OnnxClassifier
+from .objective import METHODS, Objective
+from .optimize import Adam
+from .perturb import BlurSpec, Perturber
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """All settings of one explanation; defaults follow the paper (Sect. 4.1)."""
+
+    method: str = "ftc"
+    iterations: int = 200
+    pairs: int | None = None  # antithetic pairs per step; default 8, or what the budget allows
+    budget: int | None = None  # total queries, including the two for X and the final Q
+    estimator: str = "nes"
+    step: float = 0.1
+    resolution: int | None = 14
+    lr: float = 0.1
+    lambda1: float = 1.7
+    lambda2: float = 3.0
+    beta: float = 2.0
+    gamma: float = 0.3
+    mask_size: int = 28
+    sigma: float = 5.0
+    kernel: int = 11
+    seed: int = 0
+
+    def plan(self) -> tuple[int, int]:
+        """(iterations, pairs) so that 2 + 2*pairs*iterations never exceeds the budget."""
+        iterations, pairs = self.iterations, self.pairs
+        if self.budget is None:
+            return iterations, pairs or DEFAULT_PAIRS
+        room = self.budget - 2
+        if pairs is None:
+            pairs = room // (2 * iterations)
+            if pairs < 1:
+                pairs, iterations = 1, room // 2
+        else:
+            iterations = min(iterations, room // (2 * pairs))
+        if iterations < 1:
+            raise OptionError(f"budget {self.budget} is too small: one step needs {2 + 2 * (pairs or 1)} queries")
+        return iterations, pairs
+
+    def validate(self) -> "ExplainConfig":
+        checks = [
+            (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
+            (self.estimator in ESTIMATORS, f"estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}"),
+            (1 <= self.iterations <= 1_000_000, f"iterations must be in 1..1,000,000, not {self.iterations}"),
+            (self.pairs is None or 1 <= self.pairs <= 100_000, f"pairs must be in 1..100,000, not {self.pairs}"),
+            (self.budget is None or 4 <= self.budget <= 10**9, f"budget must be in 4..10^9 queries, not {self.budget}"),
+            (0 < self.step <= 1, f"step must be in (0, 1], not {self.step}"),
+            (2 <= self.mask_size <= 512, f"mask size must be in 2..512, not {self.mask_size}"),
+            (self.resolution is None or 1 <= self.resolution <= self.mask_size,
+             f"resolution must be in 1..mask size ({self.mask_size}), not {self.resolution}"),
+            (0 < self.lr <= 10, f"lr must be in (0, 10], not {self.lr}"),
+            (min(self.lambda1, self.lambda2, self.gamma) >= 0, "lambda1, lambda2 and gamma must be non-negative"),
+            (self.beta >= 1, f"beta must be at least 1, not {self.beta}"),
+            (self.sigma >= 0 and self.kernel >= 1 and self.kernel % 2 == 1, "blur needs sigma >= 0 and an odd kernel size"),
+            (0 <= self.seed < 2**63, f"seed must be a non-negative integer, not {self.seed}"),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise OptionError("; ".join(bad))
+        self.plan()
+        return self
+
+
+DEFAULT_PAIRS = 8
+
+Progress = Callable[[int, int, float], None]  # (step, total steps, loss)
+
+
+def explain(
+    model: OnnxClassifier | str | Path,
+    image: str | Path | np.ndarray,
+    target: int | str | None = None,
+    method: str = "ftc",
+    *,
+    config: ExplainConfig | None = None,
+    progress: Progress | None = None,
+    **settings: Any,
+) -> Explanation:
+    """Find the undesirable pixels of ``image`` for ``target`` (default: the top-1 class).
+
+    ``image`` is a path, an ``(h, w, 3)`` uint8 photo (resized and cropped per the model's spec)
+    or an ``(H, W, 3)`` float image in 0-1 already at the model's input size. Any field of
+    :class:`ExplainConfig` can be given as a keyword (``iterations=50, budget=2000, seed=1``).
+    """
+    cfg = replace(config or ExplainConfig(), method=method, **settings).validate()
+    model = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model)
+    source = str(image) if isinstance(image, (str, Path)) else "<array>"
+    x = _model_view(model, image)
+    started, queries_before = time.perf_counter(), model.queries
+
+    pert = Perturber(x, (cfg.mask_size, cfg.mask_size), BlurSpec(cfg.sigma, cfg.kernel))
+    s0 = model.scores(x[None])
+    z0, p0 = s0.logits[0], s0.probs[0]
+    top1 = int(np.argmax(p0))
+    k = top1 if target is None else model.class_index(target)
+
+    iterations, pairs = cfg.plan()
+    objective = Objective(cfg.method, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
+    estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution)
+    rng = np.random.default_rng(cfg.seed)
+
+    def model_loss(masks: np.ndarray) -> np.ndarray:
+        return objective.model_loss(model.scores(pert(masks)), k, z0)
+
+    mask = np.ones((cfg.mask_size, cfg.mask_size), dtype=np.float64)
+    adam = Adam(lr=cfg.lr)
+    history: list[float] = []
+    for step in range(iterations):
+        g_model, loss = estimator.estimate(model_loss, mask, rng)
+        reg, g_reg = objective.regularizer(mask)
+        mask = adam.step(mask, g_model + g_reg)
+        history.append(loss + reg)
+        if progress is not None:
+            progress(step + 1, iterations, history[-1])
+
+    perturbed = pert(mask.astype(np.float32))
+    p1 = model.scores(perturbed[None]).probs[0]
+    heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
+    return Explanation(
+        mask=mask,
+        heatmap=heatmap,
+        image=x,
+        perturbed=perturbed,
+        target=k,
+        target_name=model.labels[k],
+        prob_before=float(p0[k]),
+        prob_after=float(p1[k]),
+        top1=top1,
+        top1_name=model.labels[top1],
+        top1_prob_before=float(p0[top1]),
+        top1_prob_after=float(p1[top1]),
+        phi=phi(float(p0[top1]), float(p1[top1])),
+        undesirable_ratio=undesirable_ratio(heatmap),
+        queries=model.queries - queries_before,
+        seconds=time.perf_counter() - started,
+        loss_history=history,
+        config={**asdict(cfg), "iterations": iterations, "pairs": pairs},
+        model=str(model.path),
+        source=source,
+    )
+
+
+def _model_view(model: OnnxClassifier, image: str | Path | np.ndarray) -> np.ndarray:
+    if isinstance(image, (str, Path)):
+        return model.prepare(load_rgb(image))
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise OptionError(f"an image array must be (H, W, 3), not {arr.shape}")
+    if arr.dtype == np.uint8:
+        return model.prepare(arr)
+    if arr.shape[:2] != model.input_size:
+        raise OptionError(f"a float image must already be at the model's input size {model.input_size}")
+    return np.clip(arr.astype(np.float32), 0.0, 1.0)

@@ -1,0 +1,68 @@
+"""The result of one explanation: what was found, what it did to the model, what it cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Explanation:
+    """Undesirable pixels of one image for one target class.
+
+    ``heatmap`` is 1 - M' at the model's input size: high where blurring raises the target.
+    ``phi`` is this image's term of the paper's Eq. 8 (top-1 class of the original image).
+    ``queries`` counts every image the model scored for this explanation.
+    """
+
+    mask: np.ndarray  # (h, w) in [0, 1]; 1 = keep, 0 = blur
+    heatmap: np.ndarray  # (H, W) = 1 - M'
+    image: np.ndarray  # (H, W, 3) the model's view of the photo, 0-1 RGB
+    perturbed: np.ndarray  # (H, W, 3) Q(X; M)
+    target: int
+    target_name: str
+    prob_before: float
+    prob_after: float
+    top1: int
+    top1_name: str
+    top1_prob_before: float
+    top1_prob_after: float
+    phi: float
+    undesirable_ratio: float
+    queries: int
+    seconds: float
+    loss_history: list[float] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+    model: str = ""
+    source: str = ""
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the arrays: the JSON report."""
+        return {
+            "model": self.model,
+            "image": self.source,
+            "target": self.target,
+            "target_name": self.target_name,
+            "prob_before": self.prob_before,
+            "prob_after": self.prob_after,
+            "top1": self.top1,
+            "top1_name": self.top1_name,
+            "top1_prob_before": self.top1_prob_before,
+            "top1_prob_after": self.top1_prob_after,
+            "phi": self.phi,
+            "undesirable_ratio": self.undesirable_ratio,
+            "queries": self.queries,
+            "seconds": self.seconds,
+            "config": self.config,
+            "loss_history": self.loss_history,
+            "mask": np.round(self.mask, 6).tolist(),
+        }
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write heatmap, overlay, perturbed image, side-by-side figure, mask and JSON report."""
+        from .render import save_explanation
+
+        return save_explanation(self, Path(out_dir))

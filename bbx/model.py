@@ -1,0 +1,351 @@
+"""The model as a black box: an ONNX classifier that bbx may only query.
+
+:class:`OnnxClassifier` opens the file once, works out its conventions from the graph's
+signature and one real forward pass (layout, size, dtype, static batch, which output holds the
+class scores, logits or probabilities, background class), and then scores batches of 0-1 RGB
+images, counting every image it is asked to score. Nothing inside the graph is read or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import preprocess as pp
+from .errors import ModelError, OptionError
+from .labels import read_labels_file, resolve_labels
+
+_DTYPES = {1: np.float32, 10: np.float16, 2: np.uint8}  # onnx TensorProto elem types
+_NAME_HINTS = ("logit", "score", "pred", "output", "class", "prob")
+
+
+@dataclass(frozen=True)
+class InputInfo:
+    name: str
+    layout: str  # "NCHW" | "NHWC"
+    height: int
+    width: int
+    dtype: str  # "float32" | "float16" | "uint8"
+    batch: int | None  # static batch size, None when dynamic
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    name: str
+    num_classes: int
+    kind: str  # "logits" | "probabilities"
+    background: bool  # 1001 classes, index 0 = background
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Model outputs for a batch: ``logits`` (N, C) and ``probs`` (N, C), float64."""
+
+    logits: np.ndarray
+    probs: np.ndarray
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def check_external_data(model_path: Path, proto: Any) -> None:
+    """Refuse tensors whose external data would be read from outside the model's folder.
+
+    Runs on the graph loaded *without* external data, before onnxruntime opens anything.
+    """
+    from onnx.external_data_helper import _get_all_tensors, uses_external_data
+
+    folder = model_path.resolve().parent
+    for tensor in _get_all_tensors(proto):
+        if not uses_external_data(tensor):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        target = (folder / location).resolve()
+        if (not location or os.path.isabs(location) or ".." in Path(location).parts
+                or folder not in target.parents):
+            raise ModelError(f"refusing model {model_path.name}: tensor {tensor.name!r} reads external data "
+                             f"from {location!r}, outside the model's folder")
+
+
+class OnnxClassifier:
+    """An ONNX image classifier behind onnxruntime, queried only through :meth:`scores`.
+
+    Parameters
+    ----------
+    path: the ``.onnx`` file.
+    device: ``"cpu"``, ``"cuda"`` (falls back to CPU with a warning) or ``"auto"``.
+    preprocess: CLI-level overrides of :class:`~bbx.preprocess.PreprocessSpec` fields.
+    preset: name of a bundled preset to use instead of matching the file name.
+    output: name of the output holding class scores, when the graph has several.
+    labels: a labels file (one name per line, or a JSON list).
+    max_batch: largest batch sent in one call when the batch axis is dynamic.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        device: str = "cpu",
+        preprocess: dict[str, Any] | None = None,
+        preset: str | None = None,
+        output: str | None = None,
+        labels: str | Path | Sequence[str] | None = None,
+        max_batch: int = 64,
+    ) -> None:
+        import onnx
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ModelError(f"model not found: {self.path}")
+        if max_batch < 1:
+            raise OptionError("max_batch must be at least 1")
+        try:
+            proto = onnx.load(str(self.path), load_external_data=False)
+        except Exception as exc:
+            raise ModelError(f"not a readable ONNX model: {self.path} ({_first_line(exc)})") from None
+        if not proto.graph.node and not proto.graph.output:
+            raise ModelError(f"not a readable ONNX model: {self.path} (empty graph)")
+        check_external_data(self.path, proto)
+        self.metadata = {p.key: p.value for p in proto.metadata_props}
+
+        self.providers = _providers(device, ort.get_available_providers())
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
+        except Exception as exc:
+            raise ModelError(f"onnxruntime cannot load {self.path.name}: {_first_line(exc)}") from None
+        self.providers = self.session.get_providers()
+
+        initialisers = {t.name for t in proto.graph.initializer}
+        graph_inputs = [i for i in proto.graph.input if i.name not in initialisers]
+        resolved = pp.resolve(self.path, self.metadata, cli=preprocess, preset=preset)
+        self.input, resolved = _input_info(graph_inputs, resolved)
+        self.spec, self.spec_sources = resolved.spec, resolved.sources
+        self._np_dtype = np.dtype(self.input.dtype)
+        self.max_batch = self.input.batch or max_batch
+        self.queries = 0
+
+        self.output = self._detect_output(output)
+        explicit = None
+        if labels is not None:
+            explicit = read_labels_file(labels) if isinstance(labels, (str, Path)) else list(labels)
+        self.labels, self.labels_source = resolve_labels(
+            self.output.num_classes, explicit=explicit, sidecar=pp.read_sidecar(self.path), metadata=self.metadata)
+        self.queries = 0  # the detection pass is not a query of the user's
+
+    # -- queries ---------------------------------------------------------------------------
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input.height, self.input.width
+
+    @property
+    def num_classes(self) -> int:
+        return self.output.num_classes
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """A photo (uint8 RGB) resized and cropped to the model's input, 0-1 float32 HWC."""
+        return pp.prepare(rgb, self.spec)
+
+    def scores(self, images: np.ndarray) -> Scores:
+        """Score an ``(N, H, W, 3)`` batch of 0-1 RGB images; counts ``N`` queries."""
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 3:
+            images = images[None]
+        if images.shape[1:] != (self.input.height, self.input.width, 3):
+            raise OptionError(f"images of shape {images.shape[1:]} do not match the model's input "
+                              f"{(self.input.height, self.input.width, 3)}")
+        n = len(images)
+        self.queries += n
+        raw = self._raw_scores(images, self.output.name)
+        return self._to_scores(raw)
+
+    def predict(self, rgb: np.ndarray) -> Scores:
+        return self.scores(self.prepare(rgb)[None])
+
+    def class_index(self, target: int | str) -> int:
+        """A class given by index or by name (exact, then case-insensitive) as an output index."""
+        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
+            k = int(target)
+            if not 0 <= k < self.num_classes:
+                raise OptionError(f"target {k} is out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
+            return k
+        name = str(target).strip()
+        if name in self.labels:
+            return self.labels.index(name)
+        low = [lab.lower() for lab in self.labels]
+        if name.lower() in low:
+            return low.index(name.lower())
+        near = [lab for lab in self.labels if name.lower() in lab.lower()][:5]
+        hint = f"; did you mean: {', '.join(near)}" if near else ""
+        raise OptionError(f"unknown target class {name!r}{hint}")
+
+    def describe(self) -> dict[str, Any]:
+        """Everything ``bbx inspect`` reports."""
+        return {
+            "model": str(self.path),
+            "providers": list(self.providers),
+            "inputs": [_io_desc(i) for i in self.session.get_inputs()],
+            "outputs": [_io_desc(o) for o in self.session.get_outputs()],
+            "input": vars(self.input),
+            "output": vars(self.output),
+            "preprocess": self.spec.to_json(),
+            "preprocess_sources": dict(self.spec_sources),
+            "labels_source": self.labels_source,
+            "num_classes": self.num_classes,
+        }
+
+    # -- internals -------------------------------------------------------------------------
+    def _raw_scores(self, images: np.ndarray, output: str | None) -> np.ndarray | list[np.ndarray]:
+        names = [output] if output else [o.name for o in self.session.get_outputs()]
+        step = self.max_batch
+        parts: list[list[np.ndarray]] = []
+        for start in range(0, len(images), step):
+            chunk = images[start:start + step]
+            n = len(chunk)
+            if self.input.batch and n < self.input.batch:  # fixed-batch model: pad, then drop
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.input.batch - n, axis=0)])
+            feed = {self.input.name: pp.to_model_input(chunk, self.spec, self._np_dtype)}
+            try:
+                outs = self.session.run(names, feed)
+            except Exception as exc:
+                raise ModelError(f"the model failed on a batch of {len(chunk)}: {_first_line(exc)}") from None
+            parts.append([_squeeze(o, len(chunk))[:n] for o in outs])
+        joined = [np.concatenate([p[i] for p in parts]) for i in range(len(names))]
+        return joined[0] if output else joined
+
+    def _to_scores(self, raw: np.ndarray) -> Scores:
+        raw = np.asarray(raw, dtype=np.float64)
+        if raw.ndim != 2 or raw.shape[1] != self.num_classes:
+            raise ModelError(f"the model returned scores of shape {raw.shape}, expected (N, {self.num_classes})")
+        if not np.isfinite(raw).all():
+            raise ModelError("the model returned NaN or infinite scores")
+        if self.output.kind == "probabilities":
+            logp = np.log(np.clip(raw, 1e-12, None))
+            logits = logp - logp.mean(axis=1, keepdims=True)
+            probs = raw / raw.sum(axis=1, keepdims=True)
+        else:
+            logits = raw
+            probs = softmax(raw)
+        return Scores(logits=logits, probs=probs)
+
+    def _detect_output(self, wanted: str | None) -> OutputInfo:
+        h, w = self.input_size
+        n = self.input.batch or 2
+        rng = np.random.default_rng(0)
+        probe = np.concatenate([np.full((1, h, w, 3), 0.5, np.float32),
+                                rng.random((max(n - 1, 0), h, w, 3), dtype=np.float32)])[:n]
+        outs = self._raw_scores(probe, None)
+        names = [o.name for o in self.session.get_outputs()]
+        shapes = {name: np.asarray(o).shape for name, o in zip(names, outs)}
+        cands = [name for name, o in zip(names, outs)
+                 if np.asarray(o).ndim == 2 and np.asarray(o).shape[0] == n and np.asarray(o).shape[1] >= 2]
+        if wanted is not None:
+            if wanted not in names:
+                raise OptionError(f"no output named {wanted!r}; outputs: {', '.join(names)}")
+            if wanted not in cands:
+                raise ModelError(f"output {wanted!r} has shape {list(shapes[wanted])}, not [batch, classes]")
+            cands = [wanted]
+        if not cands:
+            desc = ", ".join(f"{k}{list(v)}" for k, v in shapes.items())
+            raise ModelError(f"not an image classifier: no output of shape [batch, classes] (outputs: {desc})")
+        values = {name: np.asarray(o, dtype=np.float64) for name, o in zip(names, outs)}
+        kinds = {name: _kind(values[name]) for name in cands}
+        if len(cands) > 1:  # prefer logits, then an output whose name says it holds class scores
+            cands.sort(key=lambda c: (kinds[c] != "logits", _hint_rank(c)))
+        name = cands[0]
+        if not np.isfinite(values[name]).all():
+            raise ModelError("the model returned NaN or infinite scores on a plain grey image")
+        c = values[name].shape[1]
+        return OutputInfo(name=name, num_classes=c, kind=kinds[name], background=(c == 1001))
+
+
+def _kind(v: np.ndarray) -> str:
+    if np.isfinite(v).all() and v.min() >= -1e-6 and v.max() <= 1 + 1e-6 and np.allclose(v.sum(axis=1), 1.0, atol=1e-3):
+        return "probabilities"
+    return "logits"
+
+
+def _hint_rank(name: str) -> int:
+    low = name.lower()
+    return next((i for i, h in enumerate(_NAME_HINTS) if h in low), len(_NAME_HINTS))
+
+
+def _squeeze(o: Any, n: int) -> np.ndarray:
+    a = np.asarray(o)
+    while a.ndim > 2 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim >= 1 and a.shape[0] != n:
+        raise ModelError(f"the model returned {a.shape[0]} rows for a batch of {n} images")
+    return a
+
+
+def _input_info(graph_inputs: list[Any], resolved: pp.ResolvedSpec) -> tuple[InputInfo, pp.ResolvedSpec]:
+    if not graph_inputs:
+        raise ModelError("not an image classifier: the model has no input")
+    if len(graph_inputs) > 1:
+        names = ", ".join(i.name for i in graph_inputs)
+        raise ModelError(f"not an image classifier: the model has {len(graph_inputs)} inputs ({names}); bbx needs one image input")
+    gi = graph_inputs[0]
+    tt = gi.type.tensor_type
+    if not gi.type.HasField("tensor_type"):
+        raise ModelError(f"not an image classifier: input {gi.name!r} is not a tensor")
+    dtype = _DTYPES.get(tt.elem_type)
+    if dtype is None:
+        raise ModelError(f"input {gi.name!r} has element type {tt.elem_type}; bbx supports float32, float16 and uint8 images")
+    dims: list[int | None] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+    if len(dims) != 4:
+        raise ModelError(f"not an image input: {gi.name!r} has shape {_fmt_dims(dims)}, expected 4 dimensions (N,C,H,W or N,H,W,C)")
+    c1, c3 = dims[1], dims[3]
+    if c1 == 3 and c3 != 3:
+        layout = "NCHW"
+    elif c3 == 3 and c1 != 3:
+        layout = "NHWC"
+    elif c1 in (3, None) and c3 in (3, None):
+        layout = None  # ambiguous: the spec decides
+    else:
+        raise ModelError(f"not an RGB image input: {gi.name!r} has shape {_fmt_dims(dims)} (no axis of 3 channels)")
+    resolved = pp.with_graph(resolved, layout=layout)
+    hw = (dims[2], dims[3]) if resolved.spec.layout == "NCHW" else (dims[1], dims[2])
+    size = (int(hw[0]), int(hw[1])) if None not in hw and 0 not in hw else None
+    resolved = pp.with_graph(resolved, size=size)
+    batch = dims[0] if dims[0] else None
+    info = InputInfo(name=gi.name, layout=resolved.spec.layout, height=resolved.spec.size[0],
+                     width=resolved.spec.size[1], dtype=np.dtype(dtype).name, batch=batch)
+    return info, resolved
+
+
+def _providers(device: str, available: Sequence[str]) -> list[str]:
+    device = device.lower()
+    if device not in ("cpu", "cuda", "auto"):
+        raise OptionError(f"unknown device {device!r}: use cpu, cuda or auto")
+    if device in ("cuda", "auto") and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        warnings.warn("CUDA was asked for but onnxruntime has no CUDAExecutionProvider here "
+                      "(install bbx[gpu]); running on the CPU", RuntimeWarning, stacklevel=3)
+    return ["CPUExecutionProvider"]
+
+
+def _fmt_dims(dims: Sequence[int | None]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def _io_desc(node: Any) -> dict[str, Any]:
+    return {"name": node.name, "shape": [d if isinstance(d, int) else str(d) for d in node.shape], "type": node.type}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return line[:300]

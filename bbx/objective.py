@@ -1,0 +1,76 @@
+"""Losses to minimise: the model's part (queried) and the regulariser R_M (exact).
+
+Model part, from scores of perturbed images (f softmax, z logits, k target, z0 logits of X):
+
+* ``plain`` (Eq. 3):  -f_k
+* ``ftc``   (Eq. 5):  -f_k + gamma * |mean_{i!=k}(z_i - z0_i)|
+* ``fntc``  (Eq. 7):  sum_{i!=k} f_i + gamma * |z_k - z0_k|
+
+R_M = lambda1 * TV_beta(M) + lambda2 * ||1 - M||_1, each term averaged over mask elements so
+that the paper's lambda2 = 3 does not forbid every perturbation. R_M is a known function of M,
+so its gradient is computed exactly instead of being estimated with queries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import Scores
+
+METHODS = ("ftc", "fntc", "plain")
+
+
+@dataclass(frozen=True)
+class Objective:
+    method: str = "ftc"
+    lambda1: float = 1.7
+    lambda2: float = 3.0
+    beta: float = 2.0
+    gamma: float = 0.3
+    tv_eps: float = 1e-8  # keeps TV differentiable where the mask is flat
+
+    def model_loss(self, scores: Scores, target: int, reference_logits: np.ndarray) -> np.ndarray:
+        """The queried part of the loss, one value per scored image."""
+        f, z, k = scores.probs, scores.logits, target
+        if self.method == "plain":
+            return -f[:, k]
+        if self.method == "ftc":
+            dz = z - reference_logits[None, :]
+            others = (dz.sum(axis=1) - dz[:, k]) / (z.shape[1] - 1)
+            return -f[:, k] + self.gamma * np.abs(others)
+        if self.method == "fntc":
+            return (f.sum(axis=1) - f[:, k]) + self.gamma * np.abs(z[:, k] - reference_logits[k])
+        raise ValueError(f"unknown method {self.method!r}")
+
+    def regularizer(self, mask: np.ndarray) -> tuple[float, np.ndarray]:
+        """R_M and its exact gradient for one ``(h, w)`` mask."""
+        tv, g_tv = total_variation(mask, self.beta, self.tv_eps)
+        n = mask.size
+        l1 = np.abs(1.0 - mask).sum() / n
+        g_l1 = -np.sign(1.0 - mask) / n
+        return self.lambda1 * tv + self.lambda2 * l1, self.lambda1 * g_tv + self.lambda2 * g_l1
+
+
+def total_variation(mask: np.ndarray, beta: float = 2.0, eps: float = 1e-8) -> tuple[float, np.ndarray]:
+    """Mean over elements of ((dx)^beta + (dy)^beta)^(1/beta), forward differences, and its gradient."""
+    m = np.asarray(mask, dtype=np.float64)
+    dx = np.zeros_like(m)
+    dy = np.zeros_like(m)
+    dx[:-1, :] = m[1:, :] - m[:-1, :]
+    dy[:, :-1] = m[:, 1:] - m[:, :-1]
+    ax, ay = np.abs(dx), np.abs(dy)
+    s = ax**beta + ay**beta + eps
+    t = s ** (1.0 / beta)
+    n = m.size
+    # d t / d dx = sign(dx) |dx|^(beta-1) * s^(1/beta - 1)
+    common = s ** (1.0 / beta - 1.0)
+    gx = np.sign(dx) * ax ** (beta - 1.0) * common
+    gy = np.sign(dy) * ay ** (beta - 1.0) * common
+    grad = np.zeros_like(m)
+    grad[1:, :] += gx[:-1, :]
+    grad[:-1, :] -= gx[:-1, :]
+    grad[:, 1:] += gy[:, :-1]
+    grad[:, :-1] -= gy[:, :-1]
+    return float(t.sum() / n), grad / n
