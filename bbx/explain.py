@@ -33,7 +33,7 @@ class ExplainConfig:
     budget: int | None = None  # total queries, including the two for X and the final Q
     estimator: str = "nes"
     step: float = 0.1
-    resolution: int | None = 14
+    resolution: int | None = None  # direction grid; None = full mask resolution (measured best)
     lr: float = 0.1
     lambda1: float = 1.7
     lambda2: float = 3.0

@@ -52,7 +52,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
 def _to_rgb(im: Image.Image) -> np.ndarray:
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         a = np.asarray(im, dtype=np.float64)
-        top = 65535.0 if a.max() > 255 else 255.0
+        top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
         g = np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=2)
     if im.mode == "F":

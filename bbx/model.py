@@ -120,7 +120,7 @@ class OnnxClassifier:
         self.providers = _providers(device, ort.get_available_providers())
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
+        opts.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
         except Exception as exc:
@@ -166,6 +166,8 @@ class OnnxClassifier:
             raise OptionError(f"images of shape {images.shape[1:]} do not match the model's input "
                               f"{(self.input.height, self.input.width, 3)}")
         n = len(images)
+        if n == 0:
+            raise OptionError("no images to score: the batch is empty")
         self.queries += n
         raw = self._raw_scores(images, self.output.name)
         return self._to_scores(raw)
