@@ -21,6 +21,7 @@ from .model import OnnxClassifier
 from .objective import METHODS, Objective
 from .optimize import Adam
 from .perturb import BlurSpec, Perturber
+from .query import MaskQuery
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ExplainConfig:
     sigma: float = 5.0
     kernel: int = 11
     seed: int = 0
+    fused: bool = True  # fold the model's normalisation into the blend (same numbers, less host work)
 
     def plan(self) -> tuple[int, int]:
         """(iterations, pairs) so that 2 + 2*pairs*iterations never exceeds the budget."""
@@ -122,8 +124,10 @@ def explain(
     estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution)
     rng = np.random.default_rng(cfg.seed)
 
+    query = MaskQuery(model, pert, fused=cfg.fused)
+
     def model_loss(masks: np.ndarray) -> np.ndarray:
-        return objective.model_loss(model.scores(pert(masks)), k, z0)
+        return objective.model_loss(query(masks), k, z0)
 
     mask = np.ones((cfg.mask_size, cfg.mask_size), dtype=np.float64)
     adam = Adam(lr=cfg.lr)

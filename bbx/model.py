@@ -165,12 +165,14 @@ class OnnxClassifier:
         if images.shape[1:] != (self.input.height, self.input.width, 3):
             raise OptionError(f"images of shape {images.shape[1:]} do not match the model's input "
                               f"{(self.input.height, self.input.width, 3)}")
-        n = len(images)
-        if n == 0:
+        if len(images) == 0:
             raise OptionError("no images to score: the batch is empty")
-        self.queries += n
-        raw = self._raw_scores(images, self.output.name)
-        return self._to_scores(raw)
+        return self.score_tensor(pp.to_model_input(images, self.spec, self._np_dtype))
+
+    def score_tensor(self, x: np.ndarray) -> Scores:
+        """Score a batch already in the model's own input format (layout, scale, dtype); counts ``N``."""
+        self.queries += len(x)
+        return self._to_scores(self._run(x, self.output.name))
 
     def predict(self, rgb: np.ndarray) -> Scores:
         return self.scores(self.prepare(rgb)[None])
@@ -208,18 +210,18 @@ class OnnxClassifier:
         }
 
     # -- internals -------------------------------------------------------------------------
-    def _raw_scores(self, images: np.ndarray, output: str | None) -> np.ndarray | list[np.ndarray]:
+    def _run(self, x: np.ndarray, output: str | None) -> np.ndarray | list[np.ndarray]:
+        """Run the session over ``x`` in chunks the model accepts (a fixed batch is padded, then dropped)."""
         names = [output] if output else [o.name for o in self.session.get_outputs()]
         step = self.max_batch
         parts: list[list[np.ndarray]] = []
-        for start in range(0, len(images), step):
-            chunk = images[start:start + step]
+        for start in range(0, len(x), step):
+            chunk = x[start:start + step]
             n = len(chunk)
-            if self.input.batch and n < self.input.batch:  # fixed-batch model: pad, then drop
+            if self.input.batch and n < self.input.batch:
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.input.batch - n, axis=0)])
-            feed = {self.input.name: pp.to_model_input(chunk, self.spec, self._np_dtype)}
             try:
-                outs = self.session.run(names, feed)
+                outs = self.session.run(names, {self.input.name: chunk})
             except Exception as exc:
                 raise ModelError(f"the model failed on a batch of {len(chunk)}: {_first_line(exc)}") from None
             parts.append([_squeeze(o, len(chunk))[:n] for o in outs])
@@ -247,7 +249,7 @@ class OnnxClassifier:
         rng = np.random.default_rng(0)
         probe = np.concatenate([np.full((1, h, w, 3), 0.5, np.float32),
                                 rng.random((max(n - 1, 0), h, w, 3), dtype=np.float32)])[:n]
-        outs = self._raw_scores(probe, None)
+        outs = self._run(pp.to_model_input(probe, self.spec, self._np_dtype), None)
         names = [o.name for o in self.session.get_outputs()]
         shapes = {name: np.asarray(o).shape for name, o in zip(names, outs)}
         cands = [name for name, o in zip(names, outs)

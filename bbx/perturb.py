@@ -28,26 +28,32 @@ def blur(image: np.ndarray, sigma: float = 5.0, kernel: int = 11) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def interpolation_matrix(src: int, dst: int) -> np.ndarray:
-    """``(dst, src)`` matrix of 1-D linear interpolation with half-pixel centres, edges clamped."""
-    a = np.zeros((dst, src), dtype=np.float64)
-    scale = src / dst
-    for i in range(dst):
-        x = max((i + 0.5) * scale - 0.5, 0.0)
-        i0 = min(int(np.floor(x)), src - 1)
-        i1 = min(i0 + 1, src - 1)
-        w1 = x - i0
-        a[i, i0] += 1.0 - w1
-        a[i, i1] += w1
-    return a
+def linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """1-D linear interpolation ``src -> dst`` with half-pixel centres, edges clamped.
+
+    Returns ``(i0, i1, w1)``: output ``j`` is ``(1 - w1[j]) * in[i0[j]] + w1[j] * in[i1[j]]``.
+    """
+    x = np.maximum((np.arange(dst) + 0.5) * (src / dst) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(x).astype(np.intp), src - 1)
+    i1 = np.minimum(i0 + 1, src - 1)
+    return i0, i1, (x - i0).astype(np.float32)
 
 
 def upsample(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear upsampling of ``(..., h, w)`` masks to ``(..., H, W)``."""
-    h, w = masks.shape[-2:]
-    ah = interpolation_matrix(h, size[0]).astype(np.float32)
-    aw = interpolation_matrix(w, size[1]).astype(np.float32)
-    return ah @ masks.astype(np.float32) @ aw.T
+    """Bilinear upsampling of ``(..., h, w)`` masks to ``(..., H, W)``.
+
+    Gathers and blends instead of multiplying by interpolation matrices: no BLAS call, whose
+    idle worker threads would otherwise compete with onnxruntime's for the same cores.
+    """
+    m = np.asarray(masks, dtype=np.float32)
+    r0, r1, rw = linear_taps(m.shape[-2], size[0])
+    c0, c1, cw = linear_taps(m.shape[-1], size[1])
+    cols = m[..., c0] + (m[..., c1] - m[..., c0]) * cw  # (..., h, W): small
+    lo, hi = cols[..., r0, :], cols[..., r1, :]  # whole-row copies
+    hi -= lo
+    hi *= rw[:, None]
+    hi += lo
+    return hi
 
 
 @dataclass(frozen=True)
@@ -64,13 +70,11 @@ class Perturber:
         self.blurred = blur(self.image, blur_spec.sigma, blur_spec.kernel)
         self.delta = self.image - self.blurred
         self.mask_shape = tuple(mask_shape)
-        H, W = self.image.shape[:2]
-        self._ah = interpolation_matrix(mask_shape[0], H).astype(np.float32)
-        self._awt = interpolation_matrix(mask_shape[1], W).T.astype(np.float32).copy()
+        self.size = self.image.shape[:2]
 
     def upsample(self, masks: np.ndarray) -> np.ndarray:
         """M' for ``(B, h, w)`` or ``(h, w)`` masks."""
-        return self._ah @ np.asarray(masks, dtype=np.float32) @ self._awt
+        return upsample(masks, self.size)
 
     def __call__(self, masks: np.ndarray) -> np.ndarray:
         """Perturbed images ``(B, H, W, 3)`` for masks ``(B, h, w)`` (a single mask gives ``(H, W, 3)``)."""

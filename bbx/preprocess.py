@@ -224,12 +224,23 @@ def prepare(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 def to_model_input(batch: np.ndarray, spec: PreprocessSpec, dtype: np.dtype) -> np.ndarray:
     """Turn an ``(N, H, W, 3)`` 0-1 RGB batch into the tensor the model expects."""
-    x = np.clip(batch, 0.0, 1.0, dtype=np.float32) * np.float32(spec.scale)
+    gain, offset = affine(spec)
+    x = np.asarray(batch, dtype=np.float32)
     if spec.channel_order == "BGR":
         x = x[..., ::-1]
-    x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    x = x * gain + offset
     if spec.layout == "NCHW":
         x = x.transpose(0, 3, 1, 2)
-    if dtype == np.uint8:
+    if np.dtype(dtype) == np.uint8:
         return np.ascontiguousarray(np.clip(np.rint(x), 0, 255).astype(np.uint8))
     return np.ascontiguousarray(x.astype(dtype, copy=False))
+
+
+def affine(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel ``(gain, offset)`` with model value = pixel_0_1 * gain + offset (model channel order).
+
+    Normalisation is affine, so a blend of two images can be normalised by blending their
+    normalised versions: the fused query path relies on this.
+    """
+    std = np.asarray(spec.std, np.float32)
+    return np.float32(spec.scale) / std, -np.asarray(spec.mean, np.float32) / std
