@@ -11,21 +11,35 @@ from typing import Any, Callable
 from .errors import OptionError
 
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
-    """Call ``write(fileobj)`` on a temporary file in the same folder, then rename it into place."""
+    """Call ``write(fileobj)`` on a temporary file in the same folder, then rename it into place.
+
+    The file gets the usual permissions (0666 less the umask, not mkstemp's 0600); a link at
+    ``path`` is replaced, never followed. A failure to write is one line (:class:`OptionError`).
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError):
+            raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
 
@@ -38,10 +52,13 @@ def write_json(path: str | Path, data: Any) -> Path:
 def append_line(path: str | Path, data: Any) -> None:
     """Append one JSON line in a single write, flushed and synced (a kill leaves whole lines)."""
     line = json.dumps(data, default=_jsonable, separators=(",", ":")) + "\n"
-    with open(path, "a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def ensure_dir(path: str | Path) -> Path:

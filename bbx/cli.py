@@ -26,6 +26,7 @@ _PRE_HELP = "Preprocessing override"
 
 
 def _fail(msg: str, code: int = 2) -> None:
+    msg = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())  # one line, always
     typer.echo(f"bbx: error: {msg}", err=True)
     raise SystemExit(code)
 
@@ -195,6 +196,9 @@ class _Progress:
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
             sys.stderr.write("\n")
+
+
+from . import cli_evaluate  # noqa: E402,F401  registers `bbx evaluate` (needs app and the helpers above)
 
 
 def main(argv: Optional[list[str]] = None) -> None:

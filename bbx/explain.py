@@ -36,6 +36,8 @@ class ExplainConfig:
     step: float = 0.1
     resolution: int | None = None  # direction grid; None = full mask resolution (measured best)
     lr: float = 0.1
+    beta1: float = 0.9  # Adam's momentum: an average over past estimates (a time prior)
+    schedule: str = "constant"  # "constant" (paper) or "cosine" decay of lr to 0
     lambda1: float = 1.7
     lambda2: float = 3.0
     beta: float = 2.0
@@ -47,15 +49,18 @@ class ExplainConfig:
     fused: bool = True  # fold the model's normalisation into the blend (same numbers, less host work)
 
     def plan(self) -> tuple[int, int]:
-        """(iterations, pairs) so that 2 + 2*pairs*iterations never exceeds the budget."""
+        """(iterations, pairs) so that 2 + 2*pairs*iterations never exceeds the budget.
+
+        With a budget and no ``pairs``, the budget is spent: pairs per step follow from the
+        iterations, then the iterations from what is left. With both given, it is only a cap.
+        """
         iterations, pairs = self.iterations, self.pairs
         if self.budget is None:
             return iterations, pairs or DEFAULT_PAIRS
         room = self.budget - 2
         if pairs is None:
-            pairs = room // (2 * iterations)
-            if pairs < 1:
-                pairs, iterations = 1, room // 2
+            pairs = max(1, room // (2 * iterations))
+            iterations = room // (2 * pairs)
         else:
             iterations = min(iterations, room // (2 * pairs))
         if iterations < 1:
@@ -74,6 +79,8 @@ class ExplainConfig:
             (self.resolution is None or 1 <= self.resolution <= self.mask_size,
              f"resolution must be in 1..mask size ({self.mask_size}), not {self.resolution}"),
             (0 < self.lr <= 10, f"lr must be in (0, 10], not {self.lr}"),
+            (0 <= self.beta1 < 1, f"beta1 must be in [0, 1), not {self.beta1}"),
+            (self.schedule in ("constant", "cosine"), f"schedule must be constant or cosine, not {self.schedule!r}"),
             (min(self.lambda1, self.lambda2, self.gamma) >= 0, "lambda1, lambda2 and gamma must be non-negative"),
             (self.beta >= 1, f"beta must be at least 1, not {self.beta}"),
             (self.sigma >= 0 and self.kernel >= 1 and self.kernel % 2 == 1, "blur needs sigma >= 0 and an odd kernel size"),
@@ -130,7 +137,7 @@ def explain(
         return objective.model_loss(query(masks), k, z0)
 
     mask = np.ones((cfg.mask_size, cfg.mask_size), dtype=np.float64)
-    adam = Adam(lr=cfg.lr)
+    adam = Adam(lr=cfg.lr, beta1=cfg.beta1, decay_steps=iterations if cfg.schedule == "cosine" else None)
     history: list[float] = []
     for step in range(iterations):
         g_model, loss = estimator.estimate(model_loss, mask, rng)

@@ -55,11 +55,15 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
         top = 65535.0 if im.mode.startswith("I;16") or a.max() > 255 else 255.0
         g = np.clip(np.round(a / top * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=2)
-    if im.mode == "F":
+    if im.mode == "F":  # stretched to 0-255 over its finite values; NaN and -inf black, +inf white
         a = np.asarray(im, dtype=np.float64)
-        lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-        g = np.zeros_like(a) if hi <= lo else (a - lo) / (hi - lo)
-        g = np.clip(np.round(np.nan_to_num(g) * 255.0), 0, 255).astype(np.uint8)
+        ok = np.isfinite(a)
+        lo, hi = (float(a[ok].min()), float(a[ok].max())) if ok.any() else (0.0, 0.0)
+        g = np.zeros_like(a)
+        if hi > lo:
+            g[ok] = (a[ok] - lo) / (hi - lo)
+        g[a == np.inf] = 1.0
+        g = np.clip(np.round(g * 255.0), 0, 255).astype(np.uint8)
         return np.repeat(g[..., None], 3, axis=2)
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")

@@ -12,7 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -59,20 +59,46 @@ def softmax(z: np.ndarray) -> np.ndarray:
 def check_external_data(model_path: Path, proto: Any) -> None:
     """Refuse tensors whose external data would be read from outside the model's folder.
 
-    Runs on the graph loaded *without* external data, before onnxruntime opens anything.
+    Runs on the graph loaded *without* external data, before onnxruntime opens anything; looks
+    at every tensor onnxruntime might read (initialisers dense and sparse, node attributes,
+    subgraphs, functions) and only at path strings (``resolve`` follows links, opens no file).
     """
-    from onnx.external_data_helper import _get_all_tensors, uses_external_data
-
     folder = model_path.resolve().parent
-    for tensor in _get_all_tensors(proto):
-        if not uses_external_data(tensor):
+    for tensor in _all_tensors(proto):
+        if tensor.data_location != tensor.EXTERNAL and not len(tensor.external_data):
             continue
         location = next((e.value for e in tensor.external_data if e.key == "location"), "")
-        target = (folder / location).resolve()
-        if (not location or os.path.isabs(location) or ".." in Path(location).parts
-                or folder not in target.parents):
+        try:
+            bad = (not location or os.path.isabs(location) or ".." in Path(location).parts
+                   or folder not in (folder / location).resolve().parents)
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop ...
+            bad = True
+        if bad:
+            shown = repr(location) if len(location) <= 120 else repr(location[:120]) + "..."
             raise ModelError(f"refusing model {model_path.name}: tensor {tensor.name!r} reads external data "
-                             f"from {location!r}, outside the model's folder")
+                             f"from {shown}, outside the model's folder")
+
+
+def _all_tensors(proto: Any) -> Iterator[Any]:
+    yield from _graph_tensors(proto.graph)
+    for function in proto.functions:
+        yield from _graph_tensors(function)
+
+
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    """Tensors of a graph or function, its nodes' attributes and their subgraphs (any depth)."""
+    yield from getattr(graph, "initializer", ())
+    for sparse in getattr(graph, "sparse_initializer", ()):
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for sparse in [*([a.sparse_tensor] if a.HasField("sparse_tensor") else []), *a.sparse_tensors]:
+                yield from (sparse.values, sparse.indices)
+            for sub in [*([a.g] if a.HasField("g") else []), *a.graphs]:
+                yield from _graph_tensors(sub)
 
 
 class OnnxClassifier:
@@ -122,7 +148,8 @@ class OnnxClassifier:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 4
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=self.providers)
+            # the resolved path: onnxruntime reads external data from the folder check_external_data checked
+            self.session = ort.InferenceSession(str(self.path.resolve()), sess_options=opts, providers=self.providers)
         except Exception as exc:
             raise ModelError(f"onnxruntime cannot load {self.path.name}: {_first_line(exc)}") from None
         self.providers = self.session.get_providers()
@@ -179,12 +206,14 @@ class OnnxClassifier:
 
     def class_index(self, target: int | str) -> int:
         """A class given by index or by name (exact, then case-insensitive) as an output index."""
-        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdigit()):
+        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdecimal()):
             k = int(target)
             if not 0 <= k < self.num_classes:
                 raise OptionError(f"target {k} is out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
             return k
         name = str(target).strip()
+        if not name:
+            raise OptionError("the target class is empty: give a class index or name")
         if name in self.labels:
             return self.labels.index(name)
         low = [lab.lower() for lab in self.labels]
@@ -214,7 +243,7 @@ class OnnxClassifier:
         """Run the session over ``x`` in chunks the model accepts (a fixed batch is padded, then dropped)."""
         names = [output] if output else [o.name for o in self.session.get_outputs()]
         step = self.max_batch
-        parts: list[list[np.ndarray]] = []
+        parts: list[np.ndarray] = []
         for start in range(0, len(x), step):
             chunk = x[start:start + step]
             n = len(chunk)
@@ -224,9 +253,10 @@ class OnnxClassifier:
                 outs = self.session.run(names, {self.input.name: chunk})
             except Exception as exc:
                 raise ModelError(f"the model failed on a batch of {len(chunk)}: {_first_line(exc)}") from None
-            parts.append([_squeeze(o, len(chunk))[:n] for o in outs])
-        joined = [np.concatenate([p[i] for p in parts]) for i in range(len(names))]
-        return joined[0] if output else joined
+            if not output:  # the detection pass: one chunk; outputs that are not [rows, ...] stay as they are
+                return [_squeeze(o, len(chunk), strict=False) for o in outs]
+            parts.append(_squeeze(outs[0], len(chunk))[:n])
+        return np.concatenate(parts)
 
     def _to_scores(self, raw: np.ndarray) -> Scores:
         raw = np.asarray(raw, dtype=np.float64)
@@ -245,25 +275,27 @@ class OnnxClassifier:
 
     def _detect_output(self, wanted: str | None) -> OutputInfo:
         h, w = self.input_size
-        n = self.input.batch or 2
+        n = self.input.batch or min(2, self.max_batch)  # one chunk
         rng = np.random.default_rng(0)
         probe = np.concatenate([np.full((1, h, w, 3), 0.5, np.float32),
                                 rng.random((max(n - 1, 0), h, w, 3), dtype=np.float32)])[:n]
         outs = self._run(pp.to_model_input(probe, self.spec, self._np_dtype), None)
         names = [o.name for o in self.session.get_outputs()]
-        shapes = {name: np.asarray(o).shape for name, o in zip(names, outs)}
-        cands = [name for name, o in zip(names, outs)
-                 if np.asarray(o).ndim == 2 and np.asarray(o).shape[0] == n and np.asarray(o).shape[1] >= 2]
+        shapes = {name: _shape(o) for name, o in zip(names, outs)}
+        cands = [name for name, o in zip(names, outs)  # numbers (not strings, booleans, maps), [batch, classes]
+                 if isinstance(o, np.ndarray) and o.dtype.kind in "fiu" and o.ndim == 2 and o.shape[0] == n
+                 and o.shape[1] >= 2]
         if wanted is not None:
             if wanted not in names:
                 raise OptionError(f"no output named {wanted!r}; outputs: {', '.join(names)}")
             if wanted not in cands:
-                raise ModelError(f"output {wanted!r} has shape {list(shapes[wanted])}, not [batch, classes]")
+                raise ModelError(f"output {wanted!r} is {shapes[wanted]}, not numbers of shape [batch, classes]")
             cands = [wanted]
         if not cands:
-            desc = ", ".join(f"{k}{list(v)}" for k, v in shapes.items())
-            raise ModelError(f"not an image classifier: no output of shape [batch, classes] (outputs: {desc})")
-        values = {name: np.asarray(o, dtype=np.float64) for name, o in zip(names, outs)}
+            desc = ", ".join(f"{k} {v}" for k, v in shapes.items())
+            raise ModelError(f"not an image classifier: no output of numbers of shape [batch, classes] "
+                             f"for a batch of {n} (outputs: {desc})")
+        values = {name: np.asarray(o, dtype=np.float64) for name, o in zip(names, outs) if name in cands}
         kinds = {name: _kind(values[name]) for name in cands}
         if len(cands) > 1:  # prefer logits, then an output whose name says it holds class scores
             cands.sort(key=lambda c: (kinds[c] != "logits", _hint_rank(c)))
@@ -285,13 +317,29 @@ def _hint_rank(name: str) -> int:
     return next((i for i, h in enumerate(_NAME_HINTS) if h in low), len(_NAME_HINTS))
 
 
-def _squeeze(o: Any, n: int) -> np.ndarray:
-    a = np.asarray(o)
+def _squeeze(o: Any, n: int, strict: bool = True) -> Any:
+    """An output array without trailing unit axes; with ``strict``, it must have ``n`` rows.
+
+    Sequences and maps (lists and dicts from onnxruntime) come back unchanged, never as scores.
+    """
+    if not isinstance(o, np.ndarray):
+        if strict:
+            raise ModelError(f"the model returned {_shape(o)} for a batch of {n} images, not an array of scores")
+        return o
+    a = o
     while a.ndim > 2 and a.shape[-1] == 1:
         a = a[..., 0]
-    if a.ndim >= 1 and a.shape[0] != n:
-        raise ModelError(f"the model returned {a.shape[0]} rows for a batch of {n} images")
+    if strict and (a.ndim == 0 or a.shape[0] != n):
+        rows = "a scalar" if a.ndim == 0 else f"{a.shape[0]} row{'s' * (a.shape[0] != 1)}"
+        raise ModelError(f"the model returned {rows} for a batch of {n} images")
     return a
+
+
+def _shape(o: Any) -> str:
+    """An output's shape and type as shown in error messages: ``[2, 10] float32``, ``a sequence``."""
+    if isinstance(o, np.ndarray):
+        return f"{list(o.shape)} {o.dtype.name if o.dtype.kind in 'fiub' else 'strings' if o.dtype.kind in 'USO' else o.dtype}"
+    return "a map" if isinstance(o, dict) else f"a sequence of {len(o)}" if isinstance(o, (list, tuple)) else type(o).__name__
 
 
 def _input_info(graph_inputs: list[Any], resolved: pp.ResolvedSpec) -> tuple[InputInfo, pp.ResolvedSpec]:
@@ -306,8 +354,11 @@ def _input_info(graph_inputs: list[Any], resolved: pp.ResolvedSpec) -> tuple[Inp
         raise ModelError(f"not an image classifier: input {gi.name!r} is not a tensor")
     dtype = _DTYPES.get(tt.elem_type)
     if dtype is None:
-        raise ModelError(f"input {gi.name!r} has element type {tt.elem_type}; bbx supports float32, float16 and uint8 images")
-    dims: list[int | None] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        from onnx import TensorProto
+
+        kind = TensorProto.DataType.Name(tt.elem_type) if tt.elem_type in TensorProto.DataType.values() else tt.elem_type
+        raise ModelError(f"input {gi.name!r} has element type {kind}; bbx supports float32, float16 and uint8 images")
+    dims: list[int | None] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
     if len(dims) != 4:
         raise ModelError(f"not an image input: {gi.name!r} has shape {_fmt_dims(dims)}, expected 4 dimensions (N,C,H,W or N,H,W,C)")
     c1, c3 = dims[1], dims[3]
@@ -322,6 +373,8 @@ def _input_info(graph_inputs: list[Any], resolved: pp.ResolvedSpec) -> tuple[Inp
     resolved = pp.with_graph(resolved, layout=layout)
     hw = (dims[2], dims[3]) if resolved.spec.layout == "NCHW" else (dims[1], dims[2])
     size = (int(hw[0]), int(hw[1])) if None not in hw and 0 not in hw else None
+    if size is not None and max(size) > pp.MAX_SIDE:
+        raise ModelError(f"input {gi.name!r} is {size[0]}x{size[1]} pixels, above bbx's limit of {pp.MAX_SIDE} per side")
     resolved = pp.with_graph(resolved, size=size)
     batch = dims[0] if dims[0] else None
     info = InputInfo(name=gi.name, layout=resolved.spec.layout, height=resolved.spec.size[0],

