@@ -13,7 +13,6 @@ class Adam:
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    decay_steps: int | None = None  # cosine decay of lr to 0 over this many steps (None: constant)
     _m: np.ndarray | None = field(default=None, repr=False)
     _v: np.ndarray | None = field(default=None, repr=False)
     _t: int = 0
@@ -28,11 +27,4 @@ class Adam:
         self._v = self.beta2 * self._v + (1 - self.beta2) * grad * grad
         m_hat = self._m / (1 - self.beta1**self._t)
         v_hat = self._v / (1 - self.beta2**self._t)
-        return np.clip(x - self.rate() * m_hat / (np.sqrt(v_hat) + self.eps), 0.0, 1.0)
-
-    def rate(self) -> float:
-        """The step size now: constant, or cosine-decayed so late noisy steps move the mask less."""
-        if not self.decay_steps:
-            return self.lr
-        frac = min((self._t - 1) / self.decay_steps, 1.0)
-        return self.lr * 0.5 * (1.0 + np.cos(np.pi * frac))
+        return np.clip(x - self.lr * m_hat / (np.sqrt(v_hat) + self.eps), 0.0, 1.0)
