@@ -20,6 +20,10 @@ from . import preprocess as pp
 from .errors import ModelError, OptionError
 from .labels import read_labels_file, resolve_labels
 
+# onnxruntime's own usage telemetry writes files under ~/.cache and $TMPDIR as soon as it is
+# imported (1.2x+): bbx writes nothing outside its output folder, so it is off unless asked for.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 _DTYPES = {1: np.float32, 10: np.float16, 2: np.uint8}  # onnx TensorProto elem types
 _NAME_HINTS = ("logit", "score", "pred", "output", "class", "prob")
 

@@ -1,0 +1,818 @@
+"""Hardening: untrusted models and bad inputs never crash bbx, leak files or lose results.
+
+The corpus below is a table of bad inputs. Each case builds its input (a model, an image, a
+folder) in a fresh case folder, runs the real ``bbx`` console script in a fresh working
+directory (with HOME and TMPDIR inside the case folder as well) and checks that
+
+* stderr holds exactly one line, ``bbx: error: ...``, naming the problem, and no traceback;
+* the exit code is the expected one (2 for bad input);
+* nothing in the case folder was created, changed or removed outside the ``--out`` folder,
+  and no temporary file is left inside it.
+
+A few cases are awkward inputs that bbx must simply handle (CMYK, 16-bit, palette, alpha,
+EXIF-rotated, 1x1 images, an output folder that already holds files): those must succeed with
+an empty stderr and a complete output folder. The cases run a few at a time (they are mostly
+interpreter start-up); ``test_corpus`` then checks each one on its own.
+
+After the corpus: proofs that a model whose external data escapes its folder is refused before
+anything outside is opened, and that outputs are written atomically (a killed writer leaves
+the old file or none, never half of one).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import json
+import os
+import signal
+import stat
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from PIL import Image
+
+import onnx_builders as ob
+from bbx.errors import BbxError, ModelError
+from bbx.image import MAX_PIXELS
+
+_EXE = Path(sys.executable).with_name("bbx")
+BBX = [str(_EXE)] if _EXE.is_file() else ["bbx"]  # the console script installed for this Python
+OUTPUTS = {"heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy", "report.json"}
+SECRET = "outside: never to be read or changed\n"
+
+
+def _read_only_folders_stop_us() -> bool:
+    """Whether this process is kept out of a 0555 folder (root, with CAP_DAC_OVERRIDE, is not)."""
+    with tempfile.TemporaryDirectory() as d:
+        ro = Path(d, "ro")
+        ro.mkdir()
+        ro.chmod(0o555)
+        try:
+            (ro / "probe").touch()
+        except PermissionError:
+            return True
+        finally:
+            ro.chmod(0o755)
+        return False
+
+
+READ_ONLY_ENFORCED = _read_only_folders_stop_us()
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+def model(d: Path, name: str = "model") -> Path:
+    """The tiny plain classifier (16x16 NCHW, 10 classes) as ``d/<name>.onnx``."""
+    return ob.build("plain", d, name=name)
+
+
+def photo(d: Path, name: str = "image.png", size: tuple[int, int] = (40, 50)) -> Path:
+    rng = np.random.default_rng(0)
+    path = d / name
+    Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def model_and_photo(d: Path) -> None:
+    model(d)
+    photo(d)
+
+
+def _png(width: int, height: int, *, bit_depth: int = 1, colour: int = 0) -> bytes:
+    """A valid PNG of ``width`` x ``height`` black pixels, compressed row by row: a few kB even
+    when decoding it would take gigabytes (a decompression bomb)."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour]
+    row = b"\0" * (1 + -(-width * channels * bit_depth // 8))
+    z = zlib.compressobj(9)
+    data = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+
+
+def image_bytes(name: str, data: bytes | Callable[[], bytes]) -> Callable[[Path], None]:
+    def build(d: Path) -> None:
+        model(d)
+        (d / name).write_bytes(data() if callable(data) else data)
+    return build
+
+
+def pil_image(name: str, make: Callable[[], Image.Image], mode: str, **save: Any) -> Callable[[Path], None]:
+    """Save ``make()`` as ``d/name`` and check that Pillow reads it back in ``mode``."""
+    def build(d: Path) -> None:
+        model(d)
+        make().save(d / name, **save)
+        with Image.open(d / name) as im:
+            assert im.mode == mode, (name, im.mode)
+    return build
+
+
+def truncated(name: str, fmt: str) -> Callable[[Path], None]:
+    def build(d: Path) -> None:
+        model(d)
+        buf = io.BytesIO()
+        rng = np.random.default_rng(3)
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(buf, format=fmt)
+        raw = buf.getvalue()
+        (d / name).write_bytes(raw[: len(raw) // 2])
+    return build
+
+
+def _cmyk() -> Image.Image:
+    im = Image.new("CMYK", (24, 16), (0, 0, 0, 0))
+    im.paste((0, 255, 255, 0), (0, 0, 12, 16))
+    return im
+
+
+def _palette() -> Image.Image:
+    im = Image.new("P", (20, 12), 0)
+    im.putpalette([10, 20, 30, 200, 100, 50] + [0, 0, 0] * 254)
+    im.paste(1, (0, 0, 10, 12))
+    return im
+
+
+def _rgba() -> Image.Image:
+    a = np.random.default_rng(4).integers(0, 256, (18, 22, 4), dtype=np.uint8)
+    return Image.fromarray(a, "RGBA")
+
+
+def _grey16() -> Image.Image:
+    return Image.fromarray(np.random.default_rng(5).integers(0, 65536, (20, 30), dtype=np.uint16))
+
+
+def _float_nan_inf() -> Image.Image:
+    a = np.random.default_rng(6).random((12, 12)).astype(np.float32)
+    a[0, 0], a[1, 1], a[2, 2] = np.nan, np.inf, -np.inf
+    return Image.fromarray(a, "F")
+
+
+def exif_jpeg(orientation: int) -> Callable[[Path], None]:
+    def build(d: Path) -> None:
+        model(d)
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        a = np.random.default_rng(7).integers(0, 256, (20, 40, 3), dtype=np.uint8)
+        Image.fromarray(a).save(d / "image.jpg", exif=exif, quality=90)
+    return build
+
+
+def external(location: str | Callable[[Path], str], where: str = "initializer",
+             extra: Optional[Callable[[Path], None]] = None) -> Callable[[Path], None]:
+    """The plain model with one tensor's data "stored" at ``location`` (not embedded).
+
+    ``where``: the bias ``initializer``, a ``constant`` node's value attribute, or an
+    initializer of an ``If`` node's ``subgraph``. ``location`` may depend on the input folder.
+    """
+    def point(t: TensorProto, loc: str) -> None:
+        t.ClearField("raw_data")
+        t.ClearField("float_data")
+        t.data_location = TensorProto.EXTERNAL
+        del t.external_data[:]
+        e = t.external_data.add()
+        e.key, e.value = "location", loc
+
+    def build(d: Path) -> None:
+        photo(d)
+        outside = d.parent / "outside"
+        # what the model would read: ten float32 zeros, a perfectly good bias
+        (outside / "weights.bin").write_bytes(np.zeros(ob.CLASSES, np.float32).tobytes())
+        if extra:
+            extra(d)
+        loc = location(d) if callable(location) else location
+        if where == "initializer":
+            m = onnx.load(str(model(d)))
+            point(next(t for t in m.graph.initializer if t.name.startswith("bias")), loc)
+            onnx.save(m, str(d / "model.onnx"))
+            return
+        g = ob._Graph()
+        z = g.reference("image", ob.SIZE, ob.CLASSES, ob.SEED)
+        t = numpy_helper.from_array(np.zeros(ob.CLASSES, np.float32), "hidden")
+        point(t, loc)
+        if where == "constant":
+            g.nodes.append(helper.make_node("Constant", [], ["hidden_out"], value=t))
+            g.op("Add", [z, "hidden_out"], out="logits")
+        elif where == "subgraph":
+            then = helper.make_graph([helper.make_node("Add", [z, "hidden"], ["then_out"])], "then", [],
+                                     [ob._vi("then_out", TensorProto.FLOAT, ["N", ob.CLASSES])], initializer=[t])
+            other = helper.make_graph([helper.make_node("Identity", [z], ["else_out"])], "else", [],
+                                      [ob._vi("else_out", TensorProto.FLOAT, ["N", ob.CLASSES])])
+            cond = g.const(True, "cond", np.bool_)
+            g.nodes.append(helper.make_node("If", [cond], ["logits"], then_branch=then, else_branch=other))
+        else:
+            raise ValueError(where)
+        _save(g, d, ["N", 3, ob.SIZE, ob.SIZE], ["N", ob.CLASSES], check=False)
+    return build
+
+
+def _link_outside(d: Path) -> None:
+    os.symlink(d.parent / "outside" / "weights.bin", d / "weights.bin")
+
+
+def _save(g: "ob._Graph", d: Path, in_dims: list, out_dims: list, *, in_type: int = TensorProto.FLOAT,
+          out_type: int = TensorProto.FLOAT, out_vi: Any = None, opsets: tuple = (), check: bool = True,
+          metadata: Any = "plain") -> Path:
+    """``d/model.onnx`` from a graph whose input is ``image`` and whose output is ``logits``."""
+    ins = [ob._vi("image", in_type, in_dims)]
+    outs = [out_vi or ob._vi("logits", out_type, out_dims)]
+    meta = ob.spec() if metadata == "plain" else metadata
+    if not opsets:
+        return ob.save(g, ins, outs, d / "model.onnx", metadata=meta, check=check)
+    gr = helper.make_graph(g.nodes, "model", ins, outs, initializer=g.inits)
+    m = helper.make_model(gr, opset_imports=[helper.make_opsetid("", ob.OPSET), *opsets])
+    m.ir_version = ob.IR_VERSION
+    helper.set_model_props(m, {"bbx.preprocess": json.dumps(meta)})
+    onnx.save(m, str(d / "model.onnx"))
+    return d / "model.onnx"
+
+
+def scores_then(tail: Callable[["ob._Graph", str], None], out_dims: list = ("N", ob.CLASSES), **kw: Any):
+    """A model computing the reference logits ``z`` and then ``tail(g, z)``, which makes ``logits``."""
+    def build(d: Path) -> None:
+        photo(d)
+        Image.new("RGB", (20, 20), "white").save(d / "white.png")
+        g = ob._Graph()
+        tail(g, g.reference("image", ob.SIZE, ob.CLASSES, ob.SEED))
+        _save(g, d, ["N", 3, ob.SIZE, ob.SIZE], list(out_dims), **kw)
+    return build
+
+
+def graph_model(make: Callable[["ob._Graph"], None], in_dims: list, out_dims: list = ("N", ob.CLASSES), **kw: Any):
+    def build(d: Path) -> None:
+        photo(d)
+        g = ob._Graph()
+        make(g)
+        _save(g, d, list(in_dims), list(out_dims), **kw)
+    return build
+
+
+def _rows(start: int, end: int):
+    def tail(g: "ob._Graph", z: str) -> None:
+        g.op("Slice", [z, g.const([start], "s", np.int64), g.const([end], "e", np.int64),
+                       g.const([0], "a", np.int64)], out="logits")
+    return tail
+
+
+def _mean_logits(g: "ob._Graph", channels: int = 3) -> None:
+    """Logits from channel means only (works for any spatial size)."""
+    m = g.op("ReduceMean", ["image"], axes=[2, 3], keepdims=0)
+    g.op("MatMul", [m, g.const(np.ones((channels, ob.CLASSES)), "A")], out="logits")
+
+
+def with_files(*files: tuple[str, str | bytes], base: Callable[[Path], None] = model_and_photo):
+    def build(d: Path) -> None:
+        base(d)
+        for name, content in files:
+            (d / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    return build
+
+
+def plain_with(**kw: Any) -> Callable[[Path], None]:
+    def build(d: Path) -> None:
+        photo(d)
+        ob.build_plain(d, "model", **kw)
+    return build
+
+
+def _onnx_bytes_half(d: Path) -> None:
+    raw = model(d).read_bytes()
+    (d / "model.onnx").write_bytes(raw[: len(raw) // 2])
+    photo(d)
+
+
+def existing_out(d: Path) -> None:
+    model_and_photo(d)
+    out = d.parent / "work" / "out"
+    (out / "notes").mkdir(parents=True)
+    (out / "keep.txt").write_text("mine\n")
+    (out / "notes" / "todo.md").write_text("- read the heatmap\n")
+    (out / "report.json").write_text("OLD")
+
+
+def report_is_a_folder(d: Path) -> None:
+    model_and_photo(d)
+    (d.parent / "work" / "out" / "report.json").mkdir(parents=True)
+
+
+def heatmap_links_outside(d: Path) -> None:
+    model_and_photo(d)
+    out = d.parent / "work" / "out"
+    out.mkdir(parents=True)
+    (d.parent / "work" / "victim.txt").write_text("a file outside --out\n")
+    os.symlink("../victim.txt", out / "heatmap.png")
+
+
+def read_only_out(d: Path) -> None:
+    model_and_photo(d)
+    out = d.parent / "work" / "out"
+    out.mkdir(parents=True)
+    out.chmod(0o555)
+
+
+# -- checks after a run (besides the common ones) ----------------------------------------------
+
+def complete(path: Path) -> None:
+    """``path`` is a whole output file, readable by others (not mkstemp's 0600)."""
+    assert path.stat().st_mode & 0o044 == 0o044, f"{path.name}: mode {oct(path.stat().st_mode)}"
+    if path.suffix == ".png":
+        with Image.open(path) as im:
+            im.load()
+    elif path.suffix == ".json":
+        assert {"target", "prob_before", "prob_after", "queries"} <= json.loads(path.read_text()).keys()
+    elif path.suffix == ".npy":
+        assert np.load(path).shape == (28, 28)
+
+
+def outputs_complete(out: Path) -> None:
+    names = {p.name for p in out.iterdir()}
+    assert OUTPUTS <= names, names
+    for name in OUTPUTS:
+        complete(out / name)
+
+
+def kept_what_was_there(out: Path) -> None:
+    outputs_complete(out)
+    assert (out / "keep.txt").read_text() == "mine\n"
+    assert (out / "notes" / "todo.md").read_text() == "- read the heatmap\n"
+    assert {p.name for p in out.iterdir()} == OUTPUTS | {"keep.txt", "notes"}
+
+
+def link_replaced_not_followed(out: Path) -> None:
+    outputs_complete(out)
+    assert not (out / "heatmap.png").is_symlink()
+    assert (out.parent / "victim.txt").read_text() == "a file outside --out\n"
+
+
+def _future_opset(d: Path) -> None:
+    photo(d)
+    g = ob._Graph()
+    g.reference("image", ob.SIZE, ob.CLASSES, ob.SEED, out="logits")
+    gr = helper.make_graph(g.nodes, "model", [ob._vi("image", TensorProto.FLOAT, ["N", 3, ob.SIZE, ob.SIZE])],
+                           [ob._vi("logits", TensorProto.FLOAT, ["N", ob.CLASSES])], initializer=g.inits)
+    m = helper.make_model(gr, opset_imports=[helper.make_opsetid("", 999)])
+    m.ir_version = ob.IR_VERSION
+    onnx.save(m, str(d / "model.onnx"))
+
+
+def _no_input(d: Path) -> None:
+    photo(d)
+    g = ob._Graph()
+    g.op("Constant", [], out="logits", value=numpy_helper.from_array(np.zeros((2, ob.CLASSES), np.float32)))
+    ob.save(g, [], [ob._vi("logits", TensorProto.FLOAT, [2, ob.CLASSES])], d / "model.onnx", metadata=ob.spec())
+
+
+def _ragged_sequence(g: "ob._Graph", z: str) -> None:
+    """A sequence of the [N, C] logits and their first row: no array at all."""
+    first = g.op("Slice", [z, g.const([0], "s", np.int64), g.const([1], "e", np.int64), g.const([0], "a", np.int64)])
+    g.nodes.append(helper.make_node("SequenceConstruct", [z, first], ["logits"]))
+
+
+def _nan_when_bright(g: "ob._Graph", z: str) -> None:
+    """logits + log(0.9 - mean pixel): finite on grey and random probes, NaN on a white image."""
+    mean = g.op("ReduceMean", ["image"], axes=[1, 2, 3], keepdims=0)
+    log = g.op("Log", [g.op("Sub", [g.const(0.9, "k"), mean])])
+    g.op("Add", [z, g.op("Unsqueeze", [log, g.const([1], "ax", np.int64)])], out="logits")
+
+
+# -- the corpus --------------------------------------------------------------------------------
+
+def explain(*extra: str, image: str = "{in}/image.png", out: str = "out") -> tuple[str, ...]:
+    """``bbx explain`` of the case's model, short: 2 steps of 1 pair (later options win)."""
+    return ("explain", "{in}/model.onnx", image, "--iterations", "2", "--pairs", "1", "--out", out, *extra)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    build: Callable[[Path], None]  # makes the inputs in the case's "in" folder
+    args: tuple[str, ...]  # "{in}" is replaced by the case's input folder; cwd is its "work" folder
+    expect: str  # a part of the single error line; "" for a case that must succeed
+    code: int = 2
+    check: Optional[Callable[[Path], None]] = None  # called with the --out folder after the run
+    skip: Optional[str] = None  # a reason to skip here
+
+    def argv(self, root: Path) -> list[str]:
+        return [a.replace("{in}", str(root / "in")) for a in self.args]
+
+
+OK = ""  # the case must succeed
+
+CASES = [
+    # -- files that are not ONNX models
+    Case("onnx-truncated", _onnx_bytes_half, ("inspect", "{in}/model.onnx"), "not a readable ONNX model"),
+    Case("onnx-text-file", with_files(("model.onnx", "hello, I am not a model\n"), base=photo),
+         explain(), "not a readable ONNX model"),
+    Case("onnx-is-a-png", lambda d: (photo(d), (d / "model.onnx").write_bytes((d / "image.png").read_bytes())),
+         explain(), "not a readable ONNX model"),
+    # -- external data outside the model's folder (refused before anything is opened)
+    Case("external-dotdot", external("../outside/weights.bin"), explain(),
+         "reads external data from '../outside/weights.bin'"),
+    Case("external-etc-passwd", external("../../../../../../../../etc/passwd"), explain(),
+         "outside the model's folder"),
+    Case("external-absolute", external(lambda d: str(d.parent / "outside" / "weights.bin")),
+         ("inspect", "{in}/model.onnx"), "outside the model's folder"),
+    Case("external-symlink-out", external("weights.bin", extra=_link_outside), explain(), "outside the model's folder"),
+    Case("external-nul-byte", external("weights\0.bin"), ("inspect", "{in}/model.onnx"), "refusing model"),
+    Case("external-in-constant", external("../outside/weights.bin", where="constant"), explain(),
+         "tensor 'hidden' reads external data"),
+    Case("external-in-subgraph", external("/etc/passwd", where="subgraph"), explain(),
+         "tensor 'hidden' reads external data"),
+    Case("external-missing-inside", external("nothere.bin"), ("inspect", "{in}/model.onnx"), "onnxruntime cannot load"),
+    Case("external-inside-is-fine", external("weights.bin", where="subgraph",
+                                             extra=lambda d: (d / "weights.bin").write_bytes(bytes(4 * ob.CLASSES))),
+         explain(), OK, 0, outputs_complete),
+    # -- operators onnxruntime does not know
+    Case("custom-op-domain", scores_then(lambda g, z: g.nodes.append(
+        helper.make_node("Frobnicate", [z], ["logits"], domain="com.evil")),
+        opsets=(helper.make_opsetid("com.evil", 1),)),
+        explain(), "com.evil:Frobnicate"),
+    Case("opset-from-the-future", _future_opset, ("inspect", "{in}/model.onnx"), "onnxruntime cannot load"),
+    # -- inputs that are not one RGB image
+    Case("no-input", _no_input, explain(), "the model has no input"),
+    Case("int64-input", graph_model(lambda g: g.reference(g.op("Cast", ["image"], to=TensorProto.FLOAT), ob.SIZE,
+                                                          ob.CLASSES, ob.SEED, out="logits"),
+                                    ["N", 3, ob.SIZE, ob.SIZE], in_type=TensorProto.INT64),
+         explain(), "element type INT64"),
+    Case("one-channel-input", graph_model(lambda g: _mean_logits(g, 1), ["N", 1, ob.SIZE, ob.SIZE]),
+         ("inspect", "{in}/model.onnx"), "not an RGB image input"),
+    Case("huge-declared-input", graph_model(_mean_logits, ["N", 3, 100000, 100000], metadata=None),
+         explain(), "above bbx's limit of 8192 per side"),
+    # -- outputs that are not class scores
+    Case("output-one-column", scores_then(lambda g, z: g.op("ReduceSum", [z, g.const([1], "ax", np.int64)],
+                                                             out="logits", keepdims=1), ["N", 1]),
+         explain(), "logits [2, 1] float32"),
+    Case("output-scalar", scores_then(lambda g, z: g.op("ReduceSum", [z], out="logits", keepdims=0), []),
+         ("inspect", "{in}/model.onnx"), "logits [] float32"),
+    Case("output-strings", scores_then(lambda g, z: g.op("Cast", [z], out="logits", to=TensorProto.STRING),
+                                       out_type=TensorProto.STRING), explain(), "logits [2, 10] strings"),
+    Case("output-ragged-sequence", scores_then(_ragged_sequence, out_vi=helper.make_tensor_sequence_value_info(
+        "logits", TensorProto.FLOAT, None)), explain(), "logits a sequence of 2"),
+    Case("scores-nan", scores_then(lambda g, z: g.op("Add", [z, g.op("Mul", [z, g.const(np.nan, "nan")])],
+                                                    out="logits")),
+         explain(), "NaN or infinite scores on a plain grey image"),
+    Case("scores-infinite", scores_then(lambda g, z: g.op("Mul", [z, g.const(1e38, "big")], out="logits")),
+         ("inspect", "{in}/model.onnx"), "NaN or infinite scores"),
+    Case("scores-nan-on-bright-images", scores_then(_nan_when_bright), explain(image="{in}/white.png"),
+         "the model returned NaN or infinite scores"),
+    Case("rows-always-one", scores_then(_rows(0, 1), ["M", ob.CLASSES]), explain(), "logits [1, 10] float32"),
+    Case("rows-doubled", scores_then(lambda g, z: g.op("Concat", [z, z], axis=0, out="logits"), ["M", ob.CLASSES]),
+         ("inspect", "{in}/model.onnx"), "logits [4, 10] float32"),
+    Case("rows-at-most-two", scores_then(_rows(0, 2), ["M", ob.CLASSES]),
+         explain("--pairs", "2"), "the model returned 2 rows for a batch of 4 images"),
+    # -- preprocessing and labels that come with the model
+    Case("sidecar-infinite-size", plain_with(metadata=None, sidecar={"preprocess": {"size": float("inf")}}),
+         explain(), "bad preprocessing value"),
+    Case("metadata-infinite-std", plain_with(metadata=ob.spec(std=[float("inf"), 1.0, 1.0])),
+         ("inspect", "{in}/model.onnx"), "finite"),
+    Case("sidecar-not-json", with_files(("model.bbx.json", "{size: 16"),), explain(), "cannot read sidecar"),
+    Case("labels-wrong-count", with_files(("labels.txt", "cat\ndog\nfish\n")),
+         ("inspect", "{in}/model.onnx", "--labels", "{in}/labels.txt"),
+         "labels give 3 names but the model has 10 classes"),
+    Case("labels-json-not-a-list", with_files(("labels.json", '{"0": "cat"}')),
+         explain("--labels", "{in}/labels.json"), "must be a list of strings"),
+    # -- images bbx refuses
+    Case("image-zero-size", image_bytes("image.png", _png(0, 0)), explain(), "cannot read image"),
+    Case("image-is-text", image_bytes("image.jpg", b"not a picture\n"), explain(image="{in}/image.jpg"),
+         "cannot read image"),
+    Case("image-truncated-jpeg", truncated("image.jpg", "JPEG"), explain(image="{in}/image.jpg"), "cannot read image"),
+    Case("image-bomb-own-limit", image_bytes("image.png", lambda: _png(9000, 9000)), explain(),
+         f"above bbx's limit of {MAX_PIXELS:,}"),
+    Case("image-bomb-pillow-warning", image_bytes("image.png", lambda: _png(10000, 10000)), explain(),
+         "image too large"),
+    Case("image-bomb-20000", image_bytes("image.png", lambda: _png(20000, 20000)), explain(), "image too large"),
+    Case("image-missing", model, explain(), "image not found"),
+    Case("image-name-with-newline", image_bytes("bad\nname.png", b"garbage"), explain(image="{in}/bad\nname.png"),
+         "cannot read image", skip=None if os.name == "posix" else "file names with a newline need POSIX"),
+    # -- images bbx must handle
+    Case("image-1x1", lambda d: (model(d), photo(d, size=(1, 1))), explain(), OK, 0, outputs_complete),
+    Case("image-cmyk-jpeg", pil_image("image.jpg", _cmyk, "CMYK", quality=90), explain(image="{in}/image.jpg"),
+         OK, 0, outputs_complete),
+    Case("image-16-bit-png", pil_image("image.png", _grey16, "I;16"), explain(), OK, 0, outputs_complete),
+    Case("image-palette", pil_image("image.png", _palette, "P"), explain(), OK, 0, outputs_complete),
+    Case("image-alpha", pil_image("image.png", _rgba, "RGBA"), explain(), OK, 0, outputs_complete),
+    Case("image-float-nan-inf", pil_image("image.tif", _float_nan_inf, "F"), explain(image="{in}/image.tif"),
+         OK, 0, outputs_complete),
+    Case("image-exif-rotated", exif_jpeg(6), explain(image="{in}/image.jpg"), OK, 0, outputs_complete),
+    Case("image-exif-bad-orientation", exif_jpeg(9), explain(image="{in}/image.jpg"), OK, 0, outputs_complete),
+    # -- targets
+    Case("target-unknown-name", model_and_photo, explain("--target", "unicorn"), "unknown target class 'unicorn'"),
+    Case("target-index-too-big", model_and_photo, explain("--target", "10"), "target 10 is out of range"),
+    Case("target-negative", model_and_photo, explain("--target", "-1"), "target -1 is out of range"),
+    Case("target-superscript-digit", model_and_photo, explain("--target", "\u00b2"), "unknown target class"),
+    Case("target-empty", model_and_photo, explain("--target", ""), "the target class is empty"),
+    # -- budgets, iterations, pairs
+    Case("iterations-negative", model_and_photo, explain("--iterations", "-5"),
+         "iterations must be in 1..1,000,000, not -5"),
+    Case("iterations-absurd", model_and_photo, explain("--iterations", "10" * 12),
+         "iterations must be in 1..1,000,000"),
+    Case("iterations-not-a-number", model_and_photo, explain("--iterations", "many"),
+         "Invalid value for '--iterations'"),
+    Case("budget-too-small", model_and_photo, explain("--budget", "3"), "budget must be in 4..10^9 queries, not 3"),
+    Case("budget-absurd", model_and_photo, explain("--budget", "100000000000"), "budget must be in 4..10^9"),
+    Case("budget-below-one-step", model_and_photo, explain("--budget", "5", "--pairs", "2"), "budget 5 is too small"),
+    Case("pairs-zero", model_and_photo, explain("--pairs", "0"), "pairs must be in 1..100,000"),
+    Case("pairs-absurd", model_and_photo, explain("--pairs", "1000000"), "pairs must be in 1..100,000"),
+    Case("seed-negative", model_and_photo, explain("--seed", "-1"), "seed must be a non-negative integer"),
+    Case("estimator-unknown", model_and_photo, explain("--estimator", "magic"), "estimator must be one of"),
+    # -- output folders
+    Case("out-is-a-file", model_and_photo, explain(out="{in}/image.png"), "exists and is not a folder"),
+    Case("out-under-a-file", model_and_photo, explain(out="{in}/image.png/sub"), "cannot create output folder"),
+    Case("out-report-is-a-folder", report_is_a_folder, explain(), "cannot write out/report.json"),
+    Case("out-read-only", read_only_out, explain(), "is not writable",
+         skip=None if READ_ONLY_ENFORCED else "this user (root) can write into read-only folders"),
+    Case("out-exists-with-files", existing_out, explain(), OK, 0, kept_what_was_there),
+    Case("out-file-is-a-link-outside", heatmap_links_outside, explain(), OK, 0, link_replaced_not_followed),
+]
+
+
+# -- running the corpus ------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    proc: subprocess.CompletedProcess
+    before: dict[str, tuple]
+    after: dict[str, tuple]
+    out: Optional[Path]  # the --out folder (None for commands without one)
+
+
+def snapshot(root: Path, skip: Optional[Path]) -> dict[str, tuple]:
+    """Every entry under ``root`` but ``skip``: kind and content (hash), link target or mode."""
+    seen: dict[str, tuple] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath, name)
+            if skip is not None and (p == skip or skip in p.parents):
+                continue
+            st = p.lstat()
+            if stat.S_ISREG(st.st_mode):
+                sig: tuple = ("file", hashlib.sha256(p.read_bytes()).hexdigest(), stat.S_IMODE(st.st_mode))
+            elif stat.S_ISLNK(st.st_mode):
+                sig = ("link", os.readlink(p))
+            else:
+                sig = ("dir" if stat.S_ISDIR(st.st_mode) else "other", stat.S_IMODE(st.st_mode))
+            seen[str(p.relative_to(root))] = sig
+    return seen
+
+
+def run_case(case: Case, root: Path) -> Run:
+    for sub in ("in", "outside", "work", "home/tmp"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    (root / "outside" / "secret.txt").write_text(SECRET)
+    case.build(root / "in")
+    argv = case.argv(root)
+    out = None
+    if "--out" in argv:  # the last one counts
+        out = root / "work" / argv[len(argv) - argv[::-1].index("--out")]
+    # a path given as --out that already exists and is not a folder must stay untouched too
+    skip = out if out is not None and (out.is_dir() or not out.exists()) else None
+    before = snapshot(root, skip)
+    env = {**os.environ, "HOME": str(root / "home"), "TMPDIR": str(root / "home" / "tmp")}
+    proc = subprocess.run([*BBX, *argv], cwd=root / "work", env=env, capture_output=True, text=True, timeout=300)
+    return Run(proc, before, snapshot(root, skip), out)
+
+
+@pytest.fixture(scope="module")
+def corpus(request, tmp_path_factory) -> dict[str, Future]:
+    """The selected cases, a few at a time (mostly interpreter start-up); results by case id."""
+    selected = {item.callspec.params["case"].id for item in request.session.items
+                if getattr(item, "originalname", "") == "test_corpus" and hasattr(item, "callspec")}
+    base = tmp_path_factory.mktemp("corpus")
+    workers = min(8, (os.cpu_count() or 2) + 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        runs = {c.id: pool.submit(run_case, c, base / c.id) for c in CASES if c.skip is None and c.id in selected}
+        for f in runs.values():
+            f.exception()  # wait; a case's own failure is raised in its own test
+    for c in CASES:  # a read-only folder must not stop pytest from cleaning up
+        out = base / c.id / "work" / "out"
+        if out.is_dir() and not out.is_symlink():
+            out.chmod(0o755)
+    return runs
+
+
+def test_corpus_is_large_and_ids_are_unique():
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=pytest.mark.skipif(bool(c.skip), reason=c.skip or ""))
+                                  for c in CASES])
+def test_corpus(case: Case, corpus: dict[str, Future]) -> None:
+    run = corpus[case.id].result()
+    proc = run.proc
+    everything = proc.stdout + proc.stderr
+    assert "Traceback" not in everything, everything
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    if case.expect == OK:
+        assert proc.returncode == 0 and proc.stderr == "", (proc.returncode, proc.stderr)
+        assert "wrote " in proc.stdout
+    else:
+        assert len(lines) == 1 and len(proc.stderr.splitlines()) == 1, f"not one line on stderr:\n{proc.stderr}"
+        line = lines[0]
+        assert line.startswith("bbx: error: ") and len(line) > len("bbx: error: "), line
+        assert case.expect in line, line
+        assert "internal error" not in line, line
+        assert proc.returncode == case.code, (proc.returncode, line)
+    # nothing outside --out was created, changed or removed (inputs, "outside", HOME, TMPDIR, cwd)
+    assert run.after == run.before, _diff(run.before, run.after)
+    if run.out is not None and run.out.is_dir():
+        stray = [p.name for p in run.out.iterdir() if p.name.endswith(".tmp")]
+        assert not stray, f"temporary files left in --out: {stray}"
+        for name in OUTPUTS & {p.name for p in run.out.iterdir() if p.is_file()}:
+            complete(run.out / name)  # whatever was written, even by a run that failed later, is whole
+    if case.check is not None:
+        case.check(run.out)
+
+
+def _diff(before: dict, after: dict) -> str:
+    keys = sorted(set(before) | set(after))
+    return "; ".join(f"{k}: {before.get(k)} -> {after.get(k)}" for k in keys if before.get(k) != after.get(k))
+
+
+# -- external data that escapes the model's folder: refused before anything outside is opened ---
+
+def _escaping_model(folder: Path, location: str) -> Path:
+    external(location)(folder)
+    return folder / "model.onnx"
+
+
+@pytest.mark.parametrize("location", ["../outside/weights.bin", "{abs}", "weights.bin"])
+def test_escaping_external_data_is_refused_before_any_file_outside_is_opened(tmp_path, monkeypatch, location):
+    """Record every path Python opens while the model loads; onnxruntime must never start."""
+    import onnxruntime
+
+    import bbx.model
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "outside").mkdir()
+    weights = tmp_path / "outside" / "weights.bin"
+    if location == "weights.bin":  # a link inside the folder that points outside
+        path = _escaping_model(tmp_path / "in", location)
+        os.symlink(weights, tmp_path / "in" / "weights.bin")
+    else:
+        path = _escaping_model(tmp_path / "in", location.replace("{abs}", str(weights)))
+    assert weights.is_file()
+
+    opened: list[str] = []
+    real_open, real_io_open, real_os_open = builtins.open, io.open, os.open
+
+    def spy(real):
+        def wrapper(file, *args, **kwargs):
+            if isinstance(file, (str, bytes, os.PathLike)):
+                opened.append(os.path.realpath(os.fsdecode(file)))
+            return real(file, *args, **kwargs)
+        return wrapper
+
+    sessions: list[Any] = []
+
+    def no_session(*args, **kwargs):
+        sessions.append(args)
+        raise AssertionError("onnxruntime was asked to load a model whose data lies outside its folder")
+
+    monkeypatch.setattr(builtins, "open", spy(real_open))
+    monkeypatch.setattr(io, "open", spy(real_io_open))
+    monkeypatch.setattr(os, "open", spy(real_os_open))
+    monkeypatch.setattr(onnxruntime, "InferenceSession", no_session)
+    with pytest.raises(ModelError, match="outside the model's folder"):
+        bbx.model.OnnxClassifier(path)
+    monkeypatch.undo()
+    assert str(path.resolve()) in opened  # the spy works: the model file itself was read
+    assert not [p for p in opened if (tmp_path / "outside").resolve() in Path(p).parents], opened
+    assert not sessions
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs (POSIX)")
+@pytest.mark.parametrize("where", ["outside-dotdot", "outside-absolute", "outside-link", "inside"])
+def test_fifo_monitor_sees_no_open_outside(tmp_path, where):
+    """End to end, whatever onnxruntime does itself: the data "file" is a FIFO whose writer end
+    we hold open in a thread; that open returns only when someone opens the FIFO to read it.
+
+    ``inside`` is the control: a FIFO inside the model's folder is allowed, onnxruntime opens
+    it, and the monitor notices, so "not opened" above is a real observation.
+    """
+    d, outside = tmp_path / "in", tmp_path / "outside"
+    d.mkdir()
+    outside.mkdir()
+    fifo = (d / "data.bin") if where == "inside" else (outside / "data.bin")
+    location = {"outside-dotdot": "../outside/data.bin", "outside-absolute": str(outside / "data.bin"),
+                "outside-link": "link.bin", "inside": "data.bin"}[where]
+    path = _escaping_model(d, location)
+    os.mkfifo(fifo)
+    if where == "outside-link":
+        os.symlink(fifo, d / "link.bin")
+
+    opened, done = [], threading.Event()
+
+    def watch() -> None:
+        fd = os.open(fifo, os.O_WRONLY)  # blocks until a reader opens the FIFO
+        if not done.is_set():
+            opened.append(True)
+        os.close(fd)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        proc = subprocess.run([*BBX, "inspect", str(path)], capture_output=True, text=True, timeout=120)
+    finally:
+        done.set()
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # release the watcher
+        watcher.join(10)
+        os.close(fd)
+    assert "Traceback" not in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    if where == "inside":
+        assert opened, "control: onnxruntime should have opened the FIFO inside the model's folder"
+        assert "onnxruntime cannot load" in proc.stderr
+    else:
+        assert not opened, "a file outside the model's folder was opened"
+        assert "refusing model" in proc.stderr and "outside the model's folder" in proc.stderr
+
+
+# -- atomic outputs ---------------------------------------------------------------------------
+
+SLOW_WRITER = textwrap.dedent("""
+    import sys, time
+    from bbx._io import atomic_write
+
+    def slow(fh):
+        fh.write(b'{"half": "' + b"x" * 200000)
+        fh.flush()
+        print("half written", flush=True)
+        time.sleep(120)
+        fh.write(b'"}')
+
+    atomic_write(sys.argv[1], slow)
+""")
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+@pytest.mark.parametrize("existing", [True, False], ids=["replacing", "new"])
+def test_kill_during_atomic_write_leaves_old_file_or_none(tmp_path, existing):
+    target = tmp_path / "report.json"
+    old = json.dumps({"complete": True}) + "\n"
+    if existing:
+        target.write_text(old)
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(target)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "half written"
+    finally:
+        proc.kill()
+        proc.wait(30)
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    if existing:
+        assert target.read_text() == old
+    else:
+        assert not target.exists()
+    # the half-written data lies only in a hidden temporary file beside it, never under the name
+    others = [p.name for p in tmp_path.iterdir() if p != target]
+    assert all(n.startswith(".report.json.") and n.endswith(".tmp") for n in others), others
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()],
+                         ids=["disk-full", "interrupted"])
+def test_failed_atomic_write_keeps_old_file_and_cleans_up(tmp_path, failure):
+    from bbx._io import atomic_write
+
+    target = tmp_path / "heatmap.png"
+    target.write_bytes(b"old complete file")
+
+    def half_then_fail(fh):
+        fh.write(b"\x89PNG half")
+        raise failure
+
+    expected = BbxError if isinstance(failure, OSError) else KeyboardInterrupt
+    with pytest.raises(expected) as info:
+        atomic_write(target, half_then_fail)
+    if expected is BbxError:
+        assert str(info.value) == f"cannot write {target}: No space left on device"
+    assert target.read_bytes() == b"old complete file"
+    assert [p.name for p in tmp_path.iterdir()] == ["heatmap.png"]
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    from bbx._io import atomic_write
+
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write(tmp_path / "x.json", lambda fh: fh.write(b"{}"))
+    finally:
+        os.umask(umask)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    assert mode & 0o044 == 0o044, oct(mode)  # readable by group and others, not mkstemp's 0600
+
