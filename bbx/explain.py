@@ -21,7 +21,7 @@ from .model import OnnxClassifier
 from .objective import METHODS, Objective
 from .optimize import Adam
 from .perturb import BlurSpec, Perturber
-from .query import MaskQuery
+from .query import PATHS, MaskQuery
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ExplainConfig:
     sigma: float = 5.0
     kernel: int = 11
     seed: int = 0
-    fused: bool = True  # fold the model's normalisation into the blend (same numbers, less host work)
+    query_path: str = "auto"  # "onnx" on CUDA, "numpy" on CPU, "reference" for checks (bbx.query)
 
     def plan(self) -> tuple[int, int]:
         """(iterations, pairs) so that 2 + 2*pairs*iterations never exceeds the budget.
@@ -83,6 +83,7 @@ class ExplainConfig:
             (self.beta >= 1, f"beta must be at least 1, not {self.beta}"),
             (self.sigma >= 0 and self.kernel >= 1 and self.kernel % 2 == 1, "blur needs sigma >= 0 and an odd kernel size"),
             (0 <= self.seed < 2**63, f"seed must be a non-negative integer, not {self.seed}"),
+            (self.query_path in PATHS, f"query path must be one of {', '.join(PATHS)}, not {self.query_path!r}"),
         ]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
@@ -129,7 +130,7 @@ def explain(
     estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution)
     rng = np.random.default_rng(cfg.seed)
 
-    query = MaskQuery(model, pert, fused=cfg.fused)
+    query = MaskQuery(model, pert, cfg.query_path)
 
     def model_loss(masks: np.ndarray) -> np.ndarray:
         return objective.model_loss(query(masks), k, z0)

@@ -63,8 +63,13 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def top_iou(heatmaps: Sequence[np.ndarray], fraction: float = 0.05) -> float:
-    """Mean pairwise IoU of the top ``fraction`` pixels of each heatmap."""
-    tops = [top_mask(h, fraction) for h in heatmaps]
+    """Mean pairwise IoU of the top ``fraction`` pixels of each heatmap, among pixels marked at all (> 0).
+
+    A learned mask is exactly 1 (heatmap exactly 0) wherever the optimizer left it alone; when
+    less than ``fraction`` of the image is marked, :func:`top_mask` fills up with unmarked
+    pixels in raster order, the same ones for every seed, which must not count as agreement.
+    """
+    tops = [top_mask(h, fraction) & (np.asarray(h) > 0) for h in heatmaps]
     vals = [iou(a, b) for a, b in combinations(tops, 2)]
     return float(np.mean(vals)) if vals else float("nan")
 
@@ -92,15 +97,3 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float]
 
     half = t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
     return float(v.mean()), float(half)
-
-
-def marked_top_iou(heatmaps: Sequence[np.ndarray], fraction: float = 0.05) -> float:
-    """:func:`top_iou` over pixels the heatmap marks at all (> 0).
-
-    A learned mask is exactly 1 (heatmap exactly 0) wherever the optimizer left it alone; when
-    less than ``fraction`` of the image is marked, :func:`top_mask` fills up with unmarked
-    pixels in raster order, the same ones for every seed, which would count as agreement.
-    """
-    tops = [top_mask(h, fraction) & (np.asarray(h) > 0) for h in heatmaps]
-    vals = [iou(a, b) for a, b in combinations(tops, 2)]
-    return float(np.mean(vals)) if vals else float("nan")

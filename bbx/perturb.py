@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 MASK_SHAPE = (28, 28)
 
@@ -22,6 +21,8 @@ def blur(image: np.ndarray, sigma: float = 5.0, kernel: int = 11) -> np.ndarray:
         raise ValueError(f"kernel size must be odd and positive, got {kernel}")
     if sigma <= 0:
         return image.astype(np.float32, copy=True)
+    from scipy.ndimage import gaussian_filter  # imported here: keeps every CLI start fast
+
     radius = kernel // 2
     out = gaussian_filter(image.astype(np.float32), sigma=(sigma, sigma, 0), truncate=radius / sigma,
                           mode="mirror")

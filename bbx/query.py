@@ -1,13 +1,21 @@
 """Querying the model with perturbed images, one batch of masks at a time.
 
-The reference path builds each Q(X; M) in 0-1 RGB and hands it to the model's preprocessing.
-Because the normalisation is affine per channel, the fused path instead precomputes
-``norm(h(X))`` and ``gain * (X - h(X))`` once, in the model's own layout and channel order, and
-per step only upsamples the masks and does one multiply-add: the same numbers with less host
-work. Models with integer inputs keep the reference path (their rounding is not affine).
+Three paths give the same numbers (tests check it); they differ in where the work happens:
+
+* ``reference``: builds each Q(X; M) in 0-1 RGB with NumPy and hands it to the model's
+  preprocessing. The definition; also the only path for integer inputs (rounding is not affine).
+* ``numpy``: the normalisation is affine per channel, so ``norm(h(X))`` and ``gain * (X - h(X))``
+  are computed once, in the model's layout; a step only upsamples the masks and does one
+  multiply-add. The CPU default.
+* ``onnx``: the same upsample-and-blend as a small ONNX graph run by onnxruntime on the model's
+  device, its output bound straight to the model's input (IOBinding). Only the 28x28 masks go
+  to the device and only the scores come back. The model itself is never read or changed.
+  The CUDA default.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -15,34 +23,123 @@ from .model import OnnxClassifier, Scores
 from .perturb import Perturber
 from .preprocess import affine
 
+PATHS = ("auto", "onnx", "numpy", "reference")
+
 
 class MaskQuery:
     """``query(masks) -> Scores`` for ``(B, h, w)`` masks; every mask costs one counted query."""
 
-    def __init__(self, model: OnnxClassifier, perturber: Perturber, fused: bool | None = None):
+    def __init__(self, model: OnnxClassifier, perturber: Perturber, path: str = "auto"):
+        if path not in PATHS:
+            raise ValueError(f"unknown query path {path!r}; one of {', '.join(PATHS)}")
         self.model = model
         self.perturber = perturber
-        dtype = np.dtype(model.input.dtype)
-        self.fused = dtype.kind == "f" if fused is None else fused and dtype.kind == "f"
-        if self.fused:
-            spec = model.spec
-            gain, offset = affine(spec)
-            base, delta = perturber.blurred, perturber.delta
-            if spec.channel_order == "BGR":
-                base, delta = base[..., ::-1], delta[..., ::-1]
-            base = base * gain + offset
-            delta = delta * gain
-            if spec.layout == "NCHW":
-                base, delta = base.transpose(2, 0, 1), delta.transpose(2, 0, 1)
-            self._base = np.ascontiguousarray(base, dtype=np.float32)
-            self._delta = np.ascontiguousarray(delta, dtype=np.float32)
-            self._channel_axis = 1 if spec.layout == "NCHW" else 3
-            self._dtype = dtype
+        floating = np.dtype(model.input.dtype).kind == "f"
+        if path == "auto":
+            path = ("onnx" if model.device == "cuda" else "numpy") if floating else "reference"
+        self.path = path if floating else "reference"
+        if self.path != "reference":
+            base, delta = _normalised_parts(model, perturber)
+            self._front = _OnnxFront(model, base, delta) if self.path == "onnx" else None
+            self._base, self._delta = base, delta  # (C, H, W) in the model's channel order
+            self._dtype = np.dtype(model.input.dtype)
 
     def __call__(self, masks: np.ndarray) -> Scores:
         masks = np.asarray(masks, dtype=np.float32)
-        if not self.fused:
+        step = self.model.max_batch
+        parts = [self._score(masks[i:i + step]) for i in range(0, len(masks), step)]
+        if len(parts) == 1:
+            return parts[0]
+        return Scores(np.concatenate([p.logits for p in parts]), np.concatenate([p.probs for p in parts]))
+
+    def _score(self, masks: np.ndarray) -> Scores:
+        if self.path == "reference":
             return self.model.scores(self.perturber(masks))
-        up = np.expand_dims(self.perturber.upsample(masks), self._channel_axis)
+        if self.path == "onnx":
+            return self._front(masks)
+        up = self.perturber.upsample(masks)[:, None]  # (B, 1, H, W)
         x = self._base + self._delta * up
-        return self.model.score_tensor(x if self._dtype == np.float32 else x.astype(self._dtype))
+        if self.model.input.layout == "NHWC":
+            x = x.transpose(0, 2, 3, 1)
+        return self.model.score_tensor(np.ascontiguousarray(x, dtype=self._dtype))
+
+
+def _normalised_parts(model: OnnxClassifier, perturber: Perturber) -> tuple[np.ndarray, np.ndarray]:
+    """``norm(h(X))`` and ``gain * (X - h(X))`` as (C, H, W) float32 in the model's channel order."""
+    spec = model.spec
+    gain, offset = affine(spec)
+    base, delta = perturber.blurred, perturber.delta
+    if spec.channel_order == "BGR":
+        base, delta = base[..., ::-1], delta[..., ::-1]
+    base = (base * gain + offset).transpose(2, 0, 1)
+    delta = (delta * gain).transpose(2, 0, 1)
+    return np.ascontiguousarray(base, np.float32), np.ascontiguousarray(delta, np.float32)
+
+
+def front_graph(size: tuple[int, int], layout: str, dtype: np.dtype) -> Any:
+    """ONNX graph ``(masks[B,1,h,w], base[1,C,H,W], delta[1,C,H,W]) -> x``: upsample and blend.
+
+    Resize with ``half_pixel`` linear interpolation is the same bilinear upsampling as
+    :func:`bbx.perturb.upsample`; ``x`` comes out in the model's layout and dtype.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    H, W = size
+    nodes = [
+        helper.make_node("Shape", ["masks"], ["mshape"], end=2),
+        helper.make_node("Concat", ["mshape", "hw"], ["sizes"], axis=0),
+        helper.make_node("Resize", ["masks", "", "", "sizes"], ["up"], mode="linear",
+                         coordinate_transformation_mode="half_pixel"),
+        helper.make_node("Mul", ["delta", "up"], ["scaled"]),
+        helper.make_node("Add", ["base", "scaled"], ["nchw"]),
+    ]
+    last = "nchw"
+    if layout == "NHWC":
+        nodes.append(helper.make_node("Transpose", [last], ["nhwc"], perm=[0, 2, 3, 1]))
+        last = "nhwc"
+    out_type = TensorProto.FLOAT
+    if np.dtype(dtype) == np.float16:
+        nodes.append(helper.make_node("Cast", [last], ["half"], to=TensorProto.FLOAT16))
+        last, out_type = "half", TensorProto.FLOAT16
+    nodes.append(helper.make_node("Identity", [last], ["x"]))
+    graph = helper.make_graph(
+        nodes, "bbx_mask_front",
+        [helper.make_tensor_value_info("masks", TensorProto.FLOAT, ["B", 1, None, None]),
+         helper.make_tensor_value_info("base", TensorProto.FLOAT, [1, 3, H, W]),
+         helper.make_tensor_value_info("delta", TensorProto.FLOAT, [1, 3, H, W])],
+        [helper.make_tensor_value_info("x", out_type, ["B", "d1", "d2", "d3"])],
+        [numpy_helper.from_array(np.array([H, W], dtype=np.int64), "hw")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+class _OnnxFront:
+    """The front graph in its own session on the model's device, chained to the model by IOBinding."""
+
+    def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray):
+        import onnxruntime as ort
+
+        self.model = model
+        graph = front_graph(model.input_size, model.input.layout, np.dtype(model.input.dtype))
+        self.session = ort.InferenceSession(graph.SerializeToString(), sess_options=model.session_options,
+                                            providers=model.providers)
+        device = model.device
+        self._base = ort.OrtValue.ortvalue_from_numpy(base[None], device, 0)  # stays on the device
+        self._delta = ort.OrtValue.ortvalue_from_numpy(delta[None], device, 0)
+
+    def __call__(self, masks: np.ndarray) -> Scores:
+        n = len(masks)
+        batch = self.model.input.batch
+        if batch and n < batch:  # a fixed-batch model: pad, and count only the real masks
+            masks = np.concatenate([masks, np.repeat(masks[-1:], batch - n, axis=0)])
+        binding = self.session.io_binding()
+        binding.bind_cpu_input("masks", np.ascontiguousarray(masks[:, None], dtype=np.float32))
+        binding.bind_ortvalue_input("base", self._base)
+        binding.bind_ortvalue_input("delta", self._delta)
+        binding.bind_output("x", self.model.device)
+        self.session.run_with_iobinding(binding)
+        return self.model.score_bound(binding.get_outputs()[0], n)

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ._io import atomic_write
-from .metrics import marked_top_iou, mask_correlation, mean_ci
+from .metrics import mask_correlation, mean_ci, top_iou
 from .perturb import upsample
 
 #: Edges of the confidence bins (original top-1 probability); the last bin includes 1.
@@ -116,7 +116,7 @@ def _row(method: str, by_image: dict[str, list[dict[str, Any]]], curve: dict[str
         phi_ci=ci,
         undesirable=100 * float(np.mean([np.mean([r["undesirable_ratio"] for r in rs]) for rs in by_image.values()])),
         correlation=_nanmean([mask_correlation([np.asarray(r["mask"]) for r in rs]) for rs in multi]),
-        top_iou=_nanmean([marked_top_iou([_heatmap(r) for r in rs]) for rs in multi]),
+        top_iou=_nanmean([top_iou([_heatmap(r) for r in rs]) for rs in multi]),
         queries=float(np.mean([r["queries"] for r in runs])),
         seconds=float(np.mean([r["seconds"] for r in runs])),
         phi_at_area=tuple(float(v) for v in np.mean(list(curve.values()), axis=0)) if areas else (),

@@ -49,20 +49,45 @@ def test_q_is_x_at_mask_one_and_blur_at_mask_zero():
     np.testing.assert_allclose(p(np.zeros((28, 28))), blur(x), atol=1e-6)
 
 
-@pytest.mark.parametrize("changes", [
-    {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    {"channel_order": "BGR", "scale": 255.0, "mean": [104.0, 117.0, 123.0], "std": [1.0, 1.0, 1.0]},
-])
-def test_fused_and_reference_queries_agree(target_model, changes):
-    from dataclasses import replace
-    model = bbx.OnnxClassifier(target_model.path)
-    model.spec = replace(model.spec, **changes)
+@pytest.mark.parametrize("variant", ["imagenet", "nhwc255", "bgr", "float16", "batch4", "uint8"])
+def test_query_paths_agree(tmp_path, variant):
+    """The fused NumPy and ONNX-front paths give the reference path's scores, on every convention."""
+    import onnx_builders
+
+    model = bbx.OnnxClassifier(onnx_builders.build(variant, tmp_path))
+    x = onnx_builders.random_images(1, seed=5)[0]
+    pert = Perturber(x)
+    masks = np.random.default_rng(0).uniform(-0.2, 1.2, (7, 28, 28))  # probes leave [0, 1] too
+    reference = MaskQuery(model, pert, "reference")(masks)
+    tol = 3e-3 if variant == "float16" else 1e-4
+    for path in ("numpy", "onnx"):
+        query = MaskQuery(model, pert, path)
+        assert query.path == ("reference" if variant == "uint8" else path)
+        np.testing.assert_allclose(query(masks).probs, reference.probs, rtol=tol, atol=tol)
+    assert model.queries == 3 * 7
+
+
+def test_onnx_front_builds_the_reference_images(target_model):
+    """The front graph's images themselves, not only the scores, match Q(X; M) normalised."""
+    import onnxruntime as ort
+    from bbx.preprocess import to_model_input
+    from bbx.query import front_graph
+
+    x = planted.photo()
+    pert = Perturber(x)
+    masks = np.random.default_rng(2).uniform(0, 1, (3, 28, 28)).astype(np.float32)
+    sess = ort.InferenceSession(front_graph((56, 56), "NCHW", np.float32).SerializeToString())
+    out = sess.run(["x"], {"masks": masks[:, None], "base": pert.blurred.transpose(2, 0, 1)[None],
+                           "delta": pert.delta.transpose(2, 0, 1)[None]})[0]
+    np.testing.assert_allclose(out, to_model_input(pert(masks), target_model.spec, np.float32), atol=1e-5)
+
+
+def test_large_probe_batches_are_split(target_model):
     pert = Perturber(planted.photo())
-    masks = np.random.default_rng(0).uniform(-0.2, 1.2, (5, 28, 28))  # probes leave [0, 1] too
-    fused, ref = MaskQuery(model, pert, fused=True), MaskQuery(model, pert, fused=False)
-    assert fused.fused and not ref.fused
-    np.testing.assert_allclose(fused(masks).logits, ref(masks).logits, rtol=1e-4, atol=1e-4)
-    assert model.queries == 10
+    before = target_model.queries
+    scores = MaskQuery(target_model, pert)(np.ones((150, 28, 28)))
+    assert scores.probs.shape == (150, 3)
+    assert target_model.queries - before == 150
 
 
 # -- regulariser ------------------------------------------------------------------------------
