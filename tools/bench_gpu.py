@@ -1,0 +1,189 @@
+"""Benchmark on a GPU: the explain loop against the model's own ceiling on onnxruntime's CUDA provider.
+
+Random-weight ResNet-18 and VGG-19 (the paper's architectures; only speed matters here, and no
+pretrained weights can be had offline) are built with PyTorch, exported to ONNX in fp32 and fp16,
+and measured:
+
+* ceiling: the bare model scoring a fixed batch bound on the device (IOBinding), images/s;
+* loop: ``bbx.explain`` end to end (directions, probes, front graph, model, loss, Adam), queries/s;
+* their ratio, and the wall time of one F-TC explanation of 6,400 queries.
+
+One CSV row per model x precision goes to ``tools/results/bench_gpu_<gpu>.csv``.
+Needs PyTorch (for the export) and onnxruntime-gpu; ``--device cpu`` runs the same on the CPU
+with small settings, to check the script itself.
+
+    python tools/bench_gpu.py --models resnet18,vgg19 --precisions fp32,fp16
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import bbx  # noqa: E402
+
+
+def resnet18(torch):
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.down = None
+            if stride != 1 or cin != cout:
+                self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = torch.relu(self.b1(self.c1(x)))
+            y = self.b2(self.c2(y))
+            return torch.relu(y + (x if self.down is None else self.down(x)))
+
+    layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+    cin = 64
+    for cout, stride in [(64, 1), (128, 2), (256, 2), (512, 2)]:
+        layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 1000)]
+    return nn.Sequential(*layers)
+
+
+def vgg19(torch):
+    nn = torch.nn
+    cfg = [64, 64, "M", 128, 128, "M"] + [256] * 4 + ["M"] + ([512] * 4 + ["M"]) * 2
+    layers, cin = [], 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1), nn.ReLU()]
+            cin = v
+    layers += [nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Linear(512 * 49, 4096), nn.ReLU(),
+               nn.Linear(4096, 4096), nn.ReLU(), nn.Linear(4096, 1000)]
+    return nn.Sequential(*layers)
+
+
+def export(name: str, precision: str, folder: Path, device: str) -> Path:
+    """Random-weight model -> ONNX (dynamic batch) with ImageNet preprocessing in its metadata."""
+    import json
+
+    import onnx
+    import torch
+
+    torch.manual_seed(0)
+    net = {"resnet18": resnet18, "vgg19": vgg19}[name](torch).eval()
+    dev = "cuda" if device == "cuda" and torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    net = net.to(dev, dtype)
+    path = folder / f"{name}_{precision}.onnx"
+    dummy = torch.zeros(1, 3, 224, 224, device=dev, dtype=dtype)
+    torch.onnx.export(net, dummy, str(path), input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
+                      dynamo=False)
+    model = onnx.load(str(path))
+    spec = {"size": [224, 224], "crop_pct": 0.875, "scale": 1.0, "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225], "channel_order": "RGB", "layout": "NCHW"}
+    onnx.helper.set_model_props(model, {"bbx.preprocess": json.dumps(spec)})
+    onnx.save(model, str(path))
+    return path
+
+
+def ceiling(model: bbx.OnnxClassifier, batch: int, seconds: float) -> float:
+    """Images/s of the bare model on a batch already on the device (IOBinding), scores to host."""
+    import onnxruntime as ort
+
+    x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(model.input.dtype)
+    xv = ort.OrtValue.ortvalue_from_numpy(x, model.device, 0)
+    for _ in range(3):
+        model.score_bound(xv, batch)
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        model.score_bound(xv, batch)
+        n += batch
+    return n / (time.perf_counter() - t0)
+
+
+def paths_agree(model: bbx.OnnxClassifier, image: Path) -> float:
+    """Largest probability difference between the device path and the NumPy reference path."""
+    from bbx.perturb import Perturber
+    from bbx.query import MaskQuery
+
+    pert = Perturber(model.prepare(bbx.load_rgb(image)))
+    masks = np.random.default_rng(0).uniform(0, 1, (8, 28, 28))
+    fast = MaskQuery(model, pert, "auto")(masks).probs
+    ref = MaskQuery(model, pert, "reference")(masks).probs
+    return float(np.abs(fast - ref).max())
+
+
+def gpu_name(device: str) -> str:
+    if device != "cuda":
+        return "cpu"
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    except Exception:
+        return "cuda"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="resnet18,vgg19")
+    ap.add_argument("--precisions", default="fp32,fp16")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    ap.add_argument("--batch", type=int, default=256, help="batch of the ceiling and of each explain step")
+    ap.add_argument("--queries", type=int, default=6400, help="queries of the timed F-TC explanation")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--image", type=Path, default=ROOT / "models" / "samples" / "chelsea.png")
+    ap.add_argument("--csv", type=Path, default=None)
+    args = ap.parse_args()
+
+    name = gpu_name(args.device)
+    out_csv = args.csv or ROOT / "tools" / "results" / f"bench_gpu_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.csv"
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model_name in args.models.split(","):
+            for precision in args.precisions.split(","):
+                path = export(model_name, precision, Path(tmp), args.device)
+                model = bbx.OnnxClassifier(path, device=args.device, max_batch=args.batch)
+                agree = paths_agree(model, args.image)
+                top = ceiling(model, args.batch, args.seconds)
+                pairs = args.batch // 2
+                iterations = max(1, (args.queries - 2) // (2 * pairs))
+                bbx.explain(model, args.image, iterations=2, pairs=pairs)  # warm-up: shapes, cuDNN search
+                e = bbx.explain(model, args.image, iterations=iterations, pairs=pairs)
+                row = {"gpu": name, "model": model_name, "precision": precision, "providers": model.providers[0],
+                       "max_prob_diff_vs_reference": f"{agree:.1e}",
+                       "batch": args.batch, "ceiling_images_per_s": round(top, 1),
+                       "explain_queries_per_s": round(e.queries / e.seconds, 1),
+                       "ratio": round(e.queries / e.seconds / top, 3),
+                       "ftc_queries": e.queries, "ftc_seconds": round(e.seconds, 4),
+                       "ftc_iterations": iterations, "ftc_pairs": pairs,
+                       "date": time.strftime("%Y-%m-%d")}
+                rows.append(row)
+                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    new = not out_csv.exists()
+    with open(out_csv, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+    print(f"wrote {out_csv}")
+
+
+if __name__ == "__main__":
+    main()
