@@ -168,6 +168,9 @@ class OnnxClassifier:
         self.providers = self.session.get_providers()
         #: where tensors live for IOBinding: "cuda" when the CUDA provider took the model
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
+        if device.lower() == "cuda" and self.device != "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+            warnings.warn("the CUDA provider could not start (CUDA or cuDNN libraries missing?); running on the CPU",
+                          RuntimeWarning, stacklevel=2)
 
         initialisers = {t.name for t in proto.graph.initializer}
         graph_inputs = [i for i in proto.graph.input if i.name not in initialisers]
