@@ -79,7 +79,7 @@ def figure(e: Explanation, over: np.ndarray | None = None, pert: np.ndarray | No
     captions = [  # (text that may be shortened, tail that is always shown)
         (e.target_name, f": {100 * e.prob_before:.1f}%"),
         ("undesirable pixels", f" {100 * e.undesirable_ratio:.1f}%"),
-        (e.target_name, f": {100 * e.prob_after:.1f}% (phi {e.phi:.1f})"),
+        (e.target_name, f": {100 * e.prob_after:.1f}%" + (f" (phi {e.phi:.1f})" if e.target == e.top1 else "")),
     ]
     title = (f"{e.config.get('method', '?')} · target {e.target_name}", f" · {e.queries} queries")
 

@@ -66,7 +66,7 @@ class TorchObjective:
         else:
             loss = (f.sum() - f[k]) + g * torch.abs(z[k] - self.z0[k])
         loss.backward()
-        return float(loss), m.grad.numpy().astype(np.float64), f.detach().numpy()
+        return float(loss.detach()), m.grad.numpy().astype(np.float64), f.detach().numpy()
 
 
 def run(image: Path, config: ExplainConfig, torch_model, onnx_model: OnnxClassifier) -> dict:
