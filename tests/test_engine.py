@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -215,3 +217,26 @@ def test_target_by_index_and_name(target_model):
         bbx.explain(target_model, planted.photo(), target="zebra", iterations=2)
     with pytest.raises(bbx.BbxError, match="out of range"):
         bbx.explain(target_model, planted.photo(), target=3, iterations=2)
+
+
+# -- the bundled model ------------------------------------------------------------------------
+BUNDLED = Path(__file__).resolve().parent.parent / "models"
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    return bbx.OnnxClassifier(BUNDLED / "efficientnet_lite0.onnx")
+
+
+@pytest.mark.parametrize("method", ["ftc", "fntc"])
+def test_bundled_model_target_probability_rises(lite0, method):
+    e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method=method, iterations=60, seed=0)
+    assert e.target_name == "tiger cat"
+    assert e.prob_after > e.prob_before + 0.02
+    assert e.queries == 2 + 2 * 8 * 60
+
+
+def test_bundled_model_seed_reproduces_the_mask_bit_for_bit(lite0):
+    a = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11)
+    b = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11)
+    assert np.array_equal(a.mask, b.mask) and a.mask.min() < 1.0
