@@ -9,6 +9,7 @@ confidence in a target class, by querying the model only (no gradients, no frame
     >>> e.prob_before, e.prob_after, e.queries
 """
 
+from .baselines import occlusion, random_baseline
 from .errors import BbxError
 from .explain import ExplainConfig, explain
 from .explanation import Explanation
@@ -32,4 +33,6 @@ __all__ = [
     "UNDESIRABLE_RATIO",
     "explain",
     "load_rgb",
+    "occlusion",
+    "random_baseline",
 ]

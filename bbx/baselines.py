@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .explain import _model_view
+from .explain import model_view
 from .explanation import Explanation
 from .insertion import hard_blur
-from .metrics import phi, undesirable_ratio
 from .model import OnnxClassifier
 from .perturb import BlurSpec, Perturber
 
@@ -60,12 +59,7 @@ def occlusion(
     k = int(np.argmax(p0)) if target is None else model.class_index(target)
 
     cells = cell_map((h, w), grid)
-    n = grid[0] * grid[1]
-    gains = np.empty(n, dtype=np.float64)
-    for start in range(0, n, model.max_batch):  # one batch of blurred copies at a time
-        ids = np.arange(start, min(n, start + model.max_batch))
-        gains[ids] = model.scores(hard_blur(pert, cells[None] == ids[:, None, None])).probs[:, k] - p0[k]
-    gains = np.clip(gains, 0.0, None)
+    gains = np.clip(cell_gains(model, pert, cells, k, float(p0[k])), 0.0, None)
     top = gains.max()
     cell_heat = gains / top if top > 0 else gains
     heatmap = cell_heat[cells].astype(np.float32)
@@ -104,6 +98,20 @@ def random_baseline(
     return _result(model, x, source, k, p0, perturbed, mask, heatmap, queries_before, started, config)
 
 
+def cell_gains(model: OnnxClassifier, pert: Perturber, cells: np.ndarray, k: int, base: float) -> np.ndarray:
+    """Rise of class ``k``'s probability over ``base`` when each cell of ``cells`` alone is blurred, hard.
+
+    ``cells`` is an ``(H, W)`` map of cell indices (:func:`cell_map`); one query per cell, sent in
+    batches of the model's largest batch.
+    """
+    n = int(cells.max()) + 1
+    gains = np.empty(n, dtype=np.float64)
+    for start in range(0, n, model.max_batch):  # one batch of blurred copies at a time
+        ids = np.arange(start, min(n, start + model.max_batch))
+        gains[ids] = model.scores(hard_blur(pert, cells[None] == ids[:, None, None])).probs[:, k] - base
+    return gains
+
+
 def cell_map(size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
     """``(H, W)`` index of the grid cell each pixel falls in (row-major), cells split evenly."""
     rows = np.arange(size[0]) * grid[0] // size[0]
@@ -114,7 +122,7 @@ def cell_map(size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
 def _open(model: OnnxClassifier | str | Path, image: str | Path | np.ndarray) -> tuple[OnnxClassifier, np.ndarray, str]:
     model = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model)
     source = str(image) if isinstance(image, (str, Path)) else "<array>"
-    return model, _model_view(model, image), source
+    return model, model_view(model, image), source
 
 
 def _result(model: OnnxClassifier, x: np.ndarray, source: str, k: int, p0: np.ndarray, perturbed: np.ndarray,
@@ -122,25 +130,8 @@ def _result(model: OnnxClassifier, x: np.ndarray, source: str, k: int, p0: np.nd
             config: dict[str, Any]) -> Explanation:
     """Score the perturbed image (one query) and fill the Explanation as :func:`bbx.explain` does."""
     p1 = model.scores(perturbed[None]).probs[0]
-    top1 = int(np.argmax(p0))
-    return Explanation(
-        mask=np.asarray(mask, dtype=np.float64),
-        heatmap=heatmap,
-        image=x,
-        perturbed=perturbed,
-        target=k,
-        target_name=model.labels[k],
-        prob_before=float(p0[k]),
-        prob_after=float(p1[k]),
-        top1=top1,
-        top1_name=model.labels[top1],
-        top1_prob_before=float(p0[top1]),
-        top1_prob_after=float(p1[top1]),
-        phi=phi(float(p0[top1]), float(p1[top1])),
-        undesirable_ratio=undesirable_ratio(heatmap, THRESHOLD),
-        queries=model.queries - queries_before,
-        seconds=time.perf_counter() - started,
-        config=config,
-        model=str(model.path),
-        source=source,
+    return Explanation.build(
+        model, image=x, source=source, mask=mask, heatmap=heatmap, perturbed=perturbed, target=k,
+        probs_before=p0, probs_after=p1, queries=model.queries - queries_before,
+        seconds=time.perf_counter() - started, config=config,
     )

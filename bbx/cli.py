@@ -144,7 +144,7 @@ def explain(
     model: Optional[Path] = typer.Argument(None, help="the .onnx classifier (default: the bundled EfficientNet-Lite0)"),
     image: Optional[Path] = typer.Argument(None, help="the photo (default: the bundled cat photo)"),
     target: Optional[str] = typer.Option(None, help="class index or name (default: top-1)"),
-    method: str = typer.Option("ftc", help="ftc, fntc or plain"),
+    method: str = typer.Option("ftc", help="ftc, fntc or plain (the paper's), or greedy (hard-blur search)"),
     iterations: int = typer.Option(200, help="optimizer steps"),
     budget: Optional[int] = typer.Option(None, help="total queries allowed (sets pairs per step)"),
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default 8)"),

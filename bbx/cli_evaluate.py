@@ -19,7 +19,7 @@ def evaluate(
     model: Path = typer.Argument(..., help="the .onnx classifier"),
     paths: list[str] = typer.Argument(..., help="images, folders (their images, recursively) or quoted globs"),
     methods: str = typer.Option(",".join(METHODS), help=f"comma list from {','.join(METHODS)}"),
-    seeds: int = typer.Option(3, help="seeds per image for ftc, fntc, plain and random (occlusion runs once)"),
+    seeds: int = typer.Option(3, help="seeds per image for ftc, fntc, plain and random (greedy and occlusion run once)"),
     budget: Optional[int] = typer.Option(None, help="total queries per explanation (sets pairs per step)"),
     iterations: Optional[int] = typer.Option(None, help="optimizer steps (default: explain's)"),
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default: explain's)"),

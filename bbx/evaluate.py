@@ -31,8 +31,8 @@ from .model import OnnxClassifier
 from .objective import METHODS as LEARNED
 from .perturb import BlurSpec, Perturber
 
-METHODS = (*LEARNED, "occlusion", "random")
-SEEDED = frozenset((*LEARNED, "random"))  # occlusion is deterministic: one run per image
+METHODS = (*LEARNED, "greedy", "occlusion", "random")
+SEEDED = frozenset((*LEARNED, "random"))  # greedy and occlusion are deterministic: one run per image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 RESULTS, SETTINGS = "results.jsonl", "settings.json"
 

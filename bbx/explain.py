@@ -1,6 +1,7 @@
 """``explain``: one call from a model and a photo to an :class:`Explanation`.
 
 image -> preprocess -> perturb -> query the model -> objective -> gradient estimate -> Adam.
+``method="greedy"`` (not in the paper) runs :func:`bbx.greedy.greedy` instead, with the budget.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from .errors import OptionError
 from .estimate import ESTIMATORS, Estimator
 from .explanation import Explanation
 from .image import load_rgb
-from .metrics import phi, undesirable_ratio
 from .model import OnnxClassifier
-from .objective import METHODS, Objective
+from .objective import METHODS as OBJECTIVES
+from .objective import Objective
 from .optimize import Adam
 from .perturb import BlurSpec, Perturber
 from .query import PATHS, MaskQuery
@@ -93,6 +94,8 @@ class ExplainConfig:
 
 
 DEFAULT_PAIRS = 8
+#: ftc, fntc and plain optimise the paper's losses; greedy searches hard-blurred windows (bbx.greedy)
+METHODS = (*OBJECTIVES, "greedy")
 
 Progress = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -115,8 +118,12 @@ def explain(
     """
     cfg = replace(config or ExplainConfig(), method=method, **settings).validate()
     model = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model)
+    if cfg.method == "greedy":
+        from .greedy import greedy  # bbx.greedy builds on bbx.baselines, which imports this module
+
+        return greedy(model, image, target, budget=cfg.budget, sigma=cfg.sigma, kernel=cfg.kernel, progress=progress)
     source = str(image) if isinstance(image, (str, Path)) else "<array>"
-    x = _model_view(model, image)
+    x = model_view(model, image)
     started, queries_before = time.perf_counter(), model.queries
 
     pert = Perturber(x, (cfg.mask_size, cfg.mask_size), BlurSpec(cfg.sigma, cfg.kernel))
@@ -149,31 +156,16 @@ def explain(
     perturbed = pert(mask.astype(np.float32))
     p1 = model.scores(perturbed[None]).probs[0]
     heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
-    return Explanation(
-        mask=mask,
-        heatmap=heatmap,
-        image=x,
-        perturbed=perturbed,
-        target=k,
-        target_name=model.labels[k],
-        prob_before=float(p0[k]),
-        prob_after=float(p1[k]),
-        top1=top1,
-        top1_name=model.labels[top1],
-        top1_prob_before=float(p0[top1]),
-        top1_prob_after=float(p1[top1]),
-        phi=phi(float(p0[top1]), float(p1[top1])),
-        undesirable_ratio=undesirable_ratio(heatmap),
-        queries=model.queries - queries_before,
-        seconds=time.perf_counter() - started,
-        loss_history=history,
+    return Explanation.build(
+        model, image=x, source=source, mask=mask, heatmap=heatmap, perturbed=perturbed, target=k,
+        probs_before=p0, probs_after=p1, queries=model.queries - queries_before,
+        seconds=time.perf_counter() - started, loss_history=history,
         config={**asdict(cfg), "iterations": iterations, "pairs": pairs},
-        model=str(model.path),
-        source=source,
     )
 
 
-def _model_view(model: OnnxClassifier, image: str | Path | np.ndarray) -> np.ndarray:
+def model_view(model: OnnxClassifier, image: str | Path | np.ndarray) -> np.ndarray:
+    """The image as the model sees it: (H, W, 3) float32 in 0-1 at the model's input size."""
     if isinstance(image, (str, Path)):
         return model.prepare(load_rgb(image))
     arr = np.asarray(image)

@@ -39,6 +39,26 @@ class Explanation:
     model: str = ""
     source: str = ""
 
+    @classmethod
+    def build(cls, model: Any, *, image: np.ndarray, source: str, mask: np.ndarray, heatmap: np.ndarray,
+              perturbed: np.ndarray, target: int, probs_before: np.ndarray, probs_after: np.ndarray,
+              queries: int, seconds: float, config: dict[str, Any],
+              loss_history: list[float] | None = None) -> "Explanation":
+        """Fill every derived field (names, top-1, φ, undesirable ratio) the same way for every method."""
+        from .metrics import phi, undesirable_ratio
+
+        p0, p1, k = probs_before, probs_after, target
+        top1 = int(np.argmax(p0))
+        return cls(
+            mask=np.asarray(mask, dtype=np.float64), heatmap=heatmap, image=image, perturbed=perturbed,
+            target=k, target_name=model.labels[k], prob_before=float(p0[k]), prob_after=float(p1[k]),
+            top1=top1, top1_name=model.labels[top1],
+            top1_prob_before=float(p0[top1]), top1_prob_after=float(p1[top1]),
+            phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
+            queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
+            model=str(model.path), source=source,
+        )
+
     def summary(self) -> dict[str, Any]:
         """Everything but the arrays: the JSON report."""
         return {

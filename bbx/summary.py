@@ -26,7 +26,7 @@ from .perturb import upsample
 CONFIDENCE_BINS = (0.0, 0.5, 0.8, 0.95, 1.0)
 REFERENCE = "occlusion"  # the method every other one is compared with at equal area
 BELOW = "▾"
-ORDER = ("ftc", "fntc", "plain", "occlusion", "random")
+ORDER = ("ftc", "fntc", "plain", "greedy", "occlusion", "random")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ sys.path.insert(0, str(ROOT))
 import bbx  # noqa: E402
 from bbx.explain import DEFAULT_PAIRS  # noqa: E402
 from bbx.perturb import Perturber  # noqa: E402
-from bbx.query import MaskQuery  # noqa: E402
 
 
 def model_throughput(model: bbx.OnnxClassifier, batch: np.ndarray, seconds: float) -> float:

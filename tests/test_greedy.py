@@ -1,0 +1,74 @@
+"""``greedy``: the hard-blur window search against the planted patches, its query count and its outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import bbx
+import planted
+from bbx.errors import OptionError
+from bbx.evaluate import EvalConfig
+from bbx.greedy import greedy
+from bbx.metrics import iou, top_mask
+
+FINE = {"patch": 8, "stride": 4, "window": 12}  # 12 px windows at a 4 px stride: A (12 x 12 at 8, 8) is one
+
+
+@pytest.fixture(scope="module")
+def target_model(tmp_path_factory):
+    return bbx.OnnxClassifier(planted.build(tmp_path_factory.mktemp("m") / "target.onnx", "target"))
+
+
+def test_finds_patch_a_first_and_never_the_decoy(target_model):
+    e = greedy(target_model, planted.photo(), target=0, budget=300, **FINE)
+    truth = planted.patch_mask(planted.A)
+    assert iou(top_mask(e.heatmap, truth.mean()), truth) == 1.0  # the first window chosen is A exactly
+    assert not (e.heatmap[planted.patch_mask(planted.C)] > 0.6).any()
+    assert e.prob_after > e.prob_before + 0.3
+    assert e.config["steps"] >= 2 and 1 <= e.config["prefix"] <= e.config["steps"]
+
+
+def test_queries_are_counted_exactly_and_the_budget_is_spent(target_model):
+    before = target_model.queries
+    e = greedy(target_model, planted.photo(), target=0, budget=120, **FINE)
+    assert e.queries == target_model.queries - before == 120  # 1 image + 49 occlusion cells + 70 search
+    before = target_model.queries
+    big = greedy(target_model, planted.photo(), target=0, budget=100_000, **FINE)
+    assert big.queries == target_model.queries - before < 100_000  # the area is reached first
+    assert (big.heatmap > 0.5).mean() >= 0.10  # every chosen cell ranks above every other one
+
+
+def test_perturbed_image_blurs_exactly_the_undesirable_pixels_and_its_probability_is_measured(target_model):
+    e = greedy(target_model, planted.photo(), target=0, budget=300, **FINE)
+    blurred = e.heatmap > 0.6
+    assert e.undesirable_ratio == pytest.approx(blurred.mean())
+    np.testing.assert_array_equal(e.perturbed[~blurred], e.image[~blurred])
+    again = target_model.scores(e.perturbed[None]).probs[0, e.target]  # scored during the search, not after
+    assert e.prob_after == pytest.approx(float(again), abs=1e-6)
+    assert e.mask.shape == (14, 14) and e.heatmap.shape == (planted.SIZE, planted.SIZE)
+
+
+def test_through_explain_deterministic_and_defaults(target_model):
+    a = bbx.explain(target_model, planted.photo(), target=0, method="greedy", budget=200)
+    b = bbx.explain(target_model, planted.photo(), target=0, method="greedy", budget=200, seed=5)
+    assert np.array_equal(a.heatmap, b.heatmap) and a.queries == b.queries <= 200  # no randomness
+    assert a.config["method"] == "greedy" and a.config["window"] == 16 and a.config["stride"] == 8
+    truth = planted.patch_mask(planted.A)
+    assert (a.heatmap[truth] > 0.6).mean() > 0.9  # 16 px windows: A sits inside the first one
+    assert bbx.explain(target_model, planted.photo(), method="ftc", iterations=2).config["method"] == "ftc"
+
+
+def test_too_small_a_budget_and_bad_sizes_are_refused(target_model):
+    with pytest.raises(OptionError, match="too small for greedy"):
+        greedy(target_model, planted.photo(), budget=17)  # 1 + 16 cells + 1 step = 18
+    with pytest.raises(OptionError, match="at least 1 pixel"):
+        greedy(target_model, planted.photo(), stride=0)
+    with pytest.raises(OptionError, match="area"):
+        greedy(target_model, planted.photo(), area=0)
+
+
+def test_evaluate_runs_greedy_once_per_image():
+    jobs = EvalConfig(methods=("greedy", "ftc"), seeds=3).validate().jobs(["a.png", "b.png"])
+    assert [(j.method, j.seed) for j in jobs if j.image == "a.png"] == [("greedy", 0), ("ftc", 0), ("ftc", 1),
+                                                                        ("ftc", 2)]
