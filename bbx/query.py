@@ -15,6 +15,7 @@ Three paths give the same numbers (tests check it); they differ in where the wor
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -117,6 +118,20 @@ def front_graph(size: tuple[int, int], layout: str, dtype: np.dtype) -> Any:
     return model
 
 
+_FRONT_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
+
+
+def _front_session(model: OnnxClassifier) -> Any:
+    """One front-graph session per model, reused by every explanation of it (it depends on nothing else)."""
+    if model not in _FRONT_SESSIONS:
+        import onnxruntime as ort
+
+        graph = front_graph(model.input_size, model.input.layout, np.dtype(model.input.dtype))
+        _FRONT_SESSIONS[model] = ort.InferenceSession(graph.SerializeToString(), sess_options=model.session_options,
+                                                      providers=model.providers)
+    return _FRONT_SESSIONS[model]
+
+
 class _OnnxFront:
     """The front graph in its own session on the model's device, chained to the model by IOBinding."""
 
@@ -124,9 +139,7 @@ class _OnnxFront:
         import onnxruntime as ort
 
         self.model = model
-        graph = front_graph(model.input_size, model.input.layout, np.dtype(model.input.dtype))
-        self.session = ort.InferenceSession(graph.SerializeToString(), sess_options=model.session_options,
-                                            providers=model.providers)
+        self.session = _front_session(model)
         device = model.device
         self._base = ort.OrtValue.ortvalue_from_numpy(base[None], device, 0)  # stays on the device
         self._delta = ort.OrtValue.ortvalue_from_numpy(delta[None], device, 0)
