@@ -150,6 +150,11 @@ def explain(
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default 8)"),
     estimator: str = typer.Option("nes", help="nes (Gaussian) or spsa (+-1) directions"),
     seed: int = typer.Option(0, help="random seed; the same seed gives the same mask"),
+    lr: float = typer.Option(0.1, help="Adam step size (paper: 0.1)"),
+    lambda1: float = typer.Option(1.7, help="weight of the mask's total variation (paper: 1.7)"),
+    lambda2: float = typer.Option(3.0, help="weight of the blurred area, ||1-M||_1 averaged (paper: 3)"),
+    beta: float = typer.Option(2.0, help="TV exponent (paper: 2)"),
+    gamma: float = typer.Option(0.3, help="weight of the F-TC / F-NTC logit term (paper: 0.3)"),
     out: Path = typer.Option(Path("bbx-out"), help="output folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     *, model_opts: dict,
@@ -163,8 +168,8 @@ def explain(
         model, image = None, model
     model = model or DEFAULT_MODEL
     image = image or DEFAULT_IMAGE
-    cfg = ExplainConfig(method=method, iterations=iterations, budget=budget, pairs=pairs,
-                        estimator=estimator, seed=seed).validate()
+    cfg = ExplainConfig(method=method, iterations=iterations, budget=budget, pairs=pairs, estimator=estimator,
+                        seed=seed, lr=lr, lambda1=lambda1, lambda2=lambda2, beta=beta, gamma=gamma).validate()
     ensure_dir(out)
     m = _load_model(model, **model_opts)
     with _Progress(enabled=not quiet) as bar:
