@@ -23,11 +23,10 @@ import numpy as np
 from .explain import model_view
 from .explanation import Explanation
 from .insertion import hard_blur
+from .metrics import THRESHOLD
 from .model import OnnxClassifier
 from .perturb import BlurSpec, Perturber
 
-#: Heatmap level above which a pixel is "undesirable" (paper, Table 2).
-THRESHOLD = 0.6
 
 
 def occlusion(

@@ -31,10 +31,11 @@ from typing import Callable
 
 import numpy as np
 
-from .baselines import THRESHOLD, _open, cell_gains, cell_map
+from .baselines import _open, cell_gains, cell_map
 from .errors import OptionError
 from .explanation import Explanation
 from .insertion import hard_blur
+from .metrics import THRESHOLD
 from .model import OnnxClassifier
 from .perturb import BlurSpec, Perturber
 

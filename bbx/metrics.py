@@ -31,7 +31,11 @@ def phi(prob_before: float, prob_after: float) -> float:
     return 100.0 * (prob_after - prob_before) / residual
 
 
-def undesirable_ratio(heatmap: np.ndarray, threshold: float = 0.6) -> float:
+#: Heatmap level above which a pixel counts as undesirable (paper, Table 2).
+THRESHOLD = 0.6
+
+
+def undesirable_ratio(heatmap: np.ndarray, threshold: float = THRESHOLD) -> float:
     return float((np.asarray(heatmap) > threshold).mean())
 
 

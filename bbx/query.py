@@ -59,7 +59,8 @@ class MaskQuery:
         if self.path == "onnx":
             return self._front(masks)
         up = self.perturber.upsample(masks)[:, None]  # (B, 1, H, W)
-        x = self._base + self._delta * up
+        x = np.multiply(self._delta, up)  # the step's one image-sized allocation
+        x += self._base
         if self.model.input.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)
         return self.model.score_tensor(np.ascontiguousarray(x, dtype=self._dtype))
