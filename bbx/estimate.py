@@ -12,8 +12,9 @@ fewer unknowns, less variance, at the price of estimating a smoothed gradient. S
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -44,11 +45,33 @@ class Estimator:
             return v
         return upsample(v, shape).astype(np.float64) * np.sqrt(r * rc / (shape[0] * shape[1]))
 
-    def estimate(self, loss: LossFn, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
-        """Gradient estimate at ``mask`` and the mean loss over the probes (≈ L(mask)); 2P queries."""
-        u = self.directions(rng, mask.shape)
-        probes = np.concatenate([mask + self.step * u, mask - self.step * u])
+    def estimate(self, loss: LossFn, mask: np.ndarray, rng: np.random.Generator | None = None,
+                 u: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+        """Gradient estimate at ``mask`` and the mean loss over the probes (≈ L(mask)); 2P queries.
+
+        ``u``: this step's directions when drawn ahead (:meth:`stream`), else drawn from ``rng``.
+        """
+        u = self.directions(rng, mask.shape) if u is None else u
+        cu = self.step * u
+        probes = np.empty((2 * self.pairs, *mask.shape))
+        np.add(mask, cu, out=probes[: self.pairs])
+        np.subtract(mask, cu, out=probes[self.pairs:])
         values = loss(probes)
         diff = values[: self.pairs] - values[self.pairs:]
         grad = (diff[:, None, None] * u).sum(axis=0) / (2.0 * self.step * self.pairs)  # no BLAS: see perturb.upsample
         return grad, float(values.mean())
+
+    def stream(self, rng: np.random.Generator, shape: tuple[int, int], steps: int) -> Iterator[np.ndarray]:
+        """The directions of ``steps`` steps in turn, each drawn while the step before is being scored.
+
+        Drawing 2P x 784 normals is host work that would otherwise sit between two device batches;
+        a worker thread overlaps it (NumPy's generators and onnxruntime's run both release the GIL).
+        One worker draws in order, so the numbers are those of drawing each step in turn.
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bbx-directions") as pool:
+            ahead = pool.submit(self.directions, rng, shape)
+            for i in range(steps):
+                u = ahead.result()
+                if i + 1 < steps:
+                    ahead = pool.submit(self.directions, rng, shape)
+                yield u

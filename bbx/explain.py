@@ -145,8 +145,8 @@ def explain(
     mask = np.ones((cfg.mask_size, cfg.mask_size), dtype=np.float64)
     adam = Adam(lr=cfg.lr, beta1=cfg.beta1)
     history: list[float] = []
-    for step in range(iterations):
-        g_model, loss = estimator.estimate(model_loss, mask, rng)
+    for step, u in enumerate(estimator.stream(rng, mask.shape, iterations)):
+        g_model, loss = estimator.estimate(model_loss, mask, u=u)
         reg, g_reg = objective.regularizer(mask)
         mask = adam.step(mask, g_model + g_reg)
         history.append(loss + reg)

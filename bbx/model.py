@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -47,11 +48,67 @@ class OutputInfo:
 
 
 @dataclass(frozen=True)
-class Scores:
-    """Model outputs for a batch: ``logits`` (N, C) and ``probs`` (N, C), float64."""
+class TargetTerms:
+    """What the losses read of one class ``k`` per image (B,), float64: the explain loop needs no more."""
 
-    logits: np.ndarray
-    probs: np.ndarray
+    prob: np.ndarray  # f_k
+    rest: np.ndarray  # sum_{i != k} f_i, summed directly (no 1 - f_k cancellation when f_k is near 1)
+    logit: np.ndarray  # z_k
+    others_mean: np.ndarray  # mean_{i != k} z_i
+
+
+class Scores:
+    """Model outputs for a batch: ``raw`` as the model gave them; ``logits`` and ``probs`` (N, C) float64.
+
+    ``logits`` and ``probs`` are computed on first use. The explain loop reads only
+    :meth:`target`, one float32 pass over the batch: on a GPU a full float64 softmax of 256 x 1000
+    scores per step is host work of the same order as the device's (issue 5).
+    """
+
+    def __init__(self, raw: np.ndarray, kind: str = "logits"):
+        raw = np.asarray(raw)
+        self.raw = raw if raw.dtype in (np.float32, np.float64) else raw.astype(np.float32)
+        self.kind = kind  # "logits" | "probabilities"
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    @cached_property
+    def logits(self) -> np.ndarray:
+        raw = self.raw.astype(np.float64)
+        if self.kind == "probabilities":  # centred log-probabilities stand in for logits
+            logp = np.log(np.clip(raw, 1e-12, None))
+            return logp - logp.mean(axis=1, keepdims=True)
+        return raw
+
+    @cached_property
+    def probs(self) -> np.ndarray:
+        if self.kind == "probabilities":
+            raw = self.raw.astype(np.float64)
+            return raw / raw.sum(axis=1, keepdims=True)
+        return softmax(self.logits)
+
+    def target(self, k: int) -> TargetTerms:
+        """f_k, sum of the other f_i, z_k and the mean of the other z_i, per image."""
+        n = self.raw.shape[1]
+        if self.kind == "probabilities":
+            f, z = self.probs, self.logits
+            return TargetTerms(f[:, k], f.sum(axis=1) - f[:, k], z[:, k], (z.sum(axis=1) - z[:, k]) / (n - 1))
+        z = self.raw
+        e = z - z.max(axis=1, keepdims=True)
+        np.exp(e, out=e)
+        ek = e[:, k].astype(np.float64)
+        e[:, k] = 0.0
+        rest = e.sum(axis=1, dtype=np.float64)
+        total = rest + ek
+        zk = z[:, k].astype(np.float64)
+        return TargetTerms(ek / total, rest / total, zk, (z.sum(axis=1, dtype=np.float64) - zk) / (n - 1))
+
+    @staticmethod
+    def concat(parts: Sequence["Scores"]) -> "Scores":
+        if len(parts) == 1:
+            return parts[0]
+        return Scores(np.concatenate([p.raw for p in parts]), parts[0].kind)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -180,6 +237,7 @@ class OnnxClassifier:
         self._np_dtype = np.dtype(self.input.dtype)
         self.max_batch = self.input.batch or max_batch
         self.queries = 0
+        self._binding: Any = None  # IOBinding of score_bound, made on first use
 
         self.output = self._detect_output(output)
         explicit = None
@@ -225,9 +283,11 @@ class OnnxClassifier:
         ``x`` must hold exactly the model's static batch when it has one; ``n`` (the real
         images, without padding) is what is counted and returned.
         """
-        binding = self.session.io_binding()
+        if self._binding is None:  # one binding, rebound every call: no per-step setup
+            self._binding = self.session.io_binding()
+            self._binding.bind_output(self.output.name, "cpu")
+        binding = self._binding
         binding.bind_ortvalue_input(self.input.name, x)
-        binding.bind_output(self.output.name, "cpu")
         try:
             self.session.run_with_iobinding(binding)
         except Exception as exc:
@@ -293,19 +353,12 @@ class OnnxClassifier:
         return np.concatenate(parts)
 
     def _to_scores(self, raw: np.ndarray) -> Scores:
-        raw = np.asarray(raw, dtype=np.float64)
+        raw = np.asarray(raw)
         if raw.ndim != 2 or raw.shape[1] != self.num_classes:
             raise ModelError(f"the model returned scores of shape {raw.shape}, expected (N, {self.num_classes})")
         if not np.isfinite(raw).all():
             raise ModelError("the model returned NaN or infinite scores")
-        if self.output.kind == "probabilities":
-            logp = np.log(np.clip(raw, 1e-12, None))
-            logits = logp - logp.mean(axis=1, keepdims=True)
-            probs = raw / raw.sum(axis=1, keepdims=True)
-        else:
-            logits = raw
-            probs = softmax(raw)
-        return Scores(logits=logits, probs=probs)
+        return Scores(raw, self.output.kind)
 
     def _detect_output(self, wanted: str | None) -> OutputInfo:
         h, w = self.input_size

@@ -33,15 +33,14 @@ class Objective:
 
     def model_loss(self, scores: Scores, target: int, reference_logits: np.ndarray) -> np.ndarray:
         """The queried part of the loss, one value per scored image."""
-        f, z, k = scores.probs, scores.logits, target
+        t, k, z0 = scores.target(target), target, reference_logits
         if self.method == "plain":
-            return -f[:, k]
+            return -t.prob
         if self.method == "ftc":
-            dz = z - reference_logits[None, :]
-            others = (dz.sum(axis=1) - dz[:, k]) / (z.shape[1] - 1)
-            return -f[:, k] + self.gamma * np.abs(others)
+            others0 = (z0.sum() - z0[k]) / (len(z0) - 1)  # mean_{i!=k}(z_i - z0_i) = mean(z_i) - mean(z0_i)
+            return -t.prob + self.gamma * np.abs(t.others_mean - others0)
         if self.method == "fntc":
-            return (f.sum(axis=1) - f[:, k]) + self.gamma * np.abs(z[:, k] - reference_logits[k])
+            return t.rest + self.gamma * np.abs(t.logit - z0[k])
         raise ValueError(f"unknown method {self.method!r}")
 
     def regularizer(self, mask: np.ndarray) -> tuple[float, np.ndarray]:

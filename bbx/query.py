@@ -48,10 +48,7 @@ class MaskQuery:
     def __call__(self, masks: np.ndarray) -> Scores:
         masks = np.asarray(masks, dtype=np.float32)
         step = self.model.max_batch
-        parts = [self._score(masks[i:i + step]) for i in range(0, len(masks), step)]
-        if len(parts) == 1:
-            return parts[0]
-        return Scores(np.concatenate([p.logits for p in parts]), np.concatenate([p.probs for p in parts]))
+        return Scores.concat([self._score(masks[i:i + step]) for i in range(0, len(masks), step)])
 
     def _score(self, masks: np.ndarray) -> Scores:
         if self.path == "reference":
@@ -144,16 +141,17 @@ class _OnnxFront:
         device = model.device
         self._base = ort.OrtValue.ortvalue_from_numpy(base[None], device, 0)  # stays on the device
         self._delta = ort.OrtValue.ortvalue_from_numpy(delta[None], device, 0)
+        self._binding = self.session.io_binding()  # bound once; each step rebinds only the masks
+        self._binding.bind_ortvalue_input("base", self._base)
+        self._binding.bind_ortvalue_input("delta", self._delta)
+        self._binding.bind_output("x", device)
 
     def __call__(self, masks: np.ndarray) -> Scores:
         n = len(masks)
         batch = self.model.input.batch
         if batch and n < batch:  # a fixed-batch model: pad, and count only the real masks
             masks = np.concatenate([masks, np.repeat(masks[-1:], batch - n, axis=0)])
-        binding = self.session.io_binding()
+        binding = self._binding
         binding.bind_cpu_input("masks", np.ascontiguousarray(masks[:, None], dtype=np.float32))
-        binding.bind_ortvalue_input("base", self._base)
-        binding.bind_ortvalue_input("delta", self._delta)
-        binding.bind_output("x", self.model.device)
         self.session.run_with_iobinding(binding)
         return self.model.score_bound(binding.get_outputs()[0], n)

@@ -9,6 +9,7 @@ import pytest
 
 import bbx
 from bbx.estimate import Estimator
+from bbx.model import Scores
 from bbx.metrics import iou, top_mask
 from bbx.objective import Objective, total_variation
 from bbx.perturb import Perturber, blur, upsample
@@ -113,6 +114,45 @@ def test_regulariser_is_averaged_over_elements():
     assert tv == pytest.approx(28 / 784, rel=1e-3)
     value, _ = Objective(lambda1=0.0, lambda2=3.0).regularizer(mask)
     assert value == pytest.approx(1.5)
+
+
+def _terms_from_full(s, k):
+    """The loss terms by definition, from the float64 softmax and logits of the whole batch."""
+    f, z = s.probs, s.logits
+    others = np.delete(np.arange(z.shape[1]), k)
+    return f[:, k], f[:, others].sum(axis=1), z[:, k], z[:, others].mean(axis=1)
+
+
+@pytest.mark.parametrize("kind", ["logits", "probabilities"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.float64])
+def test_target_terms_match_the_full_softmax(kind, dtype):
+    rng = np.random.default_rng(4)
+    z = rng.normal(0, 3, (64, 1000))
+    z[:8, 17] += 40.0  # near-certain rows: sum_{i!=k} f_i must not come out as 1 - f_k
+    raw = bbx.model.softmax(z) if kind == "probabilities" else z
+    s = Scores(raw.astype(dtype), kind)
+    for k in (17, 0, 999):
+        got, want = s.target(k), _terms_from_full(s, k)
+        for a, b in zip((got.prob, got.rest, got.logit, got.others_mean), want):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-12)
+    if kind == "logits":  # the regime was reached: far below float32's 1 - f_k resolution (6e-8)
+        assert (s.target(17).rest[:8] > 0).all() and (s.target(17).rest[:8] < 1e-9).all()
+
+
+def test_target_terms_fail_on_a_wrong_softmax():
+    """The check above can fail: terms of a shifted class do not match."""
+    s = Scores(np.random.default_rng(5).normal(0, 3, (16, 10)).astype(np.float32))
+    assert not np.allclose(s.target(3).prob, _terms_from_full(s, 4)[0], rtol=2e-5)
+
+
+def test_direction_stream_draws_what_drawing_in_turn_draws():
+    est = Estimator("nes", pairs=8)
+    ahead = list(est.stream(np.random.default_rng(7), (28, 28), 5))
+    rng = np.random.default_rng(7)
+    in_turn = [est.directions(rng, (28, 28)) for _ in range(5)]
+    assert len(ahead) == 5
+    for a, b in zip(ahead, in_turn):
+        np.testing.assert_array_equal(a, b)
 
 
 # -- estimators -------------------------------------------------------------------------------
