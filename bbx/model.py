@@ -283,11 +283,11 @@ class OnnxClassifier:
         ``x`` must hold exactly the model's static batch when it has one; ``n`` (the real
         images, without padding) is what is counted and returned.
         """
-        if self._binding is None:  # one binding, rebound every call: no per-step setup
+        if self._binding is None:  # one binding, rebound every call
             self._binding = self.session.io_binding()
-            self._binding.bind_output(self.output.name, "cpu")
         binding = self._binding
         binding.bind_ortvalue_input(self.input.name, x)
+        binding.bind_output(self.output.name, "cpu")  # afresh: a run keeps its output's shape bound
         try:
             self.session.run_with_iobinding(binding)
         except Exception as exc:

@@ -144,7 +144,6 @@ class _OnnxFront:
         self._binding = self.session.io_binding()  # bound once; each step rebinds only the masks
         self._binding.bind_ortvalue_input("base", self._base)
         self._binding.bind_ortvalue_input("delta", self._delta)
-        self._binding.bind_output("x", device)
 
     def __call__(self, masks: np.ndarray) -> Scores:
         n = len(masks)
@@ -153,5 +152,6 @@ class _OnnxFront:
             masks = np.concatenate([masks, np.repeat(masks[-1:], batch - n, axis=0)])
         binding = self._binding
         binding.bind_cpu_input("masks", np.ascontiguousarray(masks[:, None], dtype=np.float32))
+        binding.bind_output("x", self.model.device)  # afresh: a run keeps its output's shape bound
         self.session.run_with_iobinding(binding)
         return self.model.score_bound(binding.get_outputs()[0], n)

@@ -85,6 +85,16 @@ def test_onnx_front_builds_the_reference_images(target_model):
     np.testing.assert_allclose(out, to_model_input(pert(masks), target_model.spec, np.float32), atol=1e-5)
 
 
+def test_onnx_path_follows_changing_batch_sizes(target_model):
+    """One query object, reused bindings, batches of 5, 2, then 70 (split 64 + 6): every answer is right."""
+    pert = Perturber(planted.photo())
+    onnx_path, reference = MaskQuery(target_model, pert, "onnx"), MaskQuery(target_model, pert, "reference")
+    rng = np.random.default_rng(6)
+    for n in (5, 2, 70):
+        masks = rng.uniform(0, 1, (n, 28, 28))
+        np.testing.assert_allclose(onnx_path(masks).probs, reference(masks).probs, atol=1e-5)
+
+
 def test_large_probe_batches_are_split(target_model):
     pert = Perturber(planted.photo())
     before = target_model.queries

@@ -4,15 +4,18 @@ Random-weight ResNet-18 and VGG-19 (the paper's architectures; only speed matter
 pretrained weights can be had offline) are built with PyTorch, exported to ONNX in fp32 and fp16,
 and measured:
 
-* ceiling: the bare model scoring a fixed batch bound on the device (IOBinding), images/s;
+* ceiling: the bare session scoring a fixed batch bound on the device (IOBinding), images/s;
 * loop: ``bbx.explain`` end to end (directions, probes, front graph, model, loss, Adam), queries/s;
-* their ratio, and the wall time of one F-TC explanation of 6,400 queries.
+* their ratio, and the wall time of one F-TC explanation of 6,400 queries;
+* where a step's time goes: inside onnxruntime's runs (front graph and model) or on the host.
 
 One CSV row per model x precision goes to ``tools/results/bench_gpu_<gpu>.csv``.
-Needs PyTorch (for the export) and onnxruntime-gpu; ``--device cpu`` runs the same on the CPU
-with small settings, to check the script itself.
+Needs PyTorch (for the export) and onnxruntime-gpu. ``--device cpu --models tiny --query-path onnx``
+runs the same loop on the CPU around a nearly free model: its host ms per step is bbx's own
+overhead, which bounds the ratio any GPU can reach (ratio <= device / (device + host)).
 
     python tools/bench_gpu.py --models resnet18,vgg19 --precisions fp32,fp16
+    python tools/bench_gpu.py --device cpu --models tiny --query-path onnx --csv /tmp/host.csv
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
+from bbx.query import _FRONT_SESSIONS  # noqa: E402  (timed: its runs are device work)
+
+
+IMAGENET = {"size": [224, 224], "crop_pct": 0.875, "scale": 1.0, "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225], "channel_order": "RGB", "layout": "NCHW"}
 
 
 def resnet18(torch):
@@ -94,36 +102,85 @@ def export(name: str, precision: str, folder: Path, device: str) -> Path:
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17,
                       dynamo=False)
     model = onnx.load(str(path))
-    spec = {"size": [224, 224], "crop_pct": 0.875, "scale": 1.0, "mean": [0.485, 0.456, 0.406],
-            "std": [0.229, 0.224, 0.225], "channel_order": "RGB", "layout": "NCHW"}
-    onnx.helper.set_model_props(model, {"bbx.preprocess": json.dumps(spec)})
+    onnx.helper.set_model_props(model, {"bbx.preprocess": json.dumps(IMAGENET)})
     onnx.save(model, str(path))
     return path
 
 
 def ceiling(model: bbx.OnnxClassifier, batch: int, seconds: float) -> float:
-    """Images/s of the bare model on a batch already on the device (IOBinding), scores to host."""
+    """Images/s of the bare session: a batch already on the device (IOBinding), raw scores copied back.
+
+    No bbx code runs between calls, so this is the model's own ceiling, not bbx's.
+    """
     import onnxruntime as ort
 
     x = np.random.default_rng(0).standard_normal((batch, 3, 224, 224)).astype(model.input.dtype)
-    xv = ort.OrtValue.ortvalue_from_numpy(x, model.device, 0)
+    binding = model.session.io_binding()
+    binding.bind_ortvalue_input(model.input.name, ort.OrtValue.ortvalue_from_numpy(x, model.device, 0))
+    binding.bind_output(model.output.name, "cpu")
     for _ in range(3):
-        model.score_bound(xv, batch)
+        model.session.run_with_iobinding(binding)
+        binding.copy_outputs_to_cpu()
     n, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        model.score_bound(xv, batch)
+        model.session.run_with_iobinding(binding)
+        binding.copy_outputs_to_cpu()
         n += batch
     return n / (time.perf_counter() - t0)
 
 
-def paths_agree(model: bbx.OnnxClassifier, image: Path) -> float:
+class RunClock:
+    """Time spent inside onnxruntime's run calls of the given sessions; the rest of a loop is host work."""
+
+    def __init__(self, *sessions):
+        self.seconds, self.calls = 0.0, 0
+        for sess in sessions:
+            for name in ("run", "run_with_iobinding"):
+                setattr(sess, name, self._timed(getattr(sess, name)))
+
+    def _timed(self, fn):
+        def run(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - t0
+                self.calls += 1
+        return run
+
+
+def tiny(folder: Path) -> Path:
+    """A nearly free classifier (global average pool, then 3 -> 1000): on the CPU, what is left of the
+    loop's time outside onnxruntime is bbx's host work per step, the figure that bounds the GPU ratio."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.random.default_rng(0).standard_normal((3, 1000)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+         helper.make_node("Flatten", ["pooled"], ["flat"]),
+         helper.make_node("MatMul", ["flat", "w"], ["logits"])],
+        "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 224, 224])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 1000])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    helper.set_model_props(model, {"bbx.preprocess": json.dumps(IMAGENET)})
+    path = folder / "tiny_fp32.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def paths_agree(model: bbx.OnnxClassifier, image: Path, path: str) -> float:
     """Largest probability difference between the device path and the NumPy reference path."""
     from bbx.perturb import Perturber
     from bbx.query import MaskQuery
 
     pert = Perturber(model.prepare(bbx.load_rgb(image)))
     masks = np.random.default_rng(0).uniform(0, 1, (8, 28, 28))
-    fast = MaskQuery(model, pert, "auto")(masks).probs
+    fast = MaskQuery(model, pert, path)(masks).probs
     ref = MaskQuery(model, pert, "reference")(masks).probs
     return float(np.abs(fast - ref).max())
 
@@ -148,6 +205,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=6400, help="queries of the timed F-TC explanation")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--image", type=Path, default=ROOT / "models" / "samples" / "chelsea.png")
+    ap.add_argument("--query-path", default="auto", choices=["auto", "onnx", "numpy"])
     ap.add_argument("--csv", type=Path, default=None)
     args = ap.parse_args()
 
@@ -157,21 +215,35 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model_name in args.models.split(","):
             for precision in args.precisions.split(","):
-                path = export(model_name, precision, Path(tmp), args.device)
+                if model_name == "tiny":
+                    if precision != "fp32":
+                        continue
+                    path = tiny(Path(tmp))
+                else:
+                    path = export(model_name, precision, Path(tmp), args.device)
                 model = bbx.OnnxClassifier(path, device=args.device, max_batch=args.batch)
-                agree = paths_agree(model, args.image)
+                agree = paths_agree(model, args.image, args.query_path)
                 top = ceiling(model, args.batch, args.seconds)
                 pairs = args.batch // 2
-                iterations = max(1, (args.queries - 2) // (2 * pairs))
-                bbx.explain(model, args.image, iterations=2, pairs=pairs)  # warm-up: shapes, cuDNN search
-                e = bbx.explain(model, args.image, iterations=iterations, pairs=pairs)
-                row = {"gpu": name, "model": model_name, "precision": precision, "providers": model.providers[0],
+                iterations = max(1, round(args.queries / (2 * pairs)))
+                bbx.explain(model, args.image, iterations=2, pairs=pairs, query_path=args.query_path)  # warm-up: shapes, cuDNN search
+                clock = RunClock(model.session, *_FRONT_SESSIONS.values())
+                short = bbx.explain(model, args.image, iterations=5, pairs=pairs, query_path=args.query_path)
+                short_host, short_run = short.seconds - clock.seconds, clock.seconds
+                e = bbx.explain(model, args.image, iterations=iterations, pairs=pairs, query_path=args.query_path)
+                long_host, long_run = e.seconds - (clock.seconds - short_run), clock.seconds - short_run
+                # host work grows with the steps; the intercept is the set-up (blur, X, final Q, report)
+                host = (long_host - short_host) / (iterations - 5) if iterations > 5 else long_host / iterations
+                setup = long_host - host * iterations
+                row = {"gpu": name, "model": model_name, "precision": precision, "providers": model.providers[0], "query_path": args.query_path,
                        "max_prob_diff_vs_reference": f"{agree:.1e}",
                        "batch": args.batch, "ceiling_images_per_s": round(top, 1),
                        "explain_queries_per_s": round(e.queries / e.seconds, 1),
                        "ratio": round(e.queries / e.seconds / top, 3),
                        "ftc_queries": e.queries, "ftc_seconds": round(e.seconds, 4),
                        "ftc_iterations": iterations, "ftc_pairs": pairs,
+                       "in_run_ms_per_step": round(1e3 * long_run / iterations, 3),
+                       "host_ms_per_step": round(1e3 * host, 3), "host_setup_ms": round(1e3 * setup, 2),
                        "date": time.strftime("%Y-%m-%d")}
                 rows.append(row)
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
