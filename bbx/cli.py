@@ -46,12 +46,13 @@ def _floats(text: Optional[str], name: str) -> Optional[list[float]]:
 
 def _load_model(model: Path, device: str, size: Optional[int], crop_pct: Optional[float], scale: Optional[float],
                 mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
-                preset: Optional[str], output: Optional[str], labels: Optional[Path]):
+                preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int]):
     from .model import OnnxClassifier
 
     overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": _floats(mean, "mean"),
                  "std": _floats(std, "std"), "channel_order": channel_order, "layout": layout}
-    return OnnxClassifier(model, device=device, preprocess=overrides, preset=preset, output=output, labels=labels)
+    return OnnxClassifier(model, device=device, preprocess=overrides, preset=preset, output=output, labels=labels,
+                          max_batch=max_batch)
 
 
 # Options shared by every command that opens a model.
@@ -71,11 +72,12 @@ def _model_options(f):
         "preset": typer.Option(None, help="bundled preprocessing preset (resnet, efficientnet_lite0, inception ...)"),
         "output": typer.Option(None, help="name of the output holding class scores"),
         "labels": typer.Option(None, help="class names: a text file (one per line) or a JSON list"),
+        "max_batch": typer.Option(None, "--max-batch", help="largest batch per model call (default 64 on cpu, 256 on cuda)"),
     }
     annotations = {"device": str, "size": Optional[int], "crop_pct": Optional[float], "scale": Optional[float],
                    "mean": Optional[str], "std": Optional[str], "channel_order": Optional[str],
                    "layout": Optional[str], "preset": Optional[str], "output": Optional[str],
-                   "labels": Optional[Path]}
+                   "labels": Optional[Path], "max_batch": Optional[int]}
     sig = inspect.signature(f)
     params = [p for p in sig.parameters.values() if p.name != "model_opts"]
     params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=annotations[k])

@@ -118,6 +118,7 @@ def test_bad_image(files, image, fragment):
     (["inspect", "{d}/plain.onnx", "--output", "nope"], "no output named"),
     (["inspect", "{d}/plain.onnx", "--size", "32"], "contradicts"),
     (["inspect", "{d}/plain.onnx", "--frobnicate"], "--frobnicate"),
+    (["predict", "{d}/plain.onnx", "{d}/ok.png", "--max-batch", "0"], "max batch"),
     (["explain", "{d}/plain.onnx", "{d}/ok.png", "--method", "nope"], "method"),
     (["frobnicate"], "frobnicate"),
 ])
