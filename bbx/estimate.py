@@ -53,12 +53,12 @@ class Estimator:
         """
         u = self.directions(rng, mask.shape) if u is None else u
         cu = self.step * u
-        probes = np.empty((2 * self.pairs, *mask.shape))
+        probes = np.empty((2 * self.pairs, *mask.shape))  # float64: measured faster than storing float32 here
         np.add(mask, cu, out=probes[: self.pairs])
         np.subtract(mask, cu, out=probes[self.pairs:])
         values = loss(probes)
         diff = values[: self.pairs] - values[self.pairs:]
-        grad = (diff[:, None, None] * u).sum(axis=0) / (2.0 * self.step * self.pairs)  # no BLAS: see perturb.upsample
+        grad = np.einsum("p,pij->ij", diff, u) / (2.0 * self.step * self.pairs)  # no BLAS: see perturb.upsample
         return grad, float(values.mean())
 
     def stream(self, rng: np.random.Generator, shape: tuple[int, int], steps: int) -> Iterator[np.ndarray]:

@@ -101,7 +101,7 @@ class Scores:
         np.exp(e, out=e)
         ek = e[:, k].astype(np.float64)
         e[:, k] = 0.0
-        rest = e.sum(axis=1, dtype=np.float64)
+        rest = e.sum(axis=1).astype(np.float64)  # positive terms, pairwise sum: float32 is exact enough
         total = rest + ek
         zk = z[:, k].astype(np.float64)
         return TargetTerms(ek / total, rest / total, zk, (z.sum(axis=1, dtype=np.float64) - zk) / (n - 1))
