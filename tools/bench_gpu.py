@@ -185,6 +185,21 @@ def paths_agree(model: bbx.OnnxClassifier, image: Path, path: str) -> float:
     return float(np.abs(fast - ref).max())
 
 
+def one_thread_sessions() -> None:
+    """Every onnxruntime session made from now on runs on one thread that does not spin when idle."""
+    import onnxruntime as ort
+
+    base = ort.SessionOptions
+
+    class OneThread(base):
+        def __init__(self):
+            super().__init__()
+            self.intra_op_num_threads = 1
+            self.add_session_config_entry("session.intra_op.allow_spinning", "0")
+
+    ort.SessionOptions = OneThread
+
+
 def gpu_name(device: str) -> str:
     if device != "cuda":
         return "cpu"
@@ -206,9 +221,14 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--image", type=Path, default=ROOT / "models" / "samples" / "chelsea.png")
     ap.add_argument("--query-path", default="auto", choices=["auto", "onnx", "numpy"])
+    ap.add_argument("--one-thread", action="store_true",
+                    help="onnxruntime on one thread without spinning: on a small CPU, leaves the host's other "
+                         "core free, as on a GPU machine, so that host_ms_per_step is bbx's alone")
     ap.add_argument("--csv", type=Path, default=None)
     args = ap.parse_args()
 
+    if args.one_thread:
+        one_thread_sessions()
     name = gpu_name(args.device)
     out_csv = args.csv or ROOT / "tools" / "results" / f"bench_gpu_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.csv"
     rows = []
@@ -236,6 +256,7 @@ def main() -> None:
                 host = (long_host - short_host) / (iterations - 5) if iterations > 5 else long_host / iterations
                 setup = long_host - host * iterations
                 row = {"gpu": name, "model": model_name, "precision": precision, "providers": model.providers[0], "query_path": args.query_path,
+                       "ort_threads": 1 if args.one_thread else "default",
                        "max_prob_diff_vs_reference": f"{agree:.1e}",
                        "batch": args.batch, "ceiling_images_per_s": round(top, 1),
                        "explain_queries_per_s": round(e.queries / e.seconds, 1),
