@@ -61,6 +61,20 @@ def append_line(path: str | Path, data: Any) -> None:
         raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
+def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
+    """Append one row to a CSV file, writing the header first when the file is new (benchmarks' results)."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
 def ensure_dir(path: str | Path) -> Path:
     """Create an output folder, or say in one line why it cannot be used."""
     path = Path(path)

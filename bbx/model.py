@@ -72,9 +72,6 @@ class Scores:
         self.raw = raw if raw.dtype in (np.float32, np.float64) else raw.astype(np.float32)
         self.kind = kind  # "logits" | "probabilities"
 
-    def __len__(self) -> int:
-        return len(self.raw)
-
     @cached_property
     def logits(self) -> np.ndarray:
         raw = self.raw.astype(np.float64)

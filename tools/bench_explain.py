@@ -11,7 +11,6 @@ objective, estimate, Adam), their ratio, and the wall time of a default `bbx exp
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import subprocess
@@ -26,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
+from bbx._io import append_csv_row  # noqa: E402
 from bbx.explain import DEFAULT_PAIRS  # noqa: E402
 from bbx.perturb import Perturber  # noqa: E402
 
@@ -82,13 +82,7 @@ def main() -> None:
     }
     for k, v in row.items():
         print(f"{k:<24}{v}")
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    new = not args.csv.exists()
-    with open(args.csv, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+    append_csv_row(args.csv, row)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ overhead, which bounds the ratio any GPU can reach (ratio <= device / (device + 
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import re
 import sys
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
+from bbx._io import append_csv_row  # noqa: E402
 from bbx.query import _FRONT_SESSIONS  # noqa: E402  (timed: its runs are device work)
 
 
@@ -248,7 +248,7 @@ def main() -> None:
                     print(f"FAILED {model_name} {precision}: {type(exc).__name__}: {exc}", flush=True)
                     continue
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-                append_row(out_csv, row)  # as soon as measured: a run cut short keeps what it had
+                append_csv_row(out_csv, row)  # as soon as measured: a run cut short keeps what it had
     print(f"wrote {out_csv}" if out_csv.exists() else "no rows")
     sys.exit(1 if failed else 0)
 
@@ -290,15 +290,6 @@ def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path
             "host_ms_per_step": round(1e3 * host, 3), "host_setup_ms": round(1e3 * setup, 2),
             "date": time.strftime("%Y-%m-%d")}
 
-
-def append_row(out_csv: Path, row: dict) -> None:
-    out_csv.parent.mkdir(parents=True, exist_ok=True)
-    new = not out_csv.exists()
-    with open(out_csv, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
 
 if __name__ == "__main__":
     main()
