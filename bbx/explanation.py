@@ -38,6 +38,7 @@ class Explanation:
     config: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     source: str = ""
+    device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
 
     @classmethod
     def build(cls, model: Any, *, image: np.ndarray, source: str, mask: np.ndarray, heatmap: np.ndarray,
@@ -56,7 +57,7 @@ class Explanation:
             top1_prob_before=float(p0[top1]), top1_prob_after=float(p1[top1]),
             phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
             queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
-            model=str(model.path), source=source,
+            model=str(model.path), source=source, device=getattr(model, "device", ""),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -76,6 +77,7 @@ class Explanation:
             "undesirable_ratio": self.undesirable_ratio,
             "queries": self.queries,
             "seconds": self.seconds,
+            "device": self.device,
             "config": self.config,
             "loss_history": self.loss_history,
             "mask": np.round(self.mask, 6).tolist(),

@@ -226,7 +226,7 @@ class OnnxClassifier:
         #: where tensors live for IOBinding: "cuda" when the CUDA provider took the model
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
         if device.lower() == "cuda" and self.device != "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-            warnings.warn("the CUDA provider could not start (CUDA or cuDNN libraries missing?); running on the CPU",
+            warnings.warn(f"the CUDA provider could not start ({_cuda_failure_reason()}); running on the CPU",
                           RuntimeWarning, stacklevel=2)
 
         initialisers = {t.name for t in proto.graph.initializer}
@@ -481,9 +481,44 @@ def _providers(device: str, available: Sequence[str]) -> list[Any]:
         cuda = {"cudnn_conv_algo_search": "EXHAUSTIVE", "use_tf32": "1", "do_copy_in_default_stream": "1"}
         return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
     if device == "cuda":
-        warnings.warn("CUDA was asked for but onnxruntime has no CUDAExecutionProvider here "
-                      "(install bbx[gpu]); running on the CPU", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"CUDA was asked for but onnxruntime has no CUDAExecutionProvider here ({_no_cuda_hint()}); "
+                      "running on the CPU", RuntimeWarning, stacklevel=3)
     return ["CPUExecutionProvider"]
+
+
+def _no_cuda_hint() -> str:
+    """Why the CUDA provider is missing and the command that fixes it. ``pip install bbx[gpu]`` puts
+    onnxruntime-gpu beside the CPU onnxruntime that bbx depends on; both install the same
+    ``onnxruntime`` module, and whichever pip wrote last is the one imported."""
+    from importlib import metadata
+
+    try:
+        gpu = metadata.version("onnxruntime-gpu")
+    except metadata.PackageNotFoundError:
+        return "install bbx[gpu]"
+    return (f"onnxruntime-gpu {gpu} is installed but the CPU package onnxruntime overwrote its files; "
+            f"fix: pip install --force-reinstall --no-deps onnxruntime-gpu=={gpu}")
+
+
+def _cuda_failure_reason() -> str:
+    """Name what stopped the CUDA provider: onnxruntime only logs it. Loading the provider library
+    again tells a missing CUDA/cuDNN library (the usual cause) from a machine without a usable GPU."""
+    import ctypes
+
+    import onnxruntime as ort
+
+    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    if not lib.is_file():
+        return "its library is not in this onnxruntime build"
+    try:
+        ctypes.CDLL(str(lib))
+    except OSError as exc:
+        text = _first_line(exc)  # "libcublasLt.so.13: cannot open shared object file: ..."
+        if "cannot open shared object" not in text:
+            return f"its library does not load: {text}"
+        return (f"{text.split(':')[0].strip()} not found: install the CUDA and cuDNN versions this "
+                "onnxruntime-gpu needs, or NVIDIA's pip packages of them, or import torch first")
+    return "no usable NVIDIA GPU or driver"
 
 
 def _preload_cuda_libraries() -> None:

@@ -1,0 +1,120 @@
+"""Asking for CUDA where it cannot run: bbx runs on the CPU and says why in one line, with the fix.
+
+CI has the CPU onnxruntime only, so the CUDA provider is absent here. The two diagnoses that need
+onnxruntime-gpu (the CPU package shadowing it; a CUDA library missing) are checked through the
+functions that make them, with the package metadata and the loader's error put in place.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import subprocess
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from PIL import Image
+
+import onnx_builders as ob
+from bbx import model as bm
+from bbx.model import OnnxClassifier
+
+def test_cli_cuda_runs_or_warns_once_and_still_explains(tmp_path):
+    """On a CPU build, or a GPU build that cannot start CUDA, one warning line; the run completes."""
+    path = ob.build_plain(tmp_path)
+    Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(tmp_path / "x.png")
+    proc = subprocess.run(["bbx", "explain", str(path), str(tmp_path / "x.png"), "--device", "cuda",
+                           "--iterations", "2", "--pairs", "2", "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out" / "report.json").is_file()
+    on_cpu = json.loads((tmp_path / "out" / "report.json").read_text())["device"] == "cpu"
+    lines = proc.stderr.splitlines()
+    if not on_cpu:
+        assert lines == [], proc.stderr
+        return
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("bbx: warning: "), lines[0]
+    assert lines[0].endswith("running on the CPU"), lines[0]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        assert "CUDA was asked for but onnxruntime has no CUDAExecutionProvider" in lines[0]
+    else:
+        assert "the CUDA provider could not start (" in lines[0]
+
+
+def test_library_cuda_runs_or_warns(tmp_path):
+    path = ob.build_plain(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = OnnxClassifier(path, device="cuda")
+    if m.device == "cuda":
+        assert not caught
+    else:
+        assert [type(w.message) for w in caught] == [RuntimeWarning], [str(w.message) for w in caught]
+        assert str(caught[0].message).endswith("running on the CPU")
+        assert m.providers == ["CPUExecutionProvider"]
+
+
+@pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),
+                    reason="auto may then start CUDA or fall back quietly")
+def test_auto_on_a_cpu_build_is_quiet(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert OnnxClassifier(ob.build_plain(tmp_path), device="auto").device == "cpu"
+
+
+def test_hint_without_onnxruntime_gpu_says_install_the_extra(monkeypatch):
+    def version(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", version)
+    assert bm._no_cuda_hint() == "install bbx[gpu]"
+
+
+def test_hint_when_the_cpu_package_shadows_onnxruntime_gpu_names_the_fix(monkeypatch):
+    # pip install bbx[gpu] installs both packages; they share the `onnxruntime` module
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "1.31.1" if name == "onnxruntime-gpu" else real(name))
+    hint = bm._no_cuda_hint()
+    assert "onnxruntime-gpu 1.31.1 is installed" in hint
+    assert "pip install --force-reinstall --no-deps onnxruntime-gpu==1.31.1" in hint
+
+
+def _fake_ort(monkeypatch, tmp_path: Path, with_library: bool) -> None:
+    (tmp_path / "capi").mkdir()
+    if with_library:
+        (tmp_path / "capi" / "libonnxruntime_providers_cuda.so").write_bytes(b"\x7fELF")
+    monkeypatch.setattr(ort, "__file__", str(tmp_path / "__init__.py"))
+
+
+def test_failure_reason_names_the_missing_cuda_library(monkeypatch, tmp_path):
+    _fake_ort(monkeypatch, tmp_path, with_library=True)
+
+    def cdll(path):  # what the loader says when cuBLAS is not on the library path
+        raise OSError("libcublasLt.so.13: cannot open shared object file: No such file or directory")
+
+    monkeypatch.setattr(ctypes, "CDLL", cdll)
+    reason = bm._cuda_failure_reason()
+    assert reason.startswith("libcublasLt.so.13 not found: install the CUDA and cuDNN"), reason
+
+
+def test_failure_reason_when_libraries_load_is_the_gpu_or_driver(monkeypatch, tmp_path):
+    _fake_ort(monkeypatch, tmp_path, with_library=True)
+    monkeypatch.setattr(ctypes, "CDLL", lambda path: object())
+    assert bm._cuda_failure_reason() == "no usable NVIDIA GPU or driver"
+
+
+def test_failure_reason_of_a_build_without_the_cuda_provider(monkeypatch, tmp_path):
+    _fake_ort(monkeypatch, tmp_path, with_library=False)
+    assert bm._cuda_failure_reason() == "its library is not in this onnxruntime build"
+
+
+def test_failure_reason_reports_other_loader_errors_as_they_are(monkeypatch, tmp_path):
+    _fake_ort(monkeypatch, tmp_path, with_library=True)  # four bytes: not a loadable library
+    reason = bm._cuda_failure_reason()
+    assert reason.startswith("its library does not load: "), reason
+    assert "libonnxruntime_providers_cuda.so" in reason, reason
