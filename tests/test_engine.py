@@ -53,11 +53,11 @@ def test_q_is_x_at_mask_one_and_blur_at_mask_zero():
 
 
 @pytest.mark.parametrize("variant", ["imagenet", "nhwc255", "bgr", "float16", "batch4", "uint8"])
-def test_query_paths_agree(tmp_path, variant):
+def test_query_paths_agree(tmp_path, variant, classifier_on_test_device):
     """The fused NumPy and ONNX-front paths give the reference path's scores, on every convention."""
     import onnx_builders
 
-    model = bbx.OnnxClassifier(onnx_builders.build(variant, tmp_path))
+    model = classifier_on_test_device(onnx_builders.build(variant, tmp_path))
     x = onnx_builders.random_images(1, seed=5)[0]
     pert = Perturber(x)
     masks = np.random.default_rng(0).uniform(-0.2, 1.2, (7, 28, 28))  # probes leave [0, 1] too
@@ -85,10 +85,11 @@ def test_onnx_front_builds_the_reference_images(target_model):
     np.testing.assert_allclose(out, to_model_input(pert(masks), target_model.spec, np.float32), atol=1e-5)
 
 
-def test_onnx_path_follows_changing_batch_sizes(target_model):
+def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_device):
     """One query object, reused bindings, batches of 5, 2, then 70 (split 64 + 6): every answer is right."""
+    model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
     pert = Perturber(planted.photo())
-    onnx_path, reference = MaskQuery(target_model, pert, "onnx"), MaskQuery(target_model, pert, "reference")
+    onnx_path, reference = MaskQuery(model, pert, "onnx"), MaskQuery(model, pert, "reference")
     rng = np.random.default_rng(6)
     for n in (5, 2, 70):
         masks = rng.uniform(0, 1, (n, 28, 28))

@@ -9,5 +9,6 @@ mkdir -p /root/og && mv .ortgpu/part.3 /root/og/
 python3 .ortgpu/ort_gpu_unpack.py
 export PYTHONPATH=/tmp/site:$PWD
 python3 -c "import torch, onnxruntime as ort; print(torch.cuda.get_device_name(0), ort.__version__, ort.get_available_providers())"
-python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k "query_paths or onnx_front or onnx_path" || true
+# the fused paths against the NumPy reference, on the GPU (the tests refuse a silent CPU fallback)
+BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k "query_paths or onnx_path" || true
 python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --csv "${OUT:-/tmp}/bench_gpu.csv" "$@"
