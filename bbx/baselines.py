@@ -105,8 +105,8 @@ def cell_gains(model: OnnxClassifier, pert: Perturber, cells: np.ndarray, k: int
     """
     n = int(cells.max()) + 1
     gains = np.empty(n, dtype=np.float64)
-    for start in range(0, n, model.max_batch):  # one batch of blurred copies at a time
-        ids = np.arange(start, min(n, start + model.max_batch))
+    for part in model.batches(n)[0]:  # one batch of blurred copies at a time
+        ids = np.arange(part.start, part.stop)
         gains[ids] = model.scores(hard_blur(pert, cells[None] == ids[:, None, None])).probs[:, k] - base
     return gains
 

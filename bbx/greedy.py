@@ -112,12 +112,12 @@ def greedy(
         n = int(min(fresh.sum(), max(1, left // steps_left)))
         cand = np.argsort(-np.where(fresh, priority, -np.inf), kind="stable")[:n]
         probs = np.empty((n, len(p0)))
-        for start in range(0, n, model.max_batch):  # one batch of blurred copies at a time
-            part = cand[start:start + model.max_batch]
+        for rows in model.batches(n)[0]:  # one batch of blurred copies at a time
+            part = cand[rows]
             blur_cells = np.repeat(chosen[None], len(part), axis=0)
             for row, t in enumerate(part):
                 blur_cells[row, windows[t]] = True
-            probs[start:start + len(part)] = model.scores(hard_blur(pert, blur_cells[:, fine])).probs
+            probs[rows] = model.scores(hard_blur(pert, blur_cells[:, fine])).probs
         left -= n
         priority[cand] = probs[:, k] - probs_now[k]  # lazy greedy: the latest measured gain
         best = int(np.argmax(probs[:, k]))

@@ -110,6 +110,12 @@ class Scores:
         return Scores(np.concatenate([p.raw for p in parts]), parts[0].kind)
 
 
+def pad_batch(x: np.ndarray, size: int) -> np.ndarray:
+    """``x`` with its last row repeated up to ``size`` rows (a call of the batch's fixed shape)."""
+    n = len(x)
+    return x if n >= size else np.concatenate([x, np.repeat(x[-1:], size - n, axis=0)])
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -260,8 +266,12 @@ class OnnxClassifier:
         """A photo (uint8 RGB) resized and cropped to the model's input, 0-1 float32 HWC."""
         return pp.prepare(rgb, self.spec)
 
-    def scores(self, images: np.ndarray) -> Scores:
-        """Score an ``(N, H, W, 3)`` batch of 0-1 RGB images; counts ``N`` queries."""
+    def scores(self, images: np.ndarray, real: int | None = None) -> Scores:
+        """Score an ``(N, H, W, 3)`` batch of 0-1 RGB images; counts ``N`` queries.
+
+        ``real``: only the first ``real`` images were asked for, the rest pad the call to one
+        shape (:meth:`batches`); only those are counted and returned.
+        """
         images = np.asarray(images, dtype=np.float32)
         if images.ndim == 3:
             images = images[None]
@@ -270,12 +280,14 @@ class OnnxClassifier:
                               f"{(self.input.height, self.input.width, 3)}")
         if len(images) == 0:
             raise OptionError("no images to score: the batch is empty")
-        return self.score_tensor(pp.to_model_input(images, self.spec, self._np_dtype))
+        return self.score_tensor(pp.to_model_input(images, self.spec, self._np_dtype), real)
 
-    def score_tensor(self, x: np.ndarray) -> Scores:
-        """Score a batch already in the model's own input format (layout, scale, dtype); counts ``N``."""
-        self.queries += len(x)
-        return self._to_scores(self._run(x, self.output.name))
+    def score_tensor(self, x: np.ndarray, real: int | None = None) -> Scores:
+        """Score a batch already in the model's own input format (layout, scale, dtype); counts ``N``
+        (or ``real``, as in :meth:`scores`)."""
+        n = len(x) if real is None else real
+        self.queries += n
+        return self._to_scores(self._run(x, self.output.name)[:n])
 
     def score_bound(self, x: Any, n: int) -> Scores:
         """Score an ``OrtValue`` batch already on :attr:`device` (IOBinding): only the scores come back.
@@ -332,17 +344,29 @@ class OnnxClassifier:
             "num_classes": self.num_classes,
         }
 
+    def batches(self, n: int) -> tuple[list[slice], int]:
+        """Split ``n`` images into model calls of one shape: equal chunks of at most :attr:`max_batch`
+        and the batch each call is padded to.
+
+        One shape per explanation step means one cuDNN algorithm search and one memory plan on a
+        GPU (300 probes go as 150 + 150, not 256 + 44). Padding rows repeat a chunk's last image;
+        their scores are dropped and not counted (at most one row per chunk, or up to a fixed batch).
+        """
+        if n <= 0:
+            return [], self.input.batch or 0
+        calls = -(-n // self.max_batch)
+        size = -(-n // calls)
+        return [slice(i, min(n, i + size)) for i in range(0, n, size)], max(size, self.input.batch or 0)
+
     # -- internals -------------------------------------------------------------------------
     def _run(self, x: np.ndarray, output: str | None) -> np.ndarray | list[np.ndarray]:
-        """Run the session over ``x`` in chunks the model accepts (a fixed batch is padded, then dropped)."""
+        """Run the session over ``x`` in chunks of one shape (:meth:`batches`); padding is dropped."""
         names = [output] if output else [o.name for o in self.session.get_outputs()]
-        step = self.max_batch
+        chunks, size = self.batches(len(x))
         parts: list[np.ndarray] = []
-        for start in range(0, len(x), step):
-            chunk = x[start:start + step]
-            n = len(chunk)
-            if self.input.batch and n < self.input.batch:
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], self.input.batch - n, axis=0)])
+        for part in chunks:
+            chunk = pad_batch(x[part], size)
+            n = part.stop - part.start
             try:
                 outs = self.session.run(names, {self.input.name: chunk})
             except Exception as exc:

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import OnnxClassifier, Scores
+from .model import OnnxClassifier, Scores, pad_batch
 from .perturb import Perturber
 from .preprocess import affine
 
@@ -47,20 +47,23 @@ class MaskQuery:
 
     def __call__(self, masks: np.ndarray) -> Scores:
         masks = np.asarray(masks, dtype=np.float32)
-        step = self.model.max_batch
-        return Scores.concat([self._score(masks[i:i + step]) for i in range(0, len(masks), step)])
+        chunks, size = self.model.batches(len(masks))
+        return Scores.concat([self._score(masks[part], size) for part in chunks])
 
-    def _score(self, masks: np.ndarray) -> Scores:
-        if self.path == "reference":
-            return self.model.scores(self.perturber(masks))
+    def _score(self, masks: np.ndarray, size: int) -> Scores:
+        """One model call of ``size`` images (``masks`` padded); counts and returns ``len(masks)``."""
+        n = len(masks)
         if self.path == "onnx":
-            return self._front(masks)
+            return self._front(masks, size)
+        masks = pad_batch(masks, size)
+        if self.path == "reference":
+            return self.model.scores(self.perturber(masks), n)
         up = self.perturber.upsample(masks)[:, None]  # (B, 1, H, W)
         x = np.multiply(self._delta, up)  # the step's one image-sized allocation
         x += self._base
         if self.model.input.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)
-        return self.model.score_tensor(np.ascontiguousarray(x, dtype=self._dtype))
+        return self.model.score_tensor(np.ascontiguousarray(x, dtype=self._dtype), n)
 
 
 def _normalised_parts(model: OnnxClassifier, perturber: Perturber) -> tuple[np.ndarray, np.ndarray]:
@@ -145,13 +148,11 @@ class _OnnxFront:
         self._binding.bind_ortvalue_input("base", self._base)
         self._binding.bind_ortvalue_input("delta", self._delta)
 
-    def __call__(self, masks: np.ndarray) -> Scores:
+    def __call__(self, masks: np.ndarray, size: int) -> Scores:
+        """Scores of ``masks``, sent as a batch of ``size`` (padded; only the real masks are counted)."""
         n = len(masks)
-        batch = self.model.input.batch
-        if batch and n < batch:  # a fixed-batch model: pad, and count only the real masks
-            masks = np.concatenate([masks, np.repeat(masks[-1:], batch - n, axis=0)])
         binding = self._binding
-        binding.bind_cpu_input("masks", np.ascontiguousarray(masks[:, None], dtype=np.float32))
+        binding.bind_cpu_input("masks", np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32))
         binding.bind_output("x", self.model.device)  # afresh: a run keeps its output's shape bound
         self.session.run_with_iobinding(binding)
         return self.model.score_bound(binding.get_outputs()[0], n)

@@ -86,7 +86,7 @@ def test_onnx_front_builds_the_reference_images(target_model):
 
 
 def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_device):
-    """One query object, reused bindings, batches of 5, 2, then 70 (split 64 + 6): every answer is right."""
+    """One query object, reused bindings, batches of 5, 2, then 70 (split 35 + 35): every answer is right."""
     model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
     pert = Perturber(planted.photo())
     onnx_path, reference = MaskQuery(model, pert, "onnx"), MaskQuery(model, pert, "reference")
@@ -94,6 +94,30 @@ def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_dev
     for n in (5, 2, 70):
         masks = rng.uniform(0, 1, (n, 28, 28))
         np.testing.assert_allclose(onnx_path(masks).probs, reference(masks).probs, atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["onnx", "numpy", "reference"])
+def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path):
+    """130 probes at max_batch 64: three calls of 44 (the last padded by two), 130 queries counted."""
+    model = bbx.OnnxClassifier(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
+    shapes = []
+    for name in ("run", "run_with_iobinding"):
+        real = getattr(model.session, name)
+
+        def spy(*args, _real=real, **kwargs):
+            out = _real(*args, **kwargs)
+            shapes.append(out[0].shape[0] if isinstance(out, list) else
+                          args[0].get_outputs()[0].shape()[0])
+            return out
+
+        setattr(model.session, name, spy)
+    pert = Perturber(planted.photo())
+    masks = np.random.default_rng(8).uniform(0, 1, (130, 28, 28))
+    probs = MaskQuery(model, pert, path)(masks).probs
+    assert shapes == [44, 44, 44]
+    assert model.queries == 130 and probs.shape[0] == 130
+    single = MaskQuery(model, pert, "reference")(masks[-2:]).probs  # the padded chunk's real rows
+    np.testing.assert_allclose(probs[-2:], single, atol=1e-5)
 
 
 def test_large_probe_batches_are_split(target_model):
