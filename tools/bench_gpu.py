@@ -235,7 +235,7 @@ def main() -> None:
         one_thread_sessions()
     name = gpu_name(args.device)
     out_csv = args.csv or ROOT / "tools" / "results" / f"bench_gpu_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.csv"
-    failed = 0
+    failed = written = 0
     with tempfile.TemporaryDirectory() as tmp:
         for model_name in args.models.split(","):
             for precision in args.precisions.split(","):
@@ -249,7 +249,8 @@ def main() -> None:
                     continue
                 print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
                 append_csv_row(out_csv, row)  # as soon as measured: a run cut short keeps what it had
-    print(f"wrote {out_csv}" if out_csv.exists() else "no rows")
+                written += 1
+    print(f"wrote {written} rows to {out_csv}" if written else "no rows")
     sys.exit(1 if failed else 0)
 
 
@@ -257,6 +258,8 @@ def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path
     """One CSV row: ceiling, loop, ratio, F-TC wall time (median of 3) and the host/device split."""
     path = tiny(tmp) if model_name == "tiny" else export(model_name, precision, tmp, args.device)
     model = bbx.OnnxClassifier(path, device=args.device, max_batch=args.batch)
+    if model.device != args.device:  # a CPU fallback would spend the GPU session timing VGG-19 on the CPU
+        raise RuntimeError(f"asked for {args.device}, running on {model.device} (see the warning above)")
     agree = paths_agree(model, args.image, args.query_path)
     top = ceiling(model, args.batch, args.seconds)
     pairs = args.batch // 2
