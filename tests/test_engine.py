@@ -97,9 +97,9 @@ def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_dev
 
 
 @pytest.mark.parametrize("path", ["onnx", "numpy", "reference"])
-def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path):
+def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path, classifier_on_test_device):
     """130 probes at max_batch 64: three calls of 44 (the last padded by two), 130 queries counted."""
-    model = bbx.OnnxClassifier(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
+    model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
     shapes = []
     for name in ("run", "run_with_iobinding"):
         real = getattr(model.session, name)

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# The one prepared device call for GPU work (issue 5), run on the GPU machine from the repo root after
-# parts 0-2 of onnxruntime-gpu were moved to /root/og (see ../shared/gpu/README.md):
-#   run(carry=[".ortgpu/part.3", ".ortgpu/ort_gpu_unpack.py"], command="bash tools/gpu_session.sh")
-# Unpacks onnxruntime-gpu, checks the CUDA query path against the reference, benchmarks, and leaves
-# the CSV in $OUT.
+# The one prepared device call for GPU work (issue 5), run on the GPU machine from the repo root.
+# Before it: `bash tools/gpu_parts.sh` here, then one quick call per onnxruntime-gpu part but the last
+# (see that script). This call carries the last part:
+#   run(carry=[".ortgpu/p.4"], command="bash tools/gpu_session.sh", timeout_s=500)
+# It joins onnxruntime-gpu, checks the CUDA query path against the NumPy reference, benchmarks, and
+# leaves bench_gpu.csv and session.log in $OUT. Extra arguments go to tools/bench_gpu.py.
 set -euo pipefail
-mkdir -p /root/og && mv .ortgpu/part.3 /root/og/
-python3 .ortgpu/ort_gpu_unpack.py
+out=${OUT:-/tmp}
+exec > >(tee "$out/session.log") 2>&1
+mkdir -p /root/og
+mv .ortgpu/p.* /root/og/ 2>/dev/null || true
+python3 tools/ort_gpu_join.py /root/og /tmp/site
 export PYTHONPATH=/tmp/site:$PWD
-python3 -c "import torch, onnxruntime as ort; print(torch.cuda.get_device_name(0), ort.__version__, ort.get_available_providers())"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+python3 -c "import torch, onnxruntime as ort; print(torch.__version__, torch.cuda.get_device_name(0), 'onnxruntime', ort.__version__, ort.get_available_providers())"  || true
 # the fused paths against the NumPy reference, on the GPU (the tests refuse a silent CPU fallback)
-BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k "query_paths or onnx_path" || true
-python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --csv "${OUT:-/tmp}/bench_gpu.csv" "$@"
+BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k "query_paths or onnx_path or one_shape" || true
+python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --csv "$out/bench_gpu.csv" "$@"
