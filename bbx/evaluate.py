@@ -239,6 +239,7 @@ def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> di
         "marked_ratio": float((np.asarray(e.heatmap) > 0).mean()),
         "queries": e.queries,
         "seconds": round(e.seconds, 4),
+        "device": e.device,  # a resumed evaluation may have run elsewhere: seconds compare only on one device
         "areas": list(probs_at_area),
         "prob_at_area": list(probs_at_area.values()),
         "phi_at_area": [phi(e.top1_prob_before, p) for p in probs_at_area.values()],

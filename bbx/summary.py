@@ -53,6 +53,7 @@ class Summary:
     images: int
     overall: list[Row]
     by_confidence: list[tuple[str, list[Row]]]
+    devices: tuple[str, ...] = ()  # where the runs' seconds were measured ("cpu", "cuda")
 
     def markdown(self) -> str:
         return to_markdown(self)
@@ -82,7 +83,8 @@ def summarise(records: Iterable[dict[str, Any]], bins: Sequence[float] = CONFIDE
         if inside:
             label = f"[{lo:g}, {hi:g}{']' if last else ')'}"
             by_conf.append((label, _rows([r for r in recs if r["image"] in inside], areas)))
-    return Summary(areas=areas, images=len(confidence), overall=overall, by_confidence=by_conf)
+    devices = tuple(sorted({r["device"] for r in recs if r.get("device")}))
+    return Summary(areas=areas, images=len(confidence), overall=overall, by_confidence=by_conf, devices=devices)
 
 
 def _rows(recs: list[dict[str, Any]], areas: tuple[float, ...]) -> list[Row]:
@@ -182,6 +184,11 @@ def to_markdown(s: Summary) -> str:
         f"{REFERENCE} at that area (on the images both have).",
         "",
     ]
+    if len(s.devices) > 1:
+        out += [f"s/run mixes runs on {' and '.join(s.devices)} (a resumed evaluation): compare seconds "
+                "only between runs on one device.", ""]
+    elif s.devices:
+        out += [f"s/run measured on {s.devices[0]}.", ""]
     return "\n".join(out)
 
 

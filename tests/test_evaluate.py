@@ -198,6 +198,7 @@ def test_sigkill_midway_then_rerun_finishes_each_job_once(world, tmp_path):
     want = {(str(p.resolve()), meth, s) for p in world["paths"] for meth, seeds in
             (("ftc", 2), ("occlusion", 1), ("random", 2)) for s in range(seeds)}
     assert set(keys) == want and set(keys.values()) == {1}
+    assert {r["device"] for r in recs} == {"cpu"}
     assert results.read_text().splitlines()[: len(kept)] == kept  # nothing finished was redone
     assert (out / "summary.md").exists() and (out / "summary.csv").exists()
 
@@ -253,6 +254,8 @@ def test_summary_of_a_hand_made_jsonl(tmp_path):
     assert "| [0, 0.5) | ftc | 1 | 2 | 15.0 | 2.00 | 1.00 | 1.00 | 100 | 1.00 | 2.0 ▾ | 3.0 |" in md
     assert md.count(BELOW) == 3 + 1  # three cells and the legend
 
+    assert s.devices == () and "s/run" not in md.split("\n\n")[-1]  # hand-made records say no device
+
     md_path, csv_path = s.write(tmp_path)
     assert md_path.read_text() == md
     import csv
@@ -281,3 +284,11 @@ def test_cli_prints_the_tables_and_reports_nothing_to_do(world, tmp_path):
 
 if sys.platform == "win32":  # pragma: no cover
     pytestmark = pytest.mark.skip("SIGKILL and flock are POSIX")
+
+
+@pytest.mark.parametrize("devices, line", [(["cpu"] * 6, "s/run measured on cpu."),
+                                           (["cpu"] * 3 + ["cuda"] * 3, "s/run mixes runs on cpu and cuda")])
+def test_summary_says_where_the_seconds_were_measured(devices, line):
+    s = summarise([{**r, "device": d} for r, d in zip(HAND, devices)])
+    assert s.devices == tuple(sorted(set(devices)))
+    assert line in s.markdown()
