@@ -127,6 +127,34 @@ def inspect(model: Path = typer.Argument(..., help="the .onnx classifier"),
 
 
 @app.command()
+def devices(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Which onnxruntime build is imported, its providers, and whether CUDA starts here (and if not, why)."""
+    from importlib import metadata
+
+    import onnxruntime
+
+    from .model import cuda_status
+
+    onnxruntime.set_default_logger_severity(4)
+    packages = {}
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    status = cuda_status()
+    d = {"onnxruntime": onnxruntime.__version__, "installed": packages,
+         "providers": onnxruntime.get_available_providers(), "cuda": status or "ready"}
+    if as_json:
+        typer.echo(json.dumps(d, indent=2))
+        return
+    typer.echo(f"onnxruntime {d['onnxruntime']} (installed: "
+               f"{', '.join(f'{k} {v}' for k, v in packages.items()) or 'no package metadata'})")
+    typer.echo(f"providers   {', '.join(d['providers'])}")
+    typer.echo(f"cuda        {'ready: --device cuda runs on the GPU' if status is None else status}")
+
+
+@app.command()
 @_model_options
 def predict(model: Path = typer.Argument(..., help="the .onnx classifier"),
             images: list[Path] = typer.Argument(..., help="one or more images"),

@@ -505,12 +505,41 @@ def _providers(device: str, available: Sequence[str]) -> list[Any]:
         cuda = {"cudnn_conv_algo_search": "EXHAUSTIVE", "use_tf32": "1", "do_copy_in_default_stream": "1"}
         return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
     if device == "cuda":
-        warnings.warn(f"CUDA was asked for but onnxruntime has no CUDAExecutionProvider here ({_no_cuda_hint()}); "
-                      "running on the CPU", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"CUDA was asked for but {_no_cuda_provider()}; running on the CPU", RuntimeWarning, stacklevel=3)
     return ["CPUExecutionProvider"]
 
 
-def _no_cuda_hint() -> str:
+def cuda_status() -> str | None:
+    """``None`` when onnxruntime's CUDA provider starts here, else why not and the fix, in one line.
+
+    Opens a one-node session on CUDA: the only way to know, since a provider that is listed can
+    still fail to load its libraries or find no GPU.
+    """
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return _no_cuda_provider()
+    _preload_cuda_libraries()
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "probe",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    probe = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 4
+    try:
+        with warnings.catch_warnings():  # onnxruntime's own warning is replaced by the line below
+            warnings.simplefilter("ignore")
+            sess = ort.InferenceSession(probe.SerializeToString(), sess_options=opts,
+                                        providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        if sess.get_providers()[0] == "CUDAExecutionProvider":
+            return None
+    except Exception:
+        pass
+    return f"the CUDA provider could not start ({_cuda_failure_reason()})"
+
+
+def _no_cuda_provider() -> str:
     """Why the CUDA provider is missing and the command that fixes it. ``pip install bbx[gpu]`` puts
     onnxruntime-gpu beside the CPU onnxruntime that bbx depends on; both install the same
     ``onnxruntime`` module, and whichever pip wrote last is the one imported."""
@@ -519,9 +548,10 @@ def _no_cuda_hint() -> str:
     try:
         gpu = metadata.version("onnxruntime-gpu")
     except metadata.PackageNotFoundError:
-        return "install bbx[gpu]"
-    return (f"onnxruntime-gpu {gpu} is installed but the CPU package onnxruntime overwrote its files; "
-            f"fix: pip install --force-reinstall --no-deps onnxruntime-gpu=={gpu}")
+        return "onnxruntime has no CUDAExecutionProvider here (install bbx[gpu])"
+    return (f"onnxruntime has no CUDAExecutionProvider here (onnxruntime-gpu {gpu} is installed but the CPU "
+            f"package onnxruntime overwrote its files; fix: pip install --force-reinstall --no-deps "
+            f"onnxruntime-gpu=={gpu})")
 
 
 def _cuda_failure_reason() -> str:

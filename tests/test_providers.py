@@ -67,19 +67,19 @@ def test_auto_on_a_cpu_build_is_quiet(tmp_path):
         assert OnnxClassifier(ob.build_plain(tmp_path), device="auto").device == "cpu"
 
 
-def test_hint_without_onnxruntime_gpu_says_install_the_extra(monkeypatch):
+def test_without_onnxruntime_gpu_the_fix_is_the_extra(monkeypatch):
     def version(name):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, "version", version)
-    assert bm._no_cuda_hint() == "install bbx[gpu]"
+    assert bm._no_cuda_provider() == "onnxruntime has no CUDAExecutionProvider here (install bbx[gpu])"
 
 
 def test_hint_when_the_cpu_package_shadows_onnxruntime_gpu_names_the_fix(monkeypatch):
     # pip install bbx[gpu] installs both packages; they share the `onnxruntime` module
     real = metadata.version
     monkeypatch.setattr(metadata, "version", lambda name: "1.31.1" if name == "onnxruntime-gpu" else real(name))
-    hint = bm._no_cuda_hint()
+    hint = bm._no_cuda_provider()
     assert "onnxruntime-gpu 1.31.1 is installed" in hint
     assert "pip install --force-reinstall --no-deps onnxruntime-gpu==1.31.1" in hint
 
@@ -118,3 +118,26 @@ def test_failure_reason_reports_other_loader_errors_as_they_are(monkeypatch, tmp
     reason = bm._cuda_failure_reason()
     assert reason.startswith("its library does not load: "), reason
     assert "libonnxruntime_providers_cuda.so" in reason, reason
+
+
+def test_devices_says_whether_cuda_starts_and_why_not():
+    proc = subprocess.run(["bbx", "devices", "--json"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    d = json.loads(proc.stdout)
+    assert d["onnxruntime"] == ort.__version__ and d["providers"] == ort.get_available_providers()
+    if "CUDAExecutionProvider" not in d["providers"]:
+        assert d["cuda"].startswith("onnxruntime has no CUDAExecutionProvider here ("), d["cuda"]
+    else:
+        assert d["cuda"] == "ready" or d["cuda"].startswith("the CUDA provider could not start ("), d["cuda"]
+    text = subprocess.run(["bbx", "devices"], capture_output=True, text=True, timeout=120).stdout
+    assert text.splitlines()[1] == f"providers   {', '.join(d['providers'])}"
+
+
+def test_cuda_status_of_a_listed_provider_that_does_not_start(monkeypatch):
+    """A CUDA provider that is listed but not there (a CPU build told otherwise) is found out by the probe."""
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("this onnxruntime has a CUDA provider")
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real])
+    status = bm.cuda_status()
+    assert status == "the CUDA provider could not start (its library is not in this onnxruntime build)", status

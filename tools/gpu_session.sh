@@ -14,6 +14,7 @@ python3 tools/ort_gpu_join.py /root/og /tmp/site
 export PYTHONPATH=/tmp/site:$PWD
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
 python3 -c "import torch, onnxruntime as ort; print(torch.__version__, torch.cuda.get_device_name(0), 'onnxruntime', ort.__version__, ort.get_available_providers())"  || true
+python3 -m bbx devices || true
 # the fused paths against the NumPy reference, on the GPU (the tests refuse a silent CPU fallback)
 BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k "query_paths or onnx_path or one_shape" || true
 python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --csv "$out/bench_gpu.csv" "$@"
