@@ -561,7 +561,8 @@ def _cuda_failure_reason() -> str:
 
     import onnxruntime as ort
 
-    lib = Path(ort.__file__).parent / "capi" / "libonnxruntime_providers_cuda.so"
+    name = "onnxruntime_providers_cuda.dll" if sys.platform == "win32" else "libonnxruntime_providers_cuda.so"
+    lib = Path(ort.__file__).parent / "capi" / name
     if not lib.is_file():
         return "its library is not in this onnxruntime build"
     try:
