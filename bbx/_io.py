@@ -62,15 +62,25 @@ def append_line(path: str | Path, data: Any) -> None:
 
 
 def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
-    """Append one row to a CSV file, writing the header first when the file is new (benchmarks' results)."""
+    """Append one row to a CSV file, writing the header first when the file is new (benchmarks' results).
+
+    An existing file's header decides the column order; a row with other columns is refused
+    rather than written under the wrong headings.
+    """
     import csv
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists()
+    fields = list(row)
+    if path.exists() and path.stat().st_size:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if set(header) != set(fields):
+            raise ValueError(f"{path} has the columns {header}, not {fields}: write to another file")
+        fields = header
     with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        if fh.tell() == 0:
             w.writeheader()
         w.writerow(row)
 

@@ -46,7 +46,7 @@ class ExplainConfig:
     sigma: float = 5.0
     kernel: int = 11
     seed: int = 0
-    query_path: str = "auto"  # "onnx" on CUDA, "numpy" on CPU, "reference" for checks (bbx.query)
+    query_path: str = "auto"  # "onnx" on CUDA, "numpy" on CPU; "device", "reference" (bbx.query)
 
     def plan(self) -> tuple[int, int]:
         """(iterations, pairs) so that 2 + 2*pairs*iterations never exceeds the budget.
@@ -137,7 +137,7 @@ def explain(
     estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution)
     rng = np.random.default_rng(cfg.seed)
 
-    query = MaskQuery(model, pert, cfg.query_path)
+    query = MaskQuery(model, pert, cfg.query_path, target=k)
 
     def model_loss(masks: np.ndarray) -> np.ndarray:
         return objective.model_loss(query(masks), k, z0)

@@ -58,6 +58,13 @@ class TargetTerms:
     logit: np.ndarray  # z_k
     others_mean: np.ndarray  # mean_{i != k} z_i
 
+    @staticmethod
+    def concat(parts: Sequence["TargetTerms"]) -> "TargetTerms":
+        if len(parts) == 1:
+            return parts[0]
+        return TargetTerms(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                             ("prob", "rest", "logit", "others_mean")))
+
 
 class Scores:
     """Model outputs for a batch: ``raw`` as the model gave them; ``logits`` and ``probs`` (N, C) float64.
@@ -295,17 +302,26 @@ class OnnxClassifier:
         ``x`` must hold exactly the model's static batch when it has one; ``n`` (the real
         images, without padding) is what is counted and returned.
         """
+        self._run_bound(x, n, "cpu")
+        return self._to_scores(_squeeze(self._binding.copy_outputs_to_cpu()[0], x.shape()[0])[:n])
+
+    def run_bound(self, x: Any, n: int) -> Any:
+        """Like :meth:`score_bound`, but the scores stay on :attr:`device` as an ``OrtValue`` (all
+        rows, padding included), for a graph that reads them there (``bbx.query``'s back graph)."""
+        self._run_bound(x, n, self.device)
+        return self._binding.get_outputs()[0]
+
+    def _run_bound(self, x: Any, n: int, where: str) -> None:
         if self._binding is None:  # one binding, rebound every call
             self._binding = self.session.io_binding()
         binding = self._binding
         binding.bind_ortvalue_input(self.input.name, x)
-        binding.bind_output(self.output.name, "cpu")  # afresh: a run keeps its output's shape bound
+        binding.bind_output(self.output.name, where)  # afresh: a run keeps its output's shape bound
         try:
             self.session.run_with_iobinding(binding)
         except Exception as exc:
             raise ModelError(f"the model failed on a batch of {n}: {_first_line(exc)}") from None
         self.queries += n
-        return self._to_scores(_squeeze(binding.copy_outputs_to_cpu()[0], x.shape()[0])[:n])
 
     def predict(self, rgb: np.ndarray) -> Scores:
         return self.scores(self.prepare(rgb)[None])

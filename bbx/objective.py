@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import Scores
+from .model import Scores, TargetTerms
 
 METHODS = ("ftc", "fntc", "plain")
 
@@ -31,9 +31,11 @@ class Objective:
     gamma: float = 0.3
     tv_eps: float = 1e-8  # keeps TV differentiable where the mask is flat
 
-    def model_loss(self, scores: Scores, target: int, reference_logits: np.ndarray) -> np.ndarray:
-        """The queried part of the loss, one value per scored image."""
-        t, k, z0 = scores.target(target), target, reference_logits
+    def model_loss(self, scores: Scores | TargetTerms, target: int, reference_logits: np.ndarray) -> np.ndarray:
+        """The queried part of the loss, one value per scored image (from scores, or the target's
+        terms already reduced on the device)."""
+        t = scores if isinstance(scores, TargetTerms) else scores.target(target)
+        k, z0 = target, reference_logits
         if self.method == "plain":
             return -t.prob
         if self.method == "ftc":

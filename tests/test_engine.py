@@ -67,7 +67,62 @@ def test_query_paths_agree(tmp_path, variant, classifier_on_test_device):
         query = MaskQuery(model, pert, path)
         assert query.path == ("reference" if variant == "uint8" else path)
         np.testing.assert_allclose(query(masks).probs, reference.probs, rtol=tol, atol=tol)
-    assert model.queries == 3 * 7
+    k = int(np.argmax(reference.probs[0]))
+    device = MaskQuery(model, pert, "device", target=k)
+    assert device.path == ("reference" if variant == "uint8" else "device")
+    terms, want = device(masks), reference.target(k)
+    if variant == "uint8":
+        terms = terms.target(k)
+    for field in ("prob", "rest", "logit", "others_mean"):  # what the losses read, reduced on the device
+        np.testing.assert_allclose(getattr(terms, field), getattr(want, field), rtol=tol, atol=tol, err_msg=field)
+    assert model.queries == 4 * 7
+
+
+def test_device_path_keeps_the_rest_of_f_exact_near_certainty(tmp_path):
+    """Σ_{i≠k} f_i is summed on the device, not taken as 1 - f_k: it keeps its digits when f_k ≈ 1."""
+    from bbx.query import back_graph
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    z = np.zeros((2, 10), np.float32)
+    z[:, 3] = [30.0, 12.0]  # f_3 = 1 - 9.4e-13 and 1 - 5.5e-5
+    sess = ort.InferenceSession(back_graph(10, TensorProto.FLOAT).SerializeToString())
+    terms = sess.run(["terms"], {"scores": z, "k": np.array([3], np.int64)})[0]
+    want = bbx.model.Scores(z).target(3)
+    np.testing.assert_allclose(terms[:, 1], want.rest, rtol=1e-6)
+    assert terms[0, 1] == pytest.approx(9 * np.exp(-30.0), rel=1e-5)
+    np.testing.assert_allclose(terms[:, 3], [0.0, 0.0])  # mean of the other logits
+    np.testing.assert_allclose(terms[:, 2], [30.0, 12.0])
+
+
+def test_device_path_needs_a_target_and_reports_nan_scores(tmp_path):
+    import onnx_builders as ob
+    from onnx import TensorProto
+    from bbx.errors import ModelError
+
+    g = ob._Graph()  # logits + log(0.9 - mean pixel): NaN on a white image
+    z = g.reference("image", ob.SIZE, ob.CLASSES, ob.SEED)
+    mean = g.op("ReduceMean", ["image"], axes=[1, 2, 3], keepdims=0)
+    log = g.op("Log", [g.op("Sub", [g.const(0.9, "k"), mean])])
+    g.op("Add", [z, g.op("Unsqueeze", [log, g.const([1], "ax", np.int64)])], out="logits")
+    path = ob.save(g, [ob._vi("image", TensorProto.FLOAT, ["N", 3, ob.SIZE, ob.SIZE])],
+                   [ob._vi("logits", TensorProto.FLOAT, ["N", ob.CLASSES])], tmp_path / "m.onnx", metadata=ob.spec())
+    model = bbx.OnnxClassifier(path)
+    pert = Perturber(np.ones((ob.SIZE, ob.SIZE, 3), np.float32))
+    with pytest.raises(ValueError, match="needs the target class"):
+        MaskQuery(model, pert, "device")
+    with pytest.raises(ModelError, match="NaN or infinite scores"):
+        MaskQuery(model, pert, "device", target=0)(np.ones((2, 28, 28)))
+
+
+def test_explain_on_the_device_path_follows_the_onnx_path(target_model):
+    """Same seed, same steps: reducing the scores on the device changes the masks only at float noise."""
+    runs = [bbx.explain(target_model, planted.photo(), method=m, iterations=15, pairs=6, seed=2, query_path=p)
+            for m in ("ftc", "fntc") for p in ("onnx", "device")]
+    for a, b in (runs[:2], runs[2:]):
+        assert a.queries == b.queries == 2 + 2 * 6 * 15
+        np.testing.assert_allclose(a.mask, b.mask, atol=1e-4)
+        np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-4, atol=1e-6)
 
 
 def test_onnx_front_builds_the_reference_images(target_model):
@@ -96,7 +151,7 @@ def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_dev
         np.testing.assert_allclose(onnx_path(masks).probs, reference(masks).probs, atol=1e-5)
 
 
-@pytest.mark.parametrize("path", ["onnx", "numpy", "reference"])
+@pytest.mark.parametrize("path", ["onnx", "device", "numpy", "reference"])
 def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path, classifier_on_test_device):
     """130 probes at max_batch 64: three calls of 44 (the last padded by two), 130 queries counted."""
     model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
@@ -113,10 +168,11 @@ def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path, classifier_o
         setattr(model.session, name, spy)
     pert = Perturber(planted.photo())
     masks = np.random.default_rng(8).uniform(0, 1, (130, 28, 28))
-    probs = MaskQuery(model, pert, path)(masks).probs
+    out = MaskQuery(model, pert, path, target=1)(masks)
+    probs = out.prob if path == "device" else out.probs[:, 1]
     assert shapes == [44, 44, 44]
     assert model.queries == 130 and probs.shape[0] == 130
-    single = MaskQuery(model, pert, "reference")(masks[-2:]).probs  # the padded chunk's real rows
+    single = MaskQuery(model, pert, "reference")(masks[-2:]).probs[:, 1]  # the padded chunk's real rows
     np.testing.assert_allclose(probs[-2:], single, atol=1e-5)
 
 

@@ -816,3 +816,17 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
     mode = stat.S_IMODE(path.stat().st_mode)
     assert mode & 0o044 == 0o044, oct(mode)  # readable by group and others, not mkstemp's 0600
 
+
+
+def test_csv_rows_follow_the_header_or_are_refused(tmp_path):
+    """Benchmarks append rows to committed CSVs: a row in another key order lands under the right
+    headings, and a row with other columns is refused instead of misaligned."""
+    from bbx._io import append_csv_row
+
+    path = tmp_path / "bench.csv"
+    append_csv_row(path, {"model": "a", "ratio": 0.9})
+    append_csv_row(path, {"ratio": 0.8, "model": "b"})
+    assert path.read_text().splitlines() == ["model,ratio", "a,0.9", "b,0.8"]
+    with pytest.raises(ValueError, match="has the columns"):
+        append_csv_row(path, {"model": "c", "seconds": 1})
+    assert path.read_text().splitlines() == ["model,ratio", "a,0.9", "b,0.8"]

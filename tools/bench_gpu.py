@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
-from bbx.query import _FRONT_SESSIONS  # noqa: E402  (timed: its runs are device work)
+from bbx.query import _BACK_SESSIONS, _FRONT_SESSIONS  # noqa: E402  (timed: their runs are device work)
 
 
 IMAGENET = {"size": [224, 224], "crop_pct": 0.875, "scale": 1.0, "mean": [0.485, 0.456, 0.406],
@@ -135,9 +135,14 @@ class RunClock:
 
     def __init__(self, *sessions):
         self.seconds, self.calls = 0.0, 0
-        for sess in sessions:
-            for name in ("run", "run_with_iobinding"):
-                setattr(sess, name, self._timed(getattr(sess, name)))
+        self._wrapped = [(sess, name, getattr(sess, name)) for sess in sessions
+                         for name in ("run", "run_with_iobinding")]
+        for sess, name, fn in self._wrapped:
+            setattr(sess, name, self._timed(fn))
+
+    def restore(self) -> None:
+        for sess, name, fn in self._wrapped:
+            setattr(sess, name, fn)
 
     def _timed(self, fn):
         def run(*args, **kwargs):
@@ -175,15 +180,19 @@ def tiny(folder: Path) -> Path:
 
 
 def paths_agree(model: bbx.OnnxClassifier, image: Path, path: str) -> float:
-    """Largest probability difference between the device path and the NumPy reference path."""
+    """Largest probability difference between a query path and the NumPy reference path (on the
+    ``device`` path: of the top-1 class, the one probability that comes back)."""
     from bbx.perturb import Perturber
     from bbx.query import MaskQuery
 
     pert = Perturber(model.prepare(bbx.load_rgb(image)))
     masks = np.random.default_rng(0).uniform(0, 1, (8, 28, 28))
-    fast = MaskQuery(model, pert, path)(masks).probs
     ref = MaskQuery(model, pert, "reference")(masks).probs
-    return float(np.abs(fast - ref).max())
+    k = int(np.argmax(ref[0]))
+    fast = MaskQuery(model, pert, path, target=k)(masks)
+    if path == "device":
+        return float(np.abs(fast.prob - ref[:, k]).max())
+    return float(np.abs(fast.probs - ref).max())
 
 
 def one_thread_sessions() -> None:
@@ -221,7 +230,8 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=6400, help="queries of the timed F-TC explanation")
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--image", type=Path, default=ROOT / "models" / "samples" / "chelsea.png")
-    ap.add_argument("--query-path", default="auto", choices=["auto", "onnx", "numpy"])
+    ap.add_argument("--query-paths", default="auto",
+                    help="comma-separated bbx.query paths, one row each: auto, onnx, device, numpy")
     ap.add_argument("--one-thread", action="store_true",
                     help="onnxruntime on one thread without spinning: on a small CPU, leaves the host's other "
                          "core free, as on a GPU machine, so that host_ms_per_step is bbx's alone")
@@ -230,6 +240,10 @@ def main() -> None:
     unknown = set(args.models.split(",")) - {"resnet18", "vgg19", "tiny"}
     if unknown:
         ap.error(f"unknown models: {', '.join(sorted(unknown))} (resnet18, vgg19, tiny)")
+    args.query_paths = args.query_paths.split(",")
+    unknown = set(args.query_paths) - {"auto", "onnx", "device", "numpy"}
+    if unknown:
+        ap.error(f"unknown query paths: {', '.join(sorted(unknown))} (auto, onnx, device, numpy)")
 
     if args.one_thread:
         one_thread_sessions()
@@ -242,31 +256,36 @@ def main() -> None:
                 if model_name == "tiny" and precision != "fp32":
                     continue
                 try:  # one model failing (export, memory) must not cost the rows of the others
-                    row = measure(model_name, precision, args, Path(tmp), name)
+                    for row in measure(model_name, precision, args, Path(tmp), name):
+                        print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+                        append_csv_row(out_csv, row)  # as soon as measured: a run cut short keeps what it had
+                        written += 1
                 except Exception as exc:
                     failed += 1
                     print(f"FAILED {model_name} {precision}: {type(exc).__name__}: {exc}", flush=True)
-                    continue
-                print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-                append_csv_row(out_csv, row)  # as soon as measured: a run cut short keeps what it had
-                written += 1
     print(f"wrote {written} rows to {out_csv}" if written else "no rows")
     sys.exit(1 if failed else 0)
 
 
-def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path, name: str) -> dict:
-    """One CSV row: ceiling, loop, ratio, F-TC wall time (median of 3) and the host/device split."""
+def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path, name: str):
+    """Rows, one per query path: ceiling (measured once), loop, ratio, F-TC wall time (median of 3)
+    and the host/device split."""
     path = tiny(tmp) if model_name == "tiny" else export(model_name, precision, tmp, args.device)
     model = bbx.OnnxClassifier(path, device=args.device, max_batch=args.batch)
     if model.device != args.device:  # a CPU fallback would spend the GPU session timing VGG-19 on the CPU
         raise RuntimeError(f"asked for {args.device}, running on {model.device} (see the warning above)")
-    agree = paths_agree(model, args.image, args.query_path)
     top = ceiling(model, args.batch, args.seconds)
+    for query_path in args.query_paths:
+        yield {"gpu": name, "model": model_name, "precision": precision, **loop_row(model, query_path, top, args)}
+
+
+def loop_row(model: bbx.OnnxClassifier, query_path: str, top: float, args: argparse.Namespace) -> dict:
+    agree = paths_agree(model, args.image, query_path)
     pairs = args.batch // 2
     iterations = max(1, round(args.queries / (2 * pairs)))
-    run = functools.partial(bbx.explain, model, args.image, pairs=pairs, query_path=args.query_path)
-    run(iterations=2)  # warm-up: shapes, cuDNN algorithm search, front-graph session
-    clock = RunClock(model.session, *_FRONT_SESSIONS.values())
+    run = functools.partial(bbx.explain, model, args.image, pairs=pairs, query_path=query_path)
+    run(iterations=2)  # warm-up: shapes, cuDNN algorithm search, front- and back-graph sessions
+    clock = RunClock(model.session, *_FRONT_SESSIONS.values(), *_BACK_SESSIONS.values())
 
     def timed(steps: int) -> tuple[bbx.Explanation, float, float]:
         before = clock.seconds
@@ -277,11 +296,12 @@ def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path
     _, short_host, _ = timed(5)
     runs = sorted((timed(iterations) for _ in range(3)), key=lambda r: r[0].seconds)
     e, long_host, long_run = runs[1]  # the median explanation
+    clock.restore()
     # host work grows with the steps; the intercept is the set-up (blur, X, final Q, report)
     host = (long_host - short_host) / (iterations - 5) if iterations > 5 else long_host / iterations
     setup = long_host - host * iterations
-    return {"gpu": name, "model": model_name, "precision": precision, "providers": model.providers[0],
-            "query_path": args.query_path, "ort_threads": 1 if args.one_thread else "default",
+    return {"providers": model.providers[0], "query_path": query_path,
+            "ort_threads": 1 if args.one_thread else "default",
             "max_prob_diff_vs_reference": f"{agree:.1e}",
             "batch": args.batch, "ceiling_images_per_s": round(top, 1),
             "explain_queries_per_s": round(e.queries / e.seconds, 1),

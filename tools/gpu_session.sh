@@ -17,4 +17,5 @@ python3 -c "import torch, onnxruntime as ort; print(torch.__version__, torch.cud
 python3 -m bbx devices || true
 # the fused paths against the NumPy reference, on the GPU (the tests refuse a silent CPU fallback)
 BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k "query_paths or onnx_path or one_shape" || true
-python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --csv "$out/bench_gpu.csv" "$@"
+# both CUDA query paths: "onnx" (the default: scores come back) and "device" (4 terms per probe come back)
+python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths onnx,device --csv "$out/bench_gpu.csv" "$@"
