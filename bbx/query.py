@@ -102,7 +102,6 @@ def front_graph(size: tuple[int, int], layout: str, dtype: np.dtype) -> Any:
     Resize with ``half_pixel`` linear interpolation is the same bilinear upsampling as
     :func:`bbx.perturb.upsample`; ``x`` comes out in the model's layout and dtype.
     """
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     H, W = size
@@ -131,24 +130,39 @@ def front_graph(size: tuple[int, int], layout: str, dtype: np.dtype) -> Any:
         [helper.make_tensor_value_info("x", out_type, ["B", "d1", "d2", "d3"])],
         [numpy_helper.from_array(np.array([H, W], dtype=np.int64), "hw")],
     )
+    return _finish(graph)
+
+
+def _finish(graph: Any) -> Any:
+    """A checked opset-17 model around one of bbx's own small graphs."""
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
 
 
+def _session_on_model_device(cache: "weakref.WeakKeyDictionary[OnnxClassifier, Any]", model: OnnxClassifier,
+                             make: Any) -> Any:
+    """One session per model for a graph ``make()`` builds, on the model's providers, reused by
+    every explanation of that model."""
+    if model not in cache:
+        import onnxruntime as ort
+
+        cache[model] = ort.InferenceSession(make().SerializeToString(), sess_options=model.session_options,
+                                            providers=model.providers)
+    return cache[model]
+
+
 _FRONT_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
 
 
 def _front_session(model: OnnxClassifier) -> Any:
-    """One front-graph session per model, reused by every explanation of it (it depends on nothing else)."""
-    if model not in _FRONT_SESSIONS:
-        import onnxruntime as ort
-
-        graph = front_graph(model.input_size, model.input.layout, np.dtype(model.input.dtype))
-        _FRONT_SESSIONS[model] = ort.InferenceSession(graph.SerializeToString(), sess_options=model.session_options,
-                                                      providers=model.providers)
-    return _FRONT_SESSIONS[model]
+    """The front graph depends on the model's input only: one session per model."""
+    return _session_on_model_device(_FRONT_SESSIONS, model, lambda: front_graph(
+        model.input_size, model.input.layout, np.dtype(model.input.dtype)))
 
 
 class _OnnxFront:
@@ -184,7 +198,6 @@ def back_graph(num_classes: int, scores_type: int, scores_rank: int = 2) -> Any:
     """ONNX graph ``(scores[B, ...], k[1]) -> terms[B, 4]`` float64: f_k, sum_{i!=k} f_i, z_k and
     mean_{i!=k} z_i of each row, the arithmetic of :meth:`bbx.model.Scores.target` (float32
     exponentials, each sum of f taken directly, float64 logit sum)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     C = num_classes
@@ -222,30 +235,22 @@ def back_graph(num_classes: int, scores_type: int, scores_rank: int = 2) -> Any:
         [helper.make_tensor_value_info("scores", scores_type, ["B", *(f"d{i}" for i in range(1, scores_rank))]),
          helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
         [helper.make_tensor_value_info("terms", D, ["B", 4])], consts)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return _finish(graph)
 
 
 _BACK_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
 
 
 def _back_session(model: OnnxClassifier) -> Any:
-    """One back-graph session per model (it depends on the model's output type and class count only)."""
-    if model not in _BACK_SESSIONS:
-        import onnxruntime as ort
-        from onnx import TensorProto
+    """The back graph depends on the model's output type and class count only: one session per model."""
+    from onnx import TensorProto
 
-        out = next(o for o in model.session.get_outputs() if o.name == model.output.name)
-        elem = {"tensor(float)": TensorProto.FLOAT, "tensor(float16)": TensorProto.FLOAT16,
-                "tensor(double)": TensorProto.DOUBLE}.get(out.type)
-        if elem is None:
-            raise ModelError(f"the device query path cannot read scores of type {out.type}")
-        graph = back_graph(model.num_classes, elem, len(out.shape))
-        _BACK_SESSIONS[model] = ort.InferenceSession(graph.SerializeToString(), sess_options=model.session_options,
-                                                     providers=model.providers)
-    return _BACK_SESSIONS[model]
+    out = next(o for o in model.session.get_outputs() if o.name == model.output.name)
+    elem = {"tensor(float)": TensorProto.FLOAT, "tensor(float16)": TensorProto.FLOAT16,
+            "tensor(double)": TensorProto.DOUBLE}.get(out.type)
+    if elem is None:
+        raise ModelError(f"the device query path cannot read scores of type {out.type}")
+    return _session_on_model_device(_BACK_SESSIONS, model, lambda: back_graph(model.num_classes, elem, len(out.shape)))
 
 
 class _OnnxBack:
