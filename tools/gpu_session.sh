@@ -19,3 +19,6 @@ python3 -m bbx devices || true
 BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k "query_paths or onnx_path or one_shape" || true
 # both CUDA query paths: "onnx" (the default: scores come back) and "device" (4 terms per probe come back)
 python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths onnx,device --csv "$out/bench_gpu.csv" "$@"
+
+# let tee finish writing session.log before the call returns
+sleep 1
