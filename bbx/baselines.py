@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .explain import model_view
+from .explain import open_inputs
 from .explanation import Explanation
 from .insertion import hard_blur
 from .metrics import THRESHOLD
@@ -49,7 +49,7 @@ def occlusion(
     """
     if patch < 1:
         raise ValueError(f"patch must be at least 1 pixel, not {patch}")
-    model, x, source = _open(model, image)
+    model, x, source = open_inputs(model, image)
     started, queries_before = time.perf_counter(), model.queries
     h, w = x.shape[:2]
     grid = (math.ceil(h / patch), math.ceil(w / patch))
@@ -83,7 +83,7 @@ def random_baseline(
     Same resolution, bilinear upsampling and soft operator Q(X; M') as :func:`bbx.explain`,
     so its top-a% regions are blobs of the methods' own scale. Queries: 2 (image, perturbed).
     """
-    model, x, source = _open(model, image)
+    model, x, source = open_inputs(model, image)
     started, queries_before = time.perf_counter(), model.queries
     noise = np.random.default_rng(seed).random((mask_size, mask_size))
     span = noise.max() - noise.min()
@@ -116,12 +116,6 @@ def cell_map(size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
     rows = np.arange(size[0]) * grid[0] // size[0]
     cols = np.arange(size[1]) * grid[1] // size[1]
     return rows[:, None] * grid[1] + cols[None, :]
-
-
-def _open(model: OnnxClassifier | str | Path, image: str | Path | np.ndarray) -> tuple[OnnxClassifier, np.ndarray, str]:
-    model = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model)
-    source = str(image) if isinstance(image, (str, Path)) else "<array>"
-    return model, model_view(model, image), source
 
 
 def _result(model: OnnxClassifier, x: np.ndarray, source: str, k: int, p0: np.ndarray, perturbed: np.ndarray,

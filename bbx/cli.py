@@ -44,16 +44,20 @@ def _floats(text: Optional[str], name: str) -> Optional[list[float]]:
         raise OptionError(f"--{name} needs numbers separated by commas, not {text!r}") from None
 
 
+def _quiet_onnxruntime() -> None:
+    """The CLI owns the process: onnxruntime's own log lines (a CUDA provider that cannot load logs two
+    coloured paragraphs) give way to bbx's one-line warnings and errors."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(4)
+
+
 def _load_model(model: Path, device: str, size: Optional[int], crop_pct: Optional[float], scale: Optional[float],
                 mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
                 preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int]):
-    import onnxruntime
-
     from .model import OnnxClassifier
 
-    # the CLI owns the process: onnxruntime's own log lines (a CUDA provider that cannot load logs two
-    # coloured paragraphs) give way to bbx's one-line warnings and errors
-    onnxruntime.set_default_logger_severity(4)
+    _quiet_onnxruntime()
     overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": _floats(mean, "mean"),
                  "std": _floats(std, "std"), "channel_order": channel_order, "layout": layout}
     return OnnxClassifier(model, device=device, preprocess=overrides, preset=preset, output=output, labels=labels,
@@ -135,7 +139,7 @@ def devices(as_json: bool = typer.Option(False, "--json", help="print JSON")) ->
 
     from .model import cuda_status
 
-    onnxruntime.set_default_logger_severity(4)
+    _quiet_onnxruntime()
     packages = {}
     for name in ("onnxruntime", "onnxruntime-gpu"):
         try:

@@ -117,13 +117,11 @@ def explain(
     :class:`ExplainConfig` can be given as a keyword (``iterations=50, budget=2000, seed=1``).
     """
     cfg = replace(config or ExplainConfig(), method=method, **settings).validate()
-    model = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model)
     if cfg.method == "greedy":
         from .greedy import greedy  # bbx.greedy builds on bbx.baselines, which imports this module
 
         return greedy(model, image, target, budget=cfg.budget, sigma=cfg.sigma, kernel=cfg.kernel, progress=progress)
-    source = str(image) if isinstance(image, (str, Path)) else "<array>"
-    x = model_view(model, image)
+    model, x, source = open_inputs(model, image)
     started, queries_before = time.perf_counter(), model.queries
 
     pert = Perturber(x, (cfg.mask_size, cfg.mask_size), BlurSpec(cfg.sigma, cfg.kernel))
@@ -162,6 +160,15 @@ def explain(
         seconds=time.perf_counter() - started, loss_history=history,
         config={**asdict(cfg), "iterations": iterations, "pairs": pairs},
     )
+
+
+def open_inputs(model: OnnxClassifier | str | Path,
+                image: str | Path | np.ndarray) -> tuple[OnnxClassifier, np.ndarray, str]:
+    """What every method starts from: the model (opened from a path if need be), the image as the
+    model sees it (:func:`model_view`) and the image's name for the report."""
+    model = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model)
+    source = str(image) if isinstance(image, (str, Path)) else "<array>"
+    return model, model_view(model, image), source
 
 
 def model_view(model: OnnxClassifier, image: str | Path | np.ndarray) -> np.ndarray:

@@ -31,8 +31,9 @@ from typing import Callable
 
 import numpy as np
 
-from .baselines import _open, cell_gains, cell_map
+from .baselines import cell_gains, cell_map
 from .errors import OptionError
+from .explain import open_inputs
 from .explanation import Explanation
 from .insertion import hard_blur
 from .metrics import THRESHOLD
@@ -71,7 +72,7 @@ def greedy(
         raise OptionError(f"patch, stride and window must be at least 1 pixel, not {patch}, {stride}, {window}")
     if not 0 < area <= 1:
         raise OptionError(f"area must be a fraction in (0, 1], not {area}")
-    model, x, source = _open(model, image)
+    model, x, source = open_inputs(model, image)
     started, queries_before = time.perf_counter(), model.queries
     h, w = x.shape[:2]
     coarse = cell_map((h, w), (math.ceil(h / patch), math.ceil(w / patch)))
