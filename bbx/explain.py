@@ -46,7 +46,7 @@ class ExplainConfig:
     sigma: float = 5.0
     kernel: int = 11
     seed: int = 0
-    query_path: str = "auto"  # "onnx" on CUDA, "numpy" on CPU; "device", "reference" (bbx.query)
+    query_path: str = "auto"  # "onnx" on CUDA, "numpy" on CPU; "device", "fused", "reference" (bbx.query)
 
     def plan(self) -> tuple[int, int]:
         """(iterations, pairs) so that 2 + 2*pairs*iterations never exceeds the budget.
@@ -158,7 +158,7 @@ def explain(
         model, image=x, source=source, mask=mask, heatmap=heatmap, perturbed=perturbed, target=k,
         probs_before=p0, probs_after=p1, queries=model.queries - queries_before,
         seconds=time.perf_counter() - started, loss_history=history,
-        config={**asdict(cfg), "iterations": iterations, "pairs": pairs},
+        config={**asdict(cfg), "iterations": iterations, "pairs": pairs, "query_path": query.path},
     )
 
 

@@ -303,7 +303,7 @@ class OnnxClassifier:
         images, without padding) is what is counted and returned.
         """
         self._run_bound(x, n, "cpu")
-        return self._to_scores(_squeeze(self._binding.copy_outputs_to_cpu()[0], x.shape()[0])[:n])
+        return self.read_scores(self._binding.copy_outputs_to_cpu()[0], x.shape()[0], n)
 
     def run_bound(self, x: Any, n: int) -> Any:
         """Like :meth:`score_bound`, but the scores stay on :attr:`device` as an ``OrtValue`` (all
@@ -317,11 +317,20 @@ class OnnxClassifier:
         binding = self._binding
         binding.bind_ortvalue_input(self.input.name, x)
         binding.bind_output(self.output.name, where)  # afresh: a run keeps its output's shape bound
+        self.run_binding(self.session, binding, n)
+
+    def run_binding(self, session: Any, binding: Any, n: int) -> None:
+        """Run ``session`` with its prepared IOBinding: this model's own, or a graph that holds this
+        model (``bbx.query``'s fused path). Counts ``n`` queries; a failure is the model's."""
         try:
-            self.session.run_with_iobinding(binding)
+            session.run_with_iobinding(binding)
         except Exception as exc:
             raise ModelError(f"the model failed on a batch of {n}: {_first_line(exc)}") from None
         self.queries += n
+
+    def read_scores(self, raw: np.ndarray, rows: int, n: int) -> Scores:
+        """The scores of the first ``n`` of a call's ``rows`` images, from this model's raw output."""
+        return self._to_scores(_squeeze(raw, rows)[:n])
 
     def predict(self, rgb: np.ndarray) -> Scores:
         return self.scores(self.prepare(rgb)[None])

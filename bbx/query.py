@@ -1,6 +1,6 @@
 """Querying the model with perturbed images, one batch of masks at a time.
 
-Three paths give the same numbers (tests check it); they differ in where the work happens:
+Five paths give the same numbers (tests check it); they differ in where the work happens:
 
 * ``reference``: builds each Q(X; M) in 0-1 RGB with NumPy and hands it to the model's
   preprocessing. The definition; also the only path for integer inputs (rounding is not affine).
@@ -15,28 +15,36 @@ Three paths give the same numbers (tests check it); they differ in where the wor
   each probe's scores to the four terms the losses read (:class:`~bbx.model.TargetTerms`):
   4 numbers per probe come back instead of C, and the host skips its pass over the scores.
   Needs the target class; for a model that outputs probabilities it is ``onnx``.
+* ``fused``: ``device`` (or ``onnx`` without a target or with probabilities) as one graph: the
+  front graph, the model's own nodes and weights untouched, and the back graph, composed
+  (:func:`bbx._graphs.compose`) and run as one session, one launch per batch instead of two or
+  three. Where the model cannot be composed (opset before 11, over 2 GB) it warns and chains.
 """
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from typing import Any
 
 import numpy as np
 
+from . import _graphs
+from ._graphs import back_graph, front_graph  # noqa: F401  (bbx.query's graphs, importable from here)
 from .errors import ModelError
 from .model import OnnxClassifier, Scores, TargetTerms, pad_batch
 from .perturb import Perturber
 from .preprocess import affine
 
-PATHS = ("auto", "onnx", "device", "numpy", "reference")
+PATHS = ("auto", "onnx", "device", "fused", "numpy", "reference")
 
 
 class MaskQuery:
     """``query(masks)`` for ``(B, h, w)`` masks; every mask costs one counted query.
 
-    Returns :class:`~bbx.model.Scores`, or on the ``device`` path only the
-    :class:`~bbx.model.TargetTerms` of ``target`` (what :meth:`bbx.objective.Objective.model_loss` reads).
+    Returns :class:`~bbx.model.Scores`, or, on the ``device`` and ``fused`` paths with a target,
+    only the :class:`~bbx.model.TargetTerms` of ``target`` (what
+    :meth:`bbx.objective.Objective.model_loss` reads). :attr:`path` is the path taken.
     """
 
     def __init__(self, model: OnnxClassifier, perturber: Perturber, path: str = "auto",
@@ -49,30 +57,41 @@ class MaskQuery:
         self.perturber = perturber
         floating = np.dtype(model.input.dtype).kind == "f"
         if path == "auto":
-            path = ("onnx" if model.device == "cuda" else "numpy") if floating else "reference"
-        if path == "device" and model.output.kind != "logits":
-            path = "onnx"  # the losses read centred log-probabilities then: Scores.target's own case
-        self.path = path if floating else "reference"
-        self._front: _OnnxFront | None = None
-        self._back: _OnnxBack | None = None
-        if self.path != "reference":
+            path = "onnx" if model.device == "cuda" else "numpy"
+        if not floating:
+            path = "reference"
+        # the terms are Scores.target's logit case: with probabilities the losses read centred log-probabilities
+        terms = target if target is not None and model.output.kind == "logits" else None
+        if path == "device" and terms is None:
+            path = "onnx"
+        self._engine: Any = None
+        if path != "reference":
             base, delta = _normalised_parts(model, perturber)
-            self._front = _OnnxFront(model, base, delta) if self.path in ("onnx", "device") else None
-            self._back = _OnnxBack(model, int(target)) if self.path == "device" else None
             self._base, self._delta = base, delta  # (C, H, W) in the model's channel order
             self._dtype = np.dtype(model.input.dtype)
+            if path == "fused":
+                try:
+                    self._engine = _Fused(model, base, delta, terms)
+                except _graphs.CannotCompose as exc:
+                    path = "onnx" if terms is None else "device"
+                    warnings.warn(f"the fused query path cannot compose {model.path.name} ({exc}); "
+                                  f"running the {path} path instead", RuntimeWarning, stacklevel=2)
+            if path in ("onnx", "device"):
+                back = _OnnxBack(model, terms) if path == "device" else None
+                self._engine = _OnnxFront(model, base, delta, back)
+        self.path = path
 
     def __call__(self, masks: np.ndarray) -> Scores | TargetTerms:
         masks = np.asarray(masks, dtype=np.float32)
         chunks, size = self.model.batches(len(masks))
         parts = [self._score(masks[part], size) for part in chunks]
-        return TargetTerms.concat(parts) if self.path == "device" else Scores.concat(parts)
+        return (TargetTerms.concat if isinstance(parts[0], TargetTerms) else Scores.concat)(parts)
 
     def _score(self, masks: np.ndarray, size: int) -> Any:
         """One model call of ``size`` images (``masks`` padded); counts and returns ``len(masks)``."""
         n = len(masks)
-        if self._front is not None:
-            return self._front(masks, size, self._back)
+        if self._engine is not None:
+            return self._engine(masks, size)
         masks = pad_batch(masks, size)
         if self.path == "reference":
             return self.model.scores(self.perturber(masks), n)
@@ -96,153 +115,36 @@ def _normalised_parts(model: OnnxClassifier, perturber: Perturber) -> tuple[np.n
     return np.ascontiguousarray(base, np.float32), np.ascontiguousarray(delta, np.float32)
 
 
-def front_graph(size: tuple[int, int], layout: str, dtype: np.dtype) -> Any:
-    """ONNX graph ``(masks[B,1,h,w], base[1,C,H,W], delta[1,C,H,W]) -> x``: upsample and blend.
-
-    Resize with ``half_pixel`` linear interpolation is the same bilinear upsampling as
-    :func:`bbx.perturb.upsample`; ``x`` comes out in the model's layout and dtype.
-    """
-    from onnx import TensorProto, helper, numpy_helper
-
-    H, W = size
-    nodes = [
-        helper.make_node("Shape", ["masks"], ["mshape"], end=2),
-        helper.make_node("Concat", ["mshape", "hw"], ["sizes"], axis=0),
-        helper.make_node("Resize", ["masks", "", "", "sizes"], ["up"], mode="linear",
-                         coordinate_transformation_mode="half_pixel"),
-        helper.make_node("Mul", ["delta", "up"], ["scaled"]),
-        helper.make_node("Add", ["base", "scaled"], ["nchw"]),
-    ]
-    last = "nchw"
-    if layout == "NHWC":
-        nodes.append(helper.make_node("Transpose", [last], ["nhwc"], perm=[0, 2, 3, 1]))
-        last = "nhwc"
-    out_type = TensorProto.FLOAT
-    if np.dtype(dtype) == np.float16:
-        nodes.append(helper.make_node("Cast", [last], ["half"], to=TensorProto.FLOAT16))
-        last, out_type = "half", TensorProto.FLOAT16
-    nodes.append(helper.make_node("Identity", [last], ["x"]))
-    graph = helper.make_graph(
-        nodes, "bbx_mask_front",
-        [helper.make_tensor_value_info("masks", TensorProto.FLOAT, ["B", 1, None, None]),
-         helper.make_tensor_value_info("base", TensorProto.FLOAT, [1, 3, H, W]),
-         helper.make_tensor_value_info("delta", TensorProto.FLOAT, [1, 3, H, W])],
-        [helper.make_tensor_value_info("x", out_type, ["B", "d1", "d2", "d3"])],
-        [numpy_helper.from_array(np.array([H, W], dtype=np.int64), "hw")],
-    )
-    return _finish(graph)
-
-
-def _finish(graph: Any) -> Any:
-    """A checked opset-17 model around one of bbx's own small graphs."""
-    import onnx
-    from onnx import helper
-
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
-
-
-def _session_on_model_device(cache: "weakref.WeakKeyDictionary[OnnxClassifier, Any]", model: OnnxClassifier,
-                             make: Any) -> Any:
-    """One session per model for a graph ``make()`` builds, on the model's providers, reused by
-    every explanation of that model."""
-    if model not in cache:
-        import onnxruntime as ort
-
-        cache[model] = ort.InferenceSession(make().SerializeToString(), sess_options=model.session_options,
-                                            providers=model.providers)
-    return cache[model]
-
-
+# -- sessions: one per model and graph, on the model's device, reused by every explanation -----------
 _FRONT_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
+_BACK_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
+_FUSED_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, dict[bool, Any]]" = weakref.WeakKeyDictionary()
+
+
+def sessions(model: OnnxClassifier) -> list[Any]:
+    """The sessions bbx has opened around ``model`` (front, back, fused): with the model's own, all
+    that an explanation of it runs (``tools/bench_gpu.py`` times them)."""
+    fused = [made[0] for made in _FUSED_SESSIONS.get(model, {}).values() if isinstance(made, tuple)]
+    return [s for s in (_FRONT_SESSIONS.get(model), _BACK_SESSIONS.get(model), *fused) if s is not None]
+
+
+def _new_session(model: OnnxClassifier, proto: Any) -> Any:
+    import onnxruntime as ort
+
+    return ort.InferenceSession(proto.SerializeToString(), sess_options=model.session_options,
+                                providers=model.providers)
 
 
 def _front_session(model: OnnxClassifier) -> Any:
-    """The front graph depends on the model's input only: one session per model."""
-    return _session_on_model_device(_FRONT_SESSIONS, model, lambda: front_graph(
-        model.input_size, model.input.layout, np.dtype(model.input.dtype)))
+    """The front graph depends on the model's input only."""
+    if model not in _FRONT_SESSIONS:
+        _FRONT_SESSIONS[model] = _new_session(model, front_graph(
+            model.input_size, model.input.layout, np.dtype(model.input.dtype)))
+    return _FRONT_SESSIONS[model]
 
 
-class _OnnxFront:
-    """The front graph in its own session on the model's device, chained to the model by IOBinding."""
-
-    def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray):
-        import onnxruntime as ort
-
-        self.model = model
-        self.session = _front_session(model)
-        device = model.device
-        self._base = ort.OrtValue.ortvalue_from_numpy(base[None], device, 0)  # stays on the device
-        self._delta = ort.OrtValue.ortvalue_from_numpy(delta[None], device, 0)
-        self._binding = self.session.io_binding()  # bound once; each step rebinds only the masks
-        self._binding.bind_ortvalue_input("base", self._base)
-        self._binding.bind_ortvalue_input("delta", self._delta)
-
-    def __call__(self, masks: np.ndarray, size: int, back: "_OnnxBack | None" = None) -> Scores | TargetTerms:
-        """Scores of ``masks`` (or their terms, through ``back``), sent as a batch of ``size``
-        (padded; only the real masks are counted)."""
-        n = len(masks)
-        binding = self._binding
-        binding.bind_cpu_input("masks", np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32))
-        binding.bind_output("x", self.model.device)  # afresh: a run keeps its output's shape bound
-        self.session.run_with_iobinding(binding)
-        x = binding.get_outputs()[0]
-        if back is None:
-            return self.model.score_bound(x, n)
-        return back(self.model.run_bound(x, n), n)
-
-
-def back_graph(num_classes: int, scores_type: int, scores_rank: int = 2) -> Any:
-    """ONNX graph ``(scores[B, ...], k[1]) -> terms[B, 4]`` float64: f_k, sum_{i!=k} f_i, z_k and
-    mean_{i!=k} z_i of each row, the arithmetic of :meth:`bbx.model.Scores.target` (float32
-    exponentials, each sum of f taken directly, float64 logit sum)."""
-    from onnx import TensorProto, helper, numpy_helper
-
-    C = num_classes
-    F, D = TensorProto.FLOAT, TensorProto.DOUBLE
-    consts = [numpy_helper.from_array(np.array([-1, C], np.int64), "shape"),
-              numpy_helper.from_array(np.array([1], np.int64), "axis1"),
-              numpy_helper.from_array(np.arange(C, dtype=np.int64), "classes"),
-              numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
-              numpy_helper.from_array(np.array(C - 1, np.float64), "others")]
-    node = helper.make_node
-    nodes = [
-        node("Reshape", ["scores", "shape"], ["z_any"]),
-        node("Cast", ["z_any"], ["z"], to=F),
-        node("ReduceMax", ["z"], ["zmax"], axes=[1], keepdims=1),
-        node("Sub", ["z", "zmax"], ["shifted"]),
-        node("Exp", ["shifted"], ["e"]),
-        node("Equal", ["classes", "k"], ["is_k"]),
-        node("Where", ["is_k", "zero", "e"], ["e_rest"]),
-        node("ReduceSum", ["e_rest", "axis1"], ["rest32"], keepdims=1),
-        node("Gather", ["e", "k"], ["ek32"], axis=1),
-        node("Cast", ["rest32"], ["rest_e"], to=D),
-        node("Cast", ["ek32"], ["ek"], to=D),
-        node("Add", ["rest_e", "ek"], ["total"]),
-        node("Div", ["ek", "total"], ["prob"]),
-        node("Div", ["rest_e", "total"], ["rest"]),
-        node("Cast", ["z_any"], ["zd"], to=D),
-        node("Gather", ["zd", "k"], ["zk"], axis=1),
-        node("ReduceSum", ["zd", "axis1"], ["zsum"], keepdims=1),
-        node("Sub", ["zsum", "zk"], ["others_sum"]),
-        node("Div", ["others_sum", "others"], ["others_mean"]),
-        node("Concat", ["prob", "rest", "zk", "others_mean"], ["terms"], axis=1),
-    ]
-    graph = helper.make_graph(
-        nodes, "bbx_target_terms",
-        [helper.make_tensor_value_info("scores", scores_type, ["B", *(f"d{i}" for i in range(1, scores_rank))]),
-         helper.make_tensor_value_info("k", TensorProto.INT64, [1])],
-        [helper.make_tensor_value_info("terms", D, ["B", 4])], consts)
-    return _finish(graph)
-
-
-_BACK_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
-
-
-def _back_session(model: OnnxClassifier) -> Any:
-    """The back graph depends on the model's output type and class count only: one session per model."""
+def _scores_type(model: OnnxClassifier) -> tuple[int, int]:
+    """The onnx element type and rank of the model's scores output."""
     from onnx import TensorProto
 
     out = next(o for o in model.session.get_outputs() if o.name == model.output.name)
@@ -250,7 +152,77 @@ def _back_session(model: OnnxClassifier) -> Any:
             "tensor(double)": TensorProto.DOUBLE}.get(out.type)
     if elem is None:
         raise ModelError(f"the device query path cannot read scores of type {out.type}")
-    return _session_on_model_device(_BACK_SESSIONS, model, lambda: back_graph(model.num_classes, elem, len(out.shape)))
+    return elem, len(out.shape)
+
+
+def _back_session(model: OnnxClassifier) -> Any:
+    """The back graph depends on the model's output type and class count only."""
+    if model not in _BACK_SESSIONS:
+        _BACK_SESSIONS[model] = _new_session(model, back_graph(model.num_classes, *_scores_type(model)))
+    return _BACK_SESSIONS[model]
+
+
+def _fused_session(model: OnnxClassifier, terms: bool) -> tuple[Any, _graphs.Composed]:
+    """The composed graph (with the back graph or without) and its names; a model that cannot be
+    composed is tried once (``bbx evaluate`` asks again for every image)."""
+    made = _FUSED_SESSIONS.setdefault(model, {})
+    if terms not in made:
+        import onnx
+
+        _scores_type(model)  # refuse scores the back graph cannot read before loading the model again
+        try:
+            composed = _graphs.compose(
+                onnx.load(str(model.path.resolve())),  # its external data, if any, was checked when it opened
+                model.input.name, model.output.name, model.input_size, model.input.layout,
+                np.dtype(model.input.dtype), model.num_classes if terms else None)
+            try:
+                made[terms] = (_new_session(model, composed.proto), composed)
+            except Exception as exc:
+                raise _graphs.CannotCompose(f"onnxruntime refused the composed graph: {str(exc).strip()[:200]}") from None
+        except _graphs.CannotCompose as exc:
+            made[terms] = exc
+    if isinstance(made[terms], _graphs.CannotCompose):
+        raise made[terms]
+    return made[terms]
+
+
+def _device_value(array: np.ndarray, model: OnnxClassifier) -> Any:
+    import onnxruntime as ort
+
+    return ort.OrtValue.ortvalue_from_numpy(array, model.device, 0)
+
+
+def _terms(out: np.ndarray, n: int) -> TargetTerms:
+    """The back graph's [B, 4] output (padding included) as the first ``n`` rows' terms."""
+    out = out[:n]
+    if not np.isfinite(out).all():  # a NaN or infinite score makes a term so
+        raise ModelError("the model returned NaN or infinite scores")
+    return TargetTerms(*(np.ascontiguousarray(out[:, i]) for i in range(4)))
+
+
+# -- the engines: ``engine(masks, size)`` scores one padded call ---------------------------------------
+class _OnnxFront:
+    """The front graph in its own session on the model's device, chained to the model by IOBinding
+    (and to the back graph, when given)."""
+
+    def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, back: "_OnnxBack | None"):
+        self.model, self.back = model, back
+        self.session = _front_session(model)
+        self._base, self._delta = _device_value(base[None], model), _device_value(delta[None], model)  # stay there
+        self._binding = self.session.io_binding()  # bound once; each call rebinds only the masks
+        self._binding.bind_ortvalue_input("base", self._base)
+        self._binding.bind_ortvalue_input("delta", self._delta)
+
+    def __call__(self, masks: np.ndarray, size: int) -> Scores | TargetTerms:
+        n = len(masks)
+        binding = self._binding
+        binding.bind_cpu_input("masks", np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32))
+        binding.bind_output("x", self.model.device)  # afresh: a run keeps its output's shape bound
+        self.session.run_with_iobinding(binding)
+        x = binding.get_outputs()[0]
+        if self.back is None:
+            return self.model.score_bound(x, n)
+        return self.back(self.model.run_bound(x, n), n)
 
 
 class _OnnxBack:
@@ -266,7 +238,27 @@ class _OnnxBack:
         binding.bind_ortvalue_input("scores", scores)
         binding.bind_output("terms", "cpu")
         self.session.run_with_iobinding(binding)
-        terms = binding.copy_outputs_to_cpu()[0][:n]
-        if not np.isfinite(terms).all():  # a NaN or infinite score makes a term so
-            raise ModelError("the model returned NaN or infinite scores")
-        return TargetTerms(*(np.ascontiguousarray(terms[:, i]) for i in range(4)))
+        return _terms(binding.copy_outputs_to_cpu()[0], n)
+
+
+class _Fused:
+    """Front, model and (with a target) back graph as one session: one run per call."""
+
+    def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, target: int | None):
+        self.model = model
+        self.session, self.names = _fused_session(model, target is not None)
+        self._base, self._delta = _device_value(base[None], model), _device_value(delta[None], model)
+        binding = self._binding = self.session.io_binding()
+        binding.bind_ortvalue_input(self.names.base, self._base)
+        binding.bind_ortvalue_input(self.names.delta, self._delta)
+        if self.names.k is not None:
+            binding.bind_cpu_input(self.names.k, np.array([target], dtype=np.int64))
+
+    def __call__(self, masks: np.ndarray, size: int) -> Scores | TargetTerms:
+        n = len(masks)
+        binding = self._binding
+        binding.bind_cpu_input(self.names.masks, np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32))
+        binding.bind_output(self.names.out, "cpu")
+        self.model.run_binding(self.session, binding, n)
+        out = binding.copy_outputs_to_cpu()[0]
+        return self.model.read_scores(out, size, n) if self.names.k is None else _terms(out, n)

@@ -290,6 +290,21 @@ def build_symbolic_size(folder: str | Path, name: str = "anysize", *, classes: i
                 metadata=metadata, sidecar=sidecar)
 
 
+def nan_when_bright(g: _Graph, z: str) -> None:
+    """``logits`` = z + log(0.9 - mean pixel of ``image``): finite on grey and random images, NaN on a white one."""
+    mean = g.op("ReduceMean", ["image"], axes=[1, 2, 3], keepdims=0)
+    log = g.op("Log", [g.op("Sub", [g.const(0.9, "k"), mean])])
+    g.op("Add", [z, g.op("Unsqueeze", [log, g.const([1], "ax", np.int64)])], out="logits")
+
+
+def build_nan_on_white(folder: str | Path, name: str = "nan_on_white") -> Path:
+    """The plain model with :func:`nan_when_bright` logits."""
+    g = _Graph()
+    nan_when_bright(g, g.reference("image", SIZE, CLASSES, SEED))
+    return save(g, [_vi("image", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+                [_vi("logits", TensorProto.FLOAT, ["N", CLASSES])], Path(folder) / f"{name}.onnx", metadata=spec())
+
+
 # -- bad models ---------------------------------------------------------------------------------
 
 def build_output_3d(folder: str | Path, name: str = "out3d", *, size: int = SIZE) -> Path:

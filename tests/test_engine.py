@@ -63,19 +63,22 @@ def test_query_paths_agree(tmp_path, variant, classifier_on_test_device):
     masks = np.random.default_rng(0).uniform(-0.2, 1.2, (7, 28, 28))  # probes leave [0, 1] too
     reference = MaskQuery(model, pert, "reference")(masks)
     tol = 3e-3 if variant == "float16" else 1e-4
-    for path in ("numpy", "onnx"):
+    for path in ("numpy", "onnx", "fused"):  # fused without a target: front and model composed, scores back
         query = MaskQuery(model, pert, path)
         assert query.path == ("reference" if variant == "uint8" else path)
         np.testing.assert_allclose(query(masks).probs, reference.probs, rtol=tol, atol=tol)
     k = int(np.argmax(reference.probs[0]))
-    device = MaskQuery(model, pert, "device", target=k)
-    assert device.path == ("reference" if variant == "uint8" else "device")
-    terms, want = device(masks), reference.target(k)
-    if variant == "uint8":
-        terms = terms.target(k)
-    for field in ("prob", "rest", "logit", "others_mean"):  # what the losses read, reduced on the device
-        np.testing.assert_allclose(getattr(terms, field), getattr(want, field), rtol=tol, atol=tol, err_msg=field)
-    assert model.queries == 4 * 7
+    want = reference.target(k)
+    for path in ("device", "fused"):
+        query = MaskQuery(model, pert, path, target=k)
+        assert query.path == ("reference" if variant == "uint8" else path)
+        terms = query(masks)
+        if variant == "uint8":
+            terms = terms.target(k)
+        for field in ("prob", "rest", "logit", "others_mean"):  # what the losses read, reduced on the device
+            np.testing.assert_allclose(getattr(terms, field), getattr(want, field), rtol=tol, atol=tol,
+                                       err_msg=f"{path} {field}")
+    assert model.queries == 6 * 7
 
 
 def test_device_path_keeps_the_rest_of_f_exact_near_certainty(tmp_path):
@@ -97,17 +100,9 @@ def test_device_path_keeps_the_rest_of_f_exact_near_certainty(tmp_path):
 
 def test_device_path_needs_a_target_and_reports_nan_scores(tmp_path):
     import onnx_builders as ob
-    from onnx import TensorProto
     from bbx.errors import ModelError
 
-    g = ob._Graph()  # logits + log(0.9 - mean pixel): NaN on a white image
-    z = g.reference("image", ob.SIZE, ob.CLASSES, ob.SEED)
-    mean = g.op("ReduceMean", ["image"], axes=[1, 2, 3], keepdims=0)
-    log = g.op("Log", [g.op("Sub", [g.const(0.9, "k"), mean])])
-    g.op("Add", [z, g.op("Unsqueeze", [log, g.const([1], "ax", np.int64)])], out="logits")
-    path = ob.save(g, [ob._vi("image", TensorProto.FLOAT, ["N", 3, ob.SIZE, ob.SIZE])],
-                   [ob._vi("logits", TensorProto.FLOAT, ["N", ob.CLASSES])], tmp_path / "m.onnx", metadata=ob.spec())
-    model = bbx.OnnxClassifier(path)
+    model = bbx.OnnxClassifier(ob.build_nan_on_white(tmp_path))
     pert = Perturber(np.ones((ob.SIZE, ob.SIZE, 3), np.float32))
     with pytest.raises(ValueError, match="needs the target class"):
         MaskQuery(model, pert, "device")
@@ -115,12 +110,15 @@ def test_device_path_needs_a_target_and_reports_nan_scores(tmp_path):
         MaskQuery(model, pert, "device", target=0)(np.ones((2, 28, 28)))
 
 
-def test_explain_on_the_device_path_follows_the_onnx_path(target_model):
-    """Same seed, same steps: reducing the scores on the device changes the masks only at float noise."""
+@pytest.mark.parametrize("path", ["device", "fused"])
+def test_explain_on_the_device_paths_follows_the_onnx_path(target_model, path):
+    """Same seed, same steps: reducing the scores on the device, or in one composed graph, changes
+    the masks only at float noise; the report names the path taken."""
     runs = [bbx.explain(target_model, planted.photo(), method=m, iterations=15, pairs=6, seed=2, query_path=p)
-            for m in ("ftc", "fntc") for p in ("onnx", "device")]
+            for m in ("ftc", "fntc") for p in ("onnx", path)]
     for a, b in (runs[:2], runs[2:]):
         assert a.queries == b.queries == 2 + 2 * 6 * 15
+        assert (a.config["query_path"], b.config["query_path"]) == ("onnx", path)
         np.testing.assert_allclose(a.mask, b.mask, atol=1e-4)
         np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-4, atol=1e-6)
 
@@ -141,35 +139,43 @@ def test_onnx_front_builds_the_reference_images(target_model):
 
 
 def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_device):
-    """One query object, reused bindings, batches of 5, 2, then 70 (split 35 + 35): every answer is right."""
+    """One query object per bound path, reused bindings, batches of 5, 2, then 70 (split 35 + 35): every
+    answer is right."""
     model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
     pert = Perturber(planted.photo())
-    onnx_path, reference = MaskQuery(model, pert, "onnx"), MaskQuery(model, pert, "reference")
+    reference = MaskQuery(model, pert, "reference")
+    bound = [MaskQuery(model, pert, "onnx"), MaskQuery(model, pert, "fused")]
     rng = np.random.default_rng(6)
     for n in (5, 2, 70):
         masks = rng.uniform(0, 1, (n, 28, 28))
-        np.testing.assert_allclose(onnx_path(masks).probs, reference(masks).probs, atol=1e-5)
+        for query in bound:
+            np.testing.assert_allclose(query(masks).probs, reference(masks).probs, atol=1e-5, err_msg=query.path)
 
 
-@pytest.mark.parametrize("path", ["onnx", "device", "numpy", "reference"])
+@pytest.mark.parametrize("path", ["onnx", "device", "fused", "numpy", "reference"])
 def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path, classifier_on_test_device):
     """130 probes at max_batch 64: three calls of 44 (the last padded by two), 130 queries counted."""
+    import bbx.query
+
     model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
-    shapes = []
-    for name in ("run", "run_with_iobinding"):
-        real = getattr(model.session, name)
-
-        def spy(*args, _real=real, **kwargs):
-            out = _real(*args, **kwargs)
-            shapes.append(out[0].shape[0] if isinstance(out, list) else
-                          args[0].get_outputs()[0].shape()[0])
-            return out
-
-        setattr(model.session, name, spy)
     pert = Perturber(planted.photo())
+    query = MaskQuery(model, pert, path, target=1)
+    shapes = []
+    runs_the_model = bbx.query.sessions(model) if path == "fused" else [model.session]
+    for session in runs_the_model:
+        for name in ("run", "run_with_iobinding"):
+            real = getattr(session, name)
+
+            def spy(*args, _real=real, **kwargs):
+                out = _real(*args, **kwargs)
+                shapes.append(out[0].shape[0] if isinstance(out, list) else
+                              args[0].get_outputs()[0].shape()[0])
+                return out
+
+            setattr(session, name, spy)
     masks = np.random.default_rng(8).uniform(0, 1, (130, 28, 28))
-    out = MaskQuery(model, pert, path, target=1)(masks)
-    probs = out.prob if path == "device" else out.probs[:, 1]
+    out = query(masks)
+    probs = out.prob if path in ("device", "fused") else out.probs[:, 1]
     assert shapes == [44, 44, 44]
     assert model.queries == 130 and probs.shape[0] == 130
     single = MaskQuery(model, pert, "reference")(masks[-2:]).probs[:, 1]  # the padded chunk's real rows

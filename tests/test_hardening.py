@@ -383,13 +383,6 @@ def _ragged_sequence(g: "ob._Graph", z: str) -> None:
     g.nodes.append(helper.make_node("SequenceConstruct", [z, first], ["logits"]))
 
 
-def _nan_when_bright(g: "ob._Graph", z: str) -> None:
-    """logits + log(0.9 - mean pixel): finite on grey and random probes, NaN on a white image."""
-    mean = g.op("ReduceMean", ["image"], axes=[1, 2, 3], keepdims=0)
-    log = g.op("Log", [g.op("Sub", [g.const(0.9, "k"), mean])])
-    g.op("Add", [z, g.op("Unsqueeze", [log, g.const([1], "ax", np.int64)])], out="logits")
-
-
 # -- the corpus --------------------------------------------------------------------------------
 
 def explain(*extra: str, image: str = "{in}/image.png", out: str = "out") -> tuple[str, ...]:
@@ -468,7 +461,7 @@ CASES = [
          explain(), "NaN or infinite scores on a plain grey image"),
     Case("scores-infinite", scores_then(lambda g, z: g.op("Mul", [z, g.const(1e38, "big")], out="logits")),
          ("inspect", "{in}/model.onnx"), "NaN or infinite scores"),
-    Case("scores-nan-on-bright-images", scores_then(_nan_when_bright), explain(image="{in}/white.png"),
+    Case("scores-nan-on-bright-images", scores_then(ob.nan_when_bright), explain(image="{in}/white.png"),
          "the model returned NaN or infinite scores"),
     Case("rows-always-one", scores_then(_rows(0, 1), ["M", ob.CLASSES]), explain(), "logits [1, 10] float32"),
     Case("rows-doubled", scores_then(lambda g, z: g.op("Concat", [z, z], axis=0, out="logits"), ["M", ob.CLASSES]),
