@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
-from bbx.query import _BACK_SESSIONS, _FRONT_SESSIONS  # noqa: E402  (timed: their runs are device work)
+from bbx.query import sessions  # noqa: E402  (bbx's own graphs around the model: their runs are device work)
 
 
 IMAGENET = {"size": [224, 224], "crop_pct": 0.875, "scale": 1.0, "mean": [0.485, 0.456, 0.406],
@@ -181,7 +181,8 @@ def tiny(folder: Path) -> Path:
 
 def paths_agree(model: bbx.OnnxClassifier, image: Path, path: str) -> float:
     """Largest probability difference between a query path and the NumPy reference path (on the
-    ``device`` path: of the top-1 class, the one probability that comes back)."""
+    ``device`` and ``fused`` paths: of the top-1 class, the one probability that comes back)."""
+    from bbx.model import TargetTerms
     from bbx.perturb import Perturber
     from bbx.query import MaskQuery
 
@@ -190,7 +191,7 @@ def paths_agree(model: bbx.OnnxClassifier, image: Path, path: str) -> float:
     ref = MaskQuery(model, pert, "reference")(masks).probs
     k = int(np.argmax(ref[0]))
     fast = MaskQuery(model, pert, path, target=k)(masks)
-    if path == "device":
+    if isinstance(fast, TargetTerms):
         return float(np.abs(fast.prob - ref[:, k]).max())
     return float(np.abs(fast.probs - ref).max())
 
@@ -231,7 +232,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--image", type=Path, default=ROOT / "models" / "samples" / "chelsea.png")
     ap.add_argument("--query-paths", default="auto",
-                    help="comma-separated bbx.query paths, one row each: auto, onnx, device, numpy")
+                    help="comma-separated bbx.query paths, one row each: auto, onnx, device, fused, numpy")
     ap.add_argument("--one-thread", action="store_true",
                     help="onnxruntime on one thread without spinning: on a small CPU, leaves the host's other "
                          "core free, as on a GPU machine, so that host_ms_per_step is bbx's alone")
@@ -241,9 +242,9 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown models: {', '.join(sorted(unknown))} (resnet18, vgg19, tiny)")
     args.query_paths = args.query_paths.split(",")
-    unknown = set(args.query_paths) - {"auto", "onnx", "device", "numpy"}
+    unknown = set(args.query_paths) - {"auto", "onnx", "device", "fused", "numpy"}
     if unknown:
-        ap.error(f"unknown query paths: {', '.join(sorted(unknown))} (auto, onnx, device, numpy)")
+        ap.error(f"unknown query paths: {', '.join(sorted(unknown))} (auto, onnx, device, fused, numpy)")
 
     if args.one_thread:
         one_thread_sessions()
@@ -284,8 +285,8 @@ def loop_row(model: bbx.OnnxClassifier, query_path: str, top: float, args: argpa
     pairs = args.batch // 2
     iterations = max(1, round(args.queries / (2 * pairs)))
     run = functools.partial(bbx.explain, model, args.image, pairs=pairs, query_path=query_path)
-    run(iterations=2)  # warm-up: shapes, cuDNN algorithm search, front- and back-graph sessions
-    clock = RunClock(model.session, *_FRONT_SESSIONS.values(), *_BACK_SESSIONS.values())
+    taken = run(iterations=2).config["query_path"]  # warm-up: shapes, cuDNN algorithm search, bbx's sessions
+    clock = RunClock(model.session, *sessions(model))
 
     def timed(steps: int) -> tuple[bbx.Explanation, float, float]:
         before = clock.seconds
@@ -300,7 +301,7 @@ def loop_row(model: bbx.OnnxClassifier, query_path: str, top: float, args: argpa
     # host work grows with the steps; the intercept is the set-up (blur, X, final Q, report)
     host = (long_host - short_host) / (iterations - 5) if iterations > 5 else long_host / iterations
     setup = long_host - host * iterations
-    return {"providers": model.providers[0], "query_path": query_path,
+    return {"providers": model.providers[0], "query_path": taken,  # the path taken (fused may fall back)
             "ort_threads": 1 if args.one_thread else "default",
             "max_prob_diff_vs_reference": f"{agree:.1e}",
             "batch": args.batch, "ceiling_images_per_s": round(top, 1),

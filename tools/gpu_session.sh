@@ -16,9 +16,11 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 python3 -c "import torch, onnxruntime as ort; print(torch.__version__, torch.cuda.get_device_name(0), 'onnxruntime', ort.__version__, ort.get_available_providers())"  || true
 python3 -m bbx devices || true
 # the fused paths against the NumPy reference, on the GPU (the tests refuse a silent CPU fallback)
-BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py -k "query_paths or onnx_path or one_shape" || true
-# both CUDA query paths: "onnx" (the default: scores come back) and "device" (4 terms per probe come back)
-python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths onnx,device --csv "$out/bench_gpu.csv" "$@"
+BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_compose.py \
+  -k "query_paths or onnx_path or one_shape or opset_form" || true
+# the CUDA query paths: "onnx" (the default: scores come back), "device" (4 terms per probe come back)
+# and "fused" (front graph, model and back graph as one session: one run per batch)
+python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths onnx,device,fused --csv "$out/bench_gpu.csv" "$@"
 
 # let tee finish writing session.log before the call returns
 sleep 1
