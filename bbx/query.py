@@ -128,18 +128,27 @@ def sessions(model: OnnxClassifier) -> list[Any]:
     return [s for s in (_FRONT_SESSIONS.get(model), _BACK_SESSIONS.get(model), *fused) if s is not None]
 
 
-def _new_session(model: OnnxClassifier, proto: Any) -> Any:
+def _new_session(model: OnnxClassifier, proto: Any, small: bool = False) -> Any:
+    """A session on the model's providers. ``small``: a graph of next to no CPU work gets one thread
+    that does not spin, so that it does not take the cores from the model's own pool (on a 2-core
+    CPU, spinning pools of chained sessions cost 20 % of the loop: docs/gpu.md)."""
     import onnxruntime as ort
 
-    return ort.InferenceSession(proto.SerializeToString(), sess_options=model.session_options,
-                                providers=model.providers)
+    opts = model.session_options
+    if small:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = model.session_options.graph_optimization_level
+        opts.log_severity_level = model.session_options.log_severity_level
+        opts.intra_op_num_threads = 1
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(proto.SerializeToString(), sess_options=opts, providers=model.providers)
 
 
 def _front_session(model: OnnxClassifier) -> Any:
     """The front graph depends on the model's input only."""
     if model not in _FRONT_SESSIONS:
         _FRONT_SESSIONS[model] = _new_session(model, front_graph(
-            model.input_size, model.input.layout, np.dtype(model.input.dtype)))
+            model.input_size, model.input.layout, np.dtype(model.input.dtype)), small=True)
     return _FRONT_SESSIONS[model]
 
 
@@ -158,7 +167,7 @@ def _scores_type(model: OnnxClassifier) -> tuple[int, int]:
 def _back_session(model: OnnxClassifier) -> Any:
     """The back graph depends on the model's output type and class count only."""
     if model not in _BACK_SESSIONS:
-        _BACK_SESSIONS[model] = _new_session(model, back_graph(model.num_classes, *_scores_type(model)))
+        _BACK_SESSIONS[model] = _new_session(model, back_graph(model.num_classes, *_scores_type(model)), small=True)
     return _BACK_SESSIONS[model]
 
 

@@ -182,6 +182,24 @@ def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path, classifier_o
     np.testing.assert_allclose(probs[-2:], single, atol=1e-5)
 
 
+def test_bbx_graphs_beside_the_model_take_one_thread_that_does_not_spin(tmp_path):
+    """The front and back graphs hold next to no CPU work; their own spinning pools took a fifth of
+    the loop from the model's on a 2-core CPU (docs/gpu.md). The composed graph shares the model's."""
+    import bbx.query
+
+    model = bbx.OnnxClassifier(planted.build(tmp_path / "target.onnx", "target"))
+    MaskQuery(model, Perturber(planted.photo()), "device", target=0)
+    small = bbx.query.sessions(model)
+    MaskQuery(model, Perturber(planted.photo()), "fused", target=0)
+    fused = [s for s in bbx.query.sessions(model) if s not in small]
+    assert len(small) == 2 and len(fused) == 1
+    for session in small:
+        opts = session.get_session_options()
+        assert opts.intra_op_num_threads == 1
+        assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert fused[0].get_session_options().intra_op_num_threads == model.session_options.intra_op_num_threads
+
+
 def test_large_probe_batches_are_split(target_model):
     pert = Perturber(planted.photo())
     before = target_model.queries
