@@ -250,34 +250,42 @@ def main() -> None:
         one_thread_sessions()
     name = gpu_name(args.device)
     out_csv = args.csv or ROOT / "tools" / "results" / f"bench_gpu_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.csv"
-    failed = written = 0
+    failed: list[str] = []
+    written = 0
     with tempfile.TemporaryDirectory() as tmp:
-        for model_name in args.models.split(","):
-            for precision in args.precisions.split(","):
+        # precision by precision: the issue's pass/fail figures (fp32) come first if a session runs short
+        for precision in args.precisions.split(","):
+            for model_name in args.models.split(","):
                 if model_name == "tiny" and precision != "fp32":
                     continue
                 try:  # one model failing (export, memory) must not cost the rows of the others
-                    for row in measure(model_name, precision, args, Path(tmp), name):
+                    for row in measure(model_name, precision, args, Path(tmp), name, failed):
                         print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
                         append_csv_row(out_csv, row)  # as soon as measured: a run cut short keeps what it had
                         written += 1
                 except Exception as exc:
-                    failed += 1
-                    print(f"FAILED {model_name} {precision}: {type(exc).__name__}: {exc}", flush=True)
+                    failed.append(f"{model_name} {precision}: {type(exc).__name__}: {exc}")
+                    print(f"FAILED {failed[-1]}", flush=True)
     print(f"wrote {written} rows to {out_csv}" if written else "no rows")
     sys.exit(1 if failed else 0)
 
 
-def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path, name: str):
+def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path, name: str, failed: list[str]):
     """Rows, one per query path: ceiling (measured once), loop, ratio, F-TC wall time (median of 3)
-    and the host/device split."""
+    and the host/device split. A query path that fails is added to ``failed``; the next one runs."""
     path = tiny(tmp) if model_name == "tiny" else export(model_name, precision, tmp, args.device)
     model = bbx.OnnxClassifier(path, device=args.device, max_batch=args.batch)
     if model.device != args.device:  # a CPU fallback would spend the GPU session timing VGG-19 on the CPU
         raise RuntimeError(f"asked for {args.device}, running on {model.device} (see the warning above)")
     top = ceiling(model, args.batch, args.seconds)
     for query_path in args.query_paths:
-        yield {"gpu": name, "model": model_name, "precision": precision, **loop_row(model, query_path, top, args)}
+        try:
+            row = loop_row(model, query_path, top, args)
+        except Exception as exc:
+            failed.append(f"{model_name} {precision} {query_path}: {type(exc).__name__}: {exc}")
+            print(f"FAILED {failed[-1]}", flush=True)
+            continue
+        yield {"gpu": name, "model": model_name, "precision": precision, **row}
 
 
 def loop_row(model: bbx.OnnxClassifier, query_path: str, top: float, args: argparse.Namespace) -> dict:
