@@ -194,6 +194,9 @@ def explain(
     lambda2: float = typer.Option(3.0, help="weight of the blurred area, ||1-M||_1 averaged (paper: 3)"),
     beta: float = typer.Option(2.0, help="TV exponent (paper: 2)"),
     gamma: float = typer.Option(0.3, help="weight of the F-TC / F-NTC logit term (paper: 0.3)"),
+    query_path: str = typer.Option("auto", "--query-path", help="where each batch of perturbed images is built: "
+                                   "auto (numpy on cpu, onnx on cuda), numpy, onnx, device, fused or reference "
+                                   "(the same numbers; docs/gpu.md)"),
     out: Path = typer.Option(Path("bbx-out"), help="output folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     *, model_opts: dict,
@@ -208,7 +211,8 @@ def explain(
     model = model or DEFAULT_MODEL
     image = image or DEFAULT_IMAGE
     cfg = ExplainConfig(method=method, iterations=iterations, budget=budget, pairs=pairs, estimator=estimator,
-                        seed=seed, lr=lr, lambda1=lambda1, lambda2=lambda2, beta=beta, gamma=gamma).validate()
+                        seed=seed, lr=lr, lambda1=lambda1, lambda2=lambda2, beta=beta, gamma=gamma,
+                        query_path=query_path.strip().lower()).validate()
     ensure_dir(out)
     m = _load_model(model, **model_opts)
     with _Progress(enabled=not quiet) as bar:

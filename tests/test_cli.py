@@ -120,10 +120,22 @@ def test_bad_image(files, image, fragment):
     (["inspect", "{d}/plain.onnx", "--frobnicate"], "--frobnicate"),
     (["predict", "{d}/plain.onnx", "{d}/ok.png", "--max-batch", "0"], "max batch"),
     (["explain", "{d}/plain.onnx", "{d}/ok.png", "--method", "nope"], "method"),
+    (["explain", "{d}/plain.onnx", "{d}/ok.png", "--query-path", "gpu"], "query path must be one of"),
     (["frobnicate"], "frobnicate"),
 ])
 def test_wrong_option(files, args, fragment):
     assert_one_error_line(bbx(*[a.format(d=files) for a in args]), fragment)
+
+
+def test_explain_takes_the_query_path_and_reports_it(files, tmp_path):
+    """--query-path fused: one composed graph; report.json names the path an explanation took."""
+    import json
+
+    proc = bbx("explain", files / "plain.onnx", files / "ok.png", "--iterations", "2", "--pairs", "2",
+               "--query-path", "FUSED", "--out", tmp_path / "out")
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["config"]["query_path"] == "fused" and report["queries"] == 2 + 2 * 2 * 2
 
 
 def test_python_dash_m_reports_the_same_way(files):
