@@ -251,7 +251,7 @@ def main() -> None:
     name = gpu_name(args.device)
     out_csv = args.csv or ROOT / "tools" / "results" / f"bench_gpu_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.csv"
     failed: list[str] = []
-    written = 0
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         # precision by precision: the issue's pass/fail figures (fp32) come first if a session runs short
         for precision in args.precisions.split(","):
@@ -262,11 +262,16 @@ def main() -> None:
                     for row in measure(model_name, precision, args, Path(tmp), name, failed):
                         print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
                         append_csv_row(out_csv, row)  # as soon as measured: a run cut short keeps what it had
-                        written += 1
+                        rows.append(row)
                 except Exception as exc:
                     failed.append(f"{model_name} {precision}: {type(exc).__name__}: {exc}")
                     print(f"FAILED {failed[-1]}", flush=True)
-    print(f"wrote {written} rows to {out_csv}" if written else "no rows")
+    if rows:  # the figures the issue asks for, short enough to read at the end of a device call's output
+        print(f"{'model':9} {'prec':5} {'path':7} {'ceiling/s':>10} {'loop q/s':>9} {'ratio':>6} {'F-TC s':>7} {'host ms':>8}")
+        for r in rows:
+            print(f"{r['model']:9} {r['precision']:5} {r['query_path']:7} {r['ceiling_images_per_s']:>10} "
+                  f"{r['explain_queries_per_s']:>9} {r['ratio']:>6} {r['ftc_seconds']:>7} {r['host_ms_per_step']:>8}")
+    print(f"wrote {len(rows)} rows to {out_csv}" if rows else "no rows")
     sys.exit(1 if failed else 0)
 
 
