@@ -9,6 +9,7 @@ own normalisation. Since Q = h(X) + (X - h(X))*M', one call costs one multiply-a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -29,10 +30,12 @@ def blur(image: np.ndarray, sigma: float = 5.0, kernel: int = 11) -> np.ndarray:
     return out.astype(np.float32)
 
 
+@lru_cache(maxsize=64)
 def linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """1-D linear interpolation ``src -> dst`` with half-pixel centres, edges clamped.
 
     Returns ``(i0, i1, w1)``: output ``j`` is ``(1 - w1[j]) * in[i0[j]] + w1[j] * in[i1[j]]``.
+    Cached: every explain step upsamples with the same taps (read only).
     """
     x = np.maximum((np.arange(dst) + 0.5) * (src / dst) - 0.5, 0.0)
     i0 = np.minimum(np.floor(x).astype(np.intp), src - 1)

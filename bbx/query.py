@@ -178,27 +178,37 @@ def _fused_session(model: OnnxClassifier, terms: bool) -> tuple[Any, _graphs.Com
     if terms not in made:
         import onnx
 
-        _scores_type(model)  # refuse scores the back graph cannot read before loading the model again
         try:
             composed = _graphs.compose(
                 onnx.load(str(model.path.resolve())),  # its external data, if any, was checked when it opened
                 model.input.name, model.output.name, model.input_size, model.input.layout,
                 np.dtype(model.input.dtype), model.num_classes if terms else None)
-            try:
-                made[terms] = (_new_session(model, composed.proto), composed)
-            except Exception as exc:
-                raise _graphs.CannotCompose(f"onnxruntime refused the composed graph: {str(exc).strip()[:200]}") from None
+            made[terms] = (_new_session(model, composed.proto), composed)
         except _graphs.CannotCompose as exc:
             made[terms] = exc
+        except Exception as exc:
+            made[terms] = _graphs.CannotCompose(f"the composed graph did not open: {str(exc).strip()[:200]}")
     if isinstance(made[terms], _graphs.CannotCompose):
         raise made[terms]
     return made[terms]
 
 
-def _device_value(array: np.ndarray, model: OnnxClassifier) -> Any:
+def _bind_images(session: Any, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray,
+                 names: tuple[str, str] = ("base", "delta")) -> tuple[Any, list[Any]]:
+    """An IOBinding of ``session`` with ``base`` and ``delta`` put on the model's device once (each
+    call then rebinds only the masks); returns it and the device values, which must outlive it."""
     import onnxruntime as ort
 
-    return ort.OrtValue.ortvalue_from_numpy(array, model.device, 0)
+    values = [ort.OrtValue.ortvalue_from_numpy(a[None], model.device, 0) for a in (base, delta)]
+    binding = session.io_binding()
+    for name, value in zip(names, values):
+        binding.bind_ortvalue_input(name, value)
+    return binding, values
+
+
+def _masks_input(masks: np.ndarray, size: int) -> np.ndarray:
+    """A call's masks as the front graph reads them: padded to ``size`` rows, float32 (B, 1, h, w)."""
+    return np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32)
 
 
 def _terms(out: np.ndarray, n: int) -> TargetTerms:
@@ -217,15 +227,12 @@ class _OnnxFront:
     def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, back: "_OnnxBack | None"):
         self.model, self.back = model, back
         self.session = _front_session(model)
-        self._base, self._delta = _device_value(base[None], model), _device_value(delta[None], model)  # stay there
-        self._binding = self.session.io_binding()  # bound once; each call rebinds only the masks
-        self._binding.bind_ortvalue_input("base", self._base)
-        self._binding.bind_ortvalue_input("delta", self._delta)
+        self._binding, self._images = _bind_images(self.session, model, base, delta)
 
     def __call__(self, masks: np.ndarray, size: int) -> Scores | TargetTerms:
         n = len(masks)
         binding = self._binding
-        binding.bind_cpu_input("masks", np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32))
+        binding.bind_cpu_input("masks", _masks_input(masks, size))
         binding.bind_output("x", self.model.device)  # afresh: a run keeps its output's shape bound
         self.session.run_with_iobinding(binding)
         x = binding.get_outputs()[0]
@@ -256,17 +263,14 @@ class _Fused:
     def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, target: int | None):
         self.model = model
         self.session, self.names = _fused_session(model, target is not None)
-        self._base, self._delta = _device_value(base[None], model), _device_value(delta[None], model)
-        binding = self._binding = self.session.io_binding()
-        binding.bind_ortvalue_input(self.names.base, self._base)
-        binding.bind_ortvalue_input(self.names.delta, self._delta)
+        self._binding, self._images = _bind_images(self.session, model, base, delta, (self.names.base, self.names.delta))
         if self.names.k is not None:
-            binding.bind_cpu_input(self.names.k, np.array([target], dtype=np.int64))
+            self._binding.bind_cpu_input(self.names.k, np.array([target], dtype=np.int64))
 
     def __call__(self, masks: np.ndarray, size: int) -> Scores | TargetTerms:
         n = len(masks)
         binding = self._binding
-        binding.bind_cpu_input(self.names.masks, np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32))
+        binding.bind_cpu_input(self.names.masks, _masks_input(masks, size))
         binding.bind_output(self.names.out, "cpu")
         self.model.run_binding(self.session, binding, n)
         out = binding.copy_outputs_to_cpu()[0]
