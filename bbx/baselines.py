@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .explain import open_inputs
+from .explain import open_inputs, score_image
 from .explanation import Explanation
 from .insertion import hard_blur
 from .metrics import THRESHOLD
@@ -54,8 +54,7 @@ def occlusion(
     h, w = x.shape[:2]
     grid = (math.ceil(h / patch), math.ceil(w / patch))
     pert = Perturber(x, grid, BlurSpec(sigma, kernel))
-    p0 = model.scores(x[None]).probs[0]
-    k = int(np.argmax(p0)) if target is None else model.class_index(target)
+    p0, _, k = score_image(model, x, target)
 
     cells = cell_map((h, w), grid)
     gains = np.clip(cell_gains(model, pert, cells, k, float(p0[k])), 0.0, None)
@@ -89,8 +88,7 @@ def random_baseline(
     span = noise.max() - noise.min()
     mask = 1.0 - (noise - noise.min()) / (span if span > 0 else 1.0)
     pert = Perturber(x, mask.shape, BlurSpec(sigma, kernel))
-    p0 = model.scores(x[None]).probs[0]
-    k = int(np.argmax(p0)) if target is None else model.class_index(target)
+    p0, _, k = score_image(model, x, target)
     perturbed = pert(mask.astype(np.float32))
     heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
     config = {"method": "random", "seed": seed, "mask_size": mask_size, "sigma": sigma, "kernel": kernel}

@@ -125,10 +125,7 @@ def explain(
     started, queries_before = time.perf_counter(), model.queries
 
     pert = Perturber(x, (cfg.mask_size, cfg.mask_size), BlurSpec(cfg.sigma, cfg.kernel))
-    s0 = model.scores(x[None])
-    z0, p0 = s0.logits[0], s0.probs[0]
-    top1 = int(np.argmax(p0))
-    k = top1 if target is None else model.class_index(target)
+    p0, z0, k = score_image(model, x, target)
 
     iterations, pairs = cfg.plan()
     objective = Objective(cfg.method, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
@@ -169,6 +166,14 @@ def open_inputs(model: OnnxClassifier | str | Path,
     model = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model)
     source = str(image) if isinstance(image, (str, Path)) else "<array>"
     return model, model_view(model, image), source
+
+
+def score_image(model: OnnxClassifier, x: np.ndarray, target: int | str | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """The image's own probabilities and logits (one counted query) and the class every method
+    explains: ``target`` (an index or a name), else the image's top-1."""
+    s0 = model.scores(x[None])
+    p0 = s0.probs[0]
+    return p0, s0.logits[0], int(np.argmax(p0)) if target is None else model.class_index(target)
 
 
 def model_view(model: OnnxClassifier, image: str | Path | np.ndarray) -> np.ndarray:

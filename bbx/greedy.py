@@ -33,7 +33,7 @@ import numpy as np
 
 from .baselines import cell_gains, cell_map
 from .errors import OptionError
-from .explain import open_inputs
+from .explain import open_inputs, score_image
 from .explanation import Explanation
 from .insertion import hard_blur
 from .metrics import THRESHOLD
@@ -82,8 +82,7 @@ def greedy(
                           f"{n_coarse + 2} queries (the image, {n_coarse} occlusion cells, one search step)")
 
     pert = Perturber(x, blur_spec=BlurSpec(sigma, kernel))
-    p0 = model.scores(x[None]).probs[0]
-    k = int(np.argmax(p0)) if target is None else model.class_index(target)
+    p0, _, k = score_image(model, x, target)
     gains = cell_gains(model, pert, coarse, k, float(p0[k]))  # occlusion: one query per cell
 
     grid = (math.ceil(h / stride), math.ceil(w / stride))
