@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx.explain import ExplainConfig  # noqa: E402
-from bbx.metrics import mask_correlation, top_iou  # noqa: E402
+from bbx.metrics import mask_correlation, mean_ci, top_iou  # noqa: E402
 from bbx.objective import Objective  # noqa: E402
 from bbx.perturb import BlurSpec, Perturber  # noqa: E402
 from bbx.query import MaskQuery  # noqa: E402
@@ -164,11 +164,6 @@ def _median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
-def _mean(values: list[float]) -> float:
-    finite = [v for v in values if np.isfinite(v)]
-    return float(np.mean(finite)) if finite else float("nan")
-
-
 def summarise(rows: list[dict], estimators: list[str]) -> str:
     ref = [r for r in rows if r["estimator"] == "reference"]
     ref_phi = float(np.mean([r["phi"] for r in ref]))
@@ -191,7 +186,7 @@ def summarise(rows: list[dict], estimators: list[str]) -> str:
             lines.append(f"| {est} | {b:,} | {phi:.1f} | {phi / ref_phi:.2f} | {gain:.2f} | "
                          f"{_median([r['improvement'] for r in at]):.2f} | "
                          f"{100 * np.mean([r['undesirable_ratio'] for r in at]):.2f} | "
-                         f"{np.mean([r['pearson_r'] for r in at]):.2f} | {_mean([r['top5_iou'] for r in at]):.2f} |")
+                         f"{np.mean([r['pearson_r'] for r in at]):.2f} | {mean_ci([r['top5_iou'] for r in at])[0]:.2f} |")
         for level in (0.90, 0.95):
             figures.append(f"{est}: mean φ ≥ {level:.0%} of the reference's at {smallest(budgets, phis, level * ref_phi)} "
                            f"queries; objective gain ≥ {level:.0%} of the reference's at "
