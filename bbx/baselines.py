@@ -28,7 +28,6 @@ from .model import OnnxClassifier
 from .perturb import BlurSpec, Perturber
 
 
-
 def occlusion(
     model: OnnxClassifier | str | Path,
     image: str | Path | np.ndarray,

@@ -40,7 +40,10 @@ def linear_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     x = np.maximum((np.arange(dst) + 0.5) * (src / dst) - 0.5, 0.0)
     i0 = np.minimum(np.floor(x).astype(np.intp), src - 1)
     i1 = np.minimum(i0 + 1, src - 1)
-    return i0, i1, (x - i0).astype(np.float32)
+    taps = (i0, i1, (x - i0).astype(np.float32))
+    for a in taps:
+        a.flags.writeable = False
+    return taps
 
 
 def upsample(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -10,12 +10,12 @@ and measured:
 * where a step's time goes: inside onnxruntime's runs (front graph and model) or on the host.
 
 One CSV row per model x precision goes to ``tools/results/bench_gpu_<gpu>.csv``.
-Needs PyTorch (for the export) and onnxruntime-gpu. ``--device cpu --models tiny --query-path onnx``
+Needs PyTorch (for the export) and onnxruntime-gpu. ``--device cpu --models tiny --query-paths onnx``
 runs the same loop on the CPU around a nearly free model: its host ms per step is bbx's own
 overhead, which bounds the ratio any GPU can reach (ratio <= device / (device + host)).
 
     python tools/bench_gpu.py --models resnet18,vgg19 --precisions fp32,fp16
-    python tools/bench_gpu.py --device cpu --models tiny --query-path onnx --csv /tmp/host.csv
+    python tools/bench_gpu.py --device cpu --models tiny --query-paths onnx --csv /tmp/host.csv
 """
 
 from __future__ import annotations
@@ -35,8 +35,11 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
-from bbx.query import sessions  # noqa: E402  (bbx's own graphs around the model: their runs are device work)
+from bbx.query import PATHS, sessions  # noqa: E402  (sessions: bbx's own graphs around the model, device work)
 
+
+#: the paths a row can time; "reference" is what every row is checked against (paths_agree)
+LOOP_PATHS = tuple(p for p in PATHS if p != "reference")
 
 IMAGENET = {"size": [224, 224], "crop_pct": 0.875, "scale": 1.0, "mean": [0.485, 0.456, 0.406],
             "std": [0.229, 0.224, 0.225], "channel_order": "RGB", "layout": "NCHW"}
@@ -232,7 +235,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--image", type=Path, default=ROOT / "models" / "samples" / "chelsea.png")
     ap.add_argument("--query-paths", default="auto",
-                    help="comma-separated bbx.query paths, one row each: auto, onnx, device, fused, numpy")
+                    help=f"comma-separated bbx.query paths, one row each: {', '.join(LOOP_PATHS)}")
     ap.add_argument("--one-thread", action="store_true",
                     help="onnxruntime on one thread without spinning: on a small CPU, leaves the host's other "
                          "core free, as on a GPU machine, so that host_ms_per_step is bbx's alone")
@@ -242,9 +245,9 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown models: {', '.join(sorted(unknown))} (resnet18, vgg19, tiny)")
     args.query_paths = args.query_paths.split(",")
-    unknown = set(args.query_paths) - {"auto", "onnx", "device", "fused", "numpy"}
+    unknown = set(args.query_paths) - set(LOOP_PATHS)
     if unknown:
-        ap.error(f"unknown query paths: {', '.join(sorted(unknown))} (auto, onnx, device, fused, numpy)")
+        ap.error(f"unknown query paths: {', '.join(sorted(unknown))} ({', '.join(LOOP_PATHS)})")
 
     if args.one_thread:
         one_thread_sessions()

@@ -31,6 +31,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
-from bbx.explain import ExplainConfig  # noqa: E402
+from bbx.explain import ExplainConfig, score_image  # noqa: E402
 from bbx.metrics import mask_correlation, mean_ci, top_iou  # noqa: E402
 from bbx.objective import Objective  # noqa: E402
 from bbx.perturb import BlurSpec, Perturber  # noqa: E402
@@ -48,6 +49,8 @@ from bbx.query import MaskQuery  # noqa: E402
 
 SAMPLES = sorted((ROOT / "models" / "samples").glob("*.*"))
 EXTRA = ("astronaut.png", "motorcycle_left.png", "retina.jpg")  # CC0 photos shipped with scikit-image
+FIELDS = ["image", "estimator", "pairs", "iterations", "queries", "target", "prob_before", "prob_after", "phi",
+          "undesirable_ratio", "objective", "objective_at_ones", "improvement", "pearson_r", "top5_iou", "seconds"]
 
 
 def default_extra() -> list[Path]:
@@ -59,8 +62,6 @@ def default_extra() -> list[Path]:
         return []
     folder = Path(spec.origin).parent / "data"
     return [folder / name for name in EXTRA if (folder / name).exists()]
-FIELDS = ["image", "estimator", "pairs", "iterations", "queries", "target", "prob_before", "prob_after", "phi",
-          "undesirable_ratio", "objective", "objective_at_ones", "improvement", "pearson_r", "top5_iou", "seconds"]
 
 
 def image_key(path: Path) -> str:
@@ -78,8 +79,7 @@ class ExactObjective:
         self.pert = Perturber(x, (size, size), BlurSpec(config.sigma, config.kernel))
         self.obj = Objective(config.method, config.lambda1, config.lambda2, config.beta, config.gamma)
         self.query = MaskQuery(model, self.pert)
-        s0 = model.scores(x[None])
-        self.z0, self.k = s0.logits[0], int(np.argmax(s0.probs[0]))
+        _, self.z0, self.k = score_image(model, x, None)  # the top-1, as bbx.explain's default target
         self.at_ones = self(np.ones((size, size)))
 
     def __call__(self, mask: np.ndarray) -> float:
@@ -238,7 +238,7 @@ def main() -> None:
                         seconds=ref["seconds"], **common))
         for est in args.estimators:
             for pairs in args.pairs:
-                e = bbx.explain(model, img, method=args.method, config=replace_cfg(config, est, pairs))
+                e = bbx.explain(model, img, method=args.method, config=replace(config, estimator=est, pairs=pairs))
                 rows.append(row(estimator=est, pairs=pairs, queries=e.queries, p0=e.top1_prob_before,
                                 p1=e.top1_prob_after, phi=e.phi, ratio=e.undesirable_ratio, j=exact(e.mask),
                                 mask=e.mask, seconds=e.seconds, **common))
@@ -256,12 +256,6 @@ def main() -> None:
     print()
     print(summarise(rows, args.estimators))
     print(f"\nwrote {args.csv}; {time.perf_counter() - started:.0f} s in all")
-
-
-def replace_cfg(config: ExplainConfig, estimator: str, pairs: int) -> ExplainConfig:
-    from dataclasses import replace
-
-    return replace(config, estimator=estimator, pairs=pairs)
 
 
 if __name__ == "__main__":

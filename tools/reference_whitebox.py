@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bbx import OnnxClassifier, load_rgb  # noqa: E402
 from bbx.explain import ExplainConfig  # noqa: E402
 from bbx.metrics import phi, undesirable_ratio  # noqa: E402
+from bbx.model import softmax  # noqa: E402
 from bbx.objective import Objective  # noqa: E402
 from bbx.optimize import Adam  # noqa: E402
 from bbx.perturb import BlurSpec, Perturber  # noqa: E402
@@ -76,8 +77,7 @@ def run(image: Path, config: ExplainConfig, torch_model, onnx_model: OnnxClassif
     pert = Perturber(x, (size, size), BlurSpec(config.sigma, config.kernel))
     obj = Objective(config.method, config.lambda1, config.lambda2, config.beta, config.gamma)
     ref = TorchObjective(torch_model, onnx_model, pert, obj)
-    z0 = ref.z0.numpy()
-    p0 = float(np.exp(z0 - z0.max()).max() / np.exp(z0 - z0.max()).sum())
+    p0 = float(softmax(ref.z0.numpy()).max())
     mask, adam = np.ones((size, size)), Adam(lr=config.lr, beta1=config.beta1)
     t0 = time.perf_counter()
     for _ in range(config.iterations):
