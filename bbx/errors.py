@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Callable
+
 
 class BbxError(Exception):
     """Bad input: a broken model, an unreadable image, a wrong option.
@@ -22,3 +25,17 @@ class ImageError(BbxError):
 
 class OptionError(BbxError):
     """An option has a wrong value (target, budget, method ...)."""
+
+
+
+def exit_on_error(main: Callable[[], object], prog: str) -> None:
+    """Run a script's ``main`` so that bad input ends as in the CLI: one line and ``exit_code``.
+
+    The scripts in ``tools/`` take models and photos too; a traceback there hides the one line
+    that matters.
+    """
+    try:
+        main()
+    except BbxError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None

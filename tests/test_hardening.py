@@ -823,3 +823,20 @@ def test_csv_rows_follow_the_header_or_are_refused(tmp_path):
     with pytest.raises(ValueError, match="has the columns"):
         append_csv_row(path, {"model": "c", "seconds": 1})
     assert path.read_text().splitlines() == ["model,ratio", "a,0.9", "b,0.8"]
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("bench_explain.py", ["--model", "missing.onnx"]),
+    ("bench_queries.py", ["missing.png"]),
+    ("bench_gpu.py", ["--device", "cpu", "--models", "tiny", "--image", "missing.png"]),
+    ("reference_whitebox.py", ["missing.png"]),
+])
+def test_tools_end_bad_input_with_one_line(tool, args, tmp_path):
+    """The benchmark scripts take models and photos as well: bad ones end as in the CLI."""
+    root = Path(__file__).resolve().parent.parent
+    run = subprocess.run([sys.executable, str(root / "tools" / tool), *args], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: ") and "missing." in lines[0], run.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing written

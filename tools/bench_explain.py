@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
+from bbx.errors import exit_on_error  # noqa: E402
 from bbx.explain import DEFAULT_PAIRS  # noqa: E402
 from bbx.perturb import Perturber  # noqa: E402
 
@@ -86,4 +87,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main, "bench_explain.py")

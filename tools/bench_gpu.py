@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
+from bbx.errors import exit_on_error  # noqa: E402
 from bbx.query import PATHS, sessions  # noqa: E402  (sessions: bbx's own graphs around the model, device work)
 
 
@@ -249,6 +250,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown query paths: {', '.join(sorted(unknown))} ({', '.join(LOOP_PATHS)})")
 
+    bbx.load_rgb(args.image)  # a bad photo is one error, not one failed row per model and path
     if args.one_thread:
         one_thread_sessions()
     name = gpu_name(args.device)
@@ -332,4 +334,4 @@ def loop_row(model: bbx.OnnxClassifier, query_path: str, top: float, args: argpa
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main, "bench_gpu.py")

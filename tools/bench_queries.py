@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
+from bbx.errors import exit_on_error  # noqa: E402
 from bbx.explain import ExplainConfig, score_image  # noqa: E402
 from bbx.metrics import mask_correlation, mean_ci, top_iou  # noqa: E402
 from bbx.objective import Objective  # noqa: E402
@@ -119,12 +120,9 @@ def references(images: list[Path], config: ExplainConfig, model: bbx.OnnxClassif
         else:
             out[img] = rec
     if missing:
-        import torch
-        from export_efficientnet_lite import build_model
-        from reference_whitebox import run
+        from reference_whitebox import reference_net, run
 
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        net, _ = build_model(variant)
+        net = reference_net(variant)
         cache.parent.mkdir(parents=True, exist_ok=True)
         for img in missing:
             rec = run(img, config, net, model)
@@ -217,7 +215,12 @@ def main() -> None:
 
     started = time.perf_counter()
     extra = default_extra() if args.extra is None else args.extra
+    if args.extra is None and not args.images and len(extra) < len(EXTRA):
+        print(f"note: scikit-image's {', '.join(EXTRA)} not found (is scikit-image installed?): "
+              f"{len(SAMPLES) + len(extra)} photos, not {len(SAMPLES) + len(EXTRA)}", file=sys.stderr)
     images = [p.resolve() for p in (args.images or SAMPLES + extra)]
+    for img in images:  # a bad photo ends the run now, not after the photos before it
+        bbx.load_rgb(img)
     config = ExplainConfig(method=args.method, iterations=args.iterations, seed=args.seed).validate()
     model = bbx.OnnxClassifier(args.model)
     refs = references(images, config, model, args.cache, args.variant)
@@ -259,4 +262,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main, "bench_queries.py")

