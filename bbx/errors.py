@@ -27,7 +27,6 @@ class OptionError(BbxError):
     """An option has a wrong value (target, budget, method ...)."""
 
 
-
 def exit_on_error(main: Callable[[], object], prog: str) -> None:
     """Run a script's ``main`` so that bad input ends as in the CLI: one line and ``exit_code``.
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import _graphs
-from ._graphs import back_graph, front_graph  # noqa: F401  (bbx.query's graphs, importable from here)
+from ._graphs import back_graph, front_graph
 from .errors import ModelError
 from .model import OnnxClassifier, Scores, TargetTerms, pad_batch
 from .perturb import Perturber
