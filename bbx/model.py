@@ -99,7 +99,8 @@ class Scores:
         n = self.raw.shape[1]
         if self.kind == "probabilities":
             f, z = self.probs, self.logits
-            return TargetTerms(f[:, k], f.sum(axis=1) - f[:, k], z[:, k], (z.sum(axis=1) - z[:, k]) / (n - 1))
+            rest = np.delete(f, k, axis=1).sum(axis=1)  # not 1 - f_k: that cancels when f_k is near 1
+            return TargetTerms(f[:, k], rest, z[:, k], (z.sum(axis=1) - z[:, k]) / (n - 1))
         z = self.raw
         e = z - z.max(axis=1, keepdims=True)
         np.exp(e, out=e)
