@@ -269,8 +269,7 @@ def main() -> None:
                         append_csv_row(out_csv, row)  # as soon as measured: a run cut short keeps what it had
                         rows.append(row)
                 except Exception as exc:
-                    failed.append(f"{model_name} {precision}: {type(exc).__name__}: {exc}")
-                    print(f"FAILED {failed[-1]}", flush=True)
+                    report_failure(failed, f"{model_name} {precision}", exc)
     if rows:  # the figures the issue asks for, short enough to read at the end of a device call's output
         print(f"{'model':9} {'prec':5} {'path':7} {'ceiling/s':>10} {'loop q/s':>9} {'ratio':>6} {'F-TC s':>7} {'host ms':>8}")
         for r in rows:
@@ -278,6 +277,12 @@ def main() -> None:
                   f"{r['explain_queries_per_s']:>9} {r['ratio']:>6} {r['ftc_seconds']:>7} {r['host_ms_per_step']:>8}")
     print(f"wrote {len(rows)} rows to {out_csv}" if rows else "no rows")
     sys.exit(1 if failed else 0)
+
+
+def report_failure(failed: list[str], what: str, exc: Exception) -> None:
+    """Print a failed row as it happens and keep it for the exit status."""
+    failed.append(f"{what}: {type(exc).__name__}: {exc}")
+    print(f"FAILED {failed[-1]}", flush=True)
 
 
 def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path, name: str, failed: list[str]):
@@ -292,8 +297,7 @@ def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path
         try:
             row = loop_row(model, query_path, top, args)
         except Exception as exc:
-            failed.append(f"{model_name} {precision} {query_path}: {type(exc).__name__}: {exc}")
-            print(f"FAILED {failed[-1]}", flush=True)
+            report_failure(failed, f"{model_name} {precision} {query_path}", exc)
             continue
         yield {"gpu": name, "model": model_name, "precision": precision, **row}
 
