@@ -142,34 +142,27 @@ def _describe(conv: dict[str, Any], where: str) -> dict[str, Any]:
 
 # -- the good models ---------------------------------------------------------------------------
 
+def _expect(**differences: Any) -> dict[str, Any]:
+    """What bbx should detect for a variant: a float32 NCHW RGB logits model unless it says otherwise."""
+    return dict(layout="NCHW", dtype="float32", batch=None, kind="logits", classes=CLASSES,
+                background=False, channel_order="RGB") | differences
+
+
 #: Every variant :func:`build` knows, with what bbx should detect for it.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "plain":    dict(layout="NCHW", dtype="float32", batch=None, kind="logits", classes=CLASSES,
-                     background=False, channel_order="RGB"),
-    "imagenet": dict(layout="NCHW", dtype="float32", batch=None, kind="logits", classes=CLASSES,
-                     background=False, channel_order="RGB"),
-    "nhwc255":  dict(layout="NHWC", dtype="float32", batch=None, kind="logits", classes=CLASSES,
-                     background=False, channel_order="RGB"),
-    "nhwc255_sidecar": dict(layout="NHWC", dtype="float32", batch=None, kind="logits", classes=CLASSES,
-                            background=False, channel_order="RGB"),
-    "uint8":    dict(layout="NHWC", dtype="uint8", batch=None, kind="logits", classes=CLASSES,
-                     background=False, channel_order="RGB"),
-    "batch1":   dict(layout="NCHW", dtype="float32", batch=1, kind="logits", classes=CLASSES,
-                     background=False, channel_order="RGB"),
-    "batch4":   dict(layout="NCHW", dtype="float32", batch=4, kind="logits", classes=CLASSES,
-                     background=False, channel_order="RGB"),
-    "softmax":  dict(layout="NCHW", dtype="float32", batch=None, kind="probabilities", classes=CLASSES,
-                     background=False, channel_order="RGB"),
-    "features_logits": dict(layout="NCHW", dtype="float32", batch=None, kind="logits", classes=CLASSES,
-                            background=False, channel_order="RGB"),
-    "probs_logits": dict(layout="NCHW", dtype="float32", batch=None, kind="logits", classes=CLASSES,
-                         background=False, channel_order="RGB"),
-    "background": dict(layout="NCHW", dtype="float32", batch=None, kind="logits", classes=1001,
-                       background=True, channel_order="RGB"),
-    "bgr":      dict(layout="NCHW", dtype="float32", batch=None, kind="logits", classes=CLASSES,
-                     background=False, channel_order="BGR"),
-    "float16":  dict(layout="NCHW", dtype="float16", batch=None, kind="logits", classes=CLASSES,
-                     background=False, channel_order="RGB"),
+    "plain": _expect(),
+    "imagenet": _expect(),
+    "nhwc255": _expect(layout="NHWC"),
+    "nhwc255_sidecar": _expect(layout="NHWC"),
+    "uint8": _expect(layout="NHWC", dtype="uint8"),
+    "batch1": _expect(batch=1),
+    "batch4": _expect(batch=4),
+    "softmax": _expect(kind="probabilities"),
+    "features_logits": _expect(),
+    "probs_logits": _expect(),
+    "background": _expect(classes=1001, background=True),
+    "bgr": _expect(channel_order="BGR"),
+    "float16": _expect(dtype="float16"),
 }
 
 #: The output that holds the class scores in each variant.
