@@ -54,14 +54,26 @@ def _quiet_onnxruntime() -> None:
 
 def _load_model(model: Path, device: str, size: Optional[int], crop_pct: Optional[float], scale: Optional[float],
                 mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
-                preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int]):
+                preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int],
+                cuda_option: Optional[list[str]]):
     from .model import OnnxClassifier
 
     _quiet_onnxruntime()
     overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": _floats(mean, "mean"),
                  "std": _floats(std, "std"), "channel_order": channel_order, "layout": layout}
     return OnnxClassifier(model, device=device, preprocess=overrides, preset=preset, output=output, labels=labels,
-                          max_batch=max_batch)
+                          max_batch=max_batch, cuda_options=_key_values(cuda_option or [], "cuda-option"))
+
+
+def _key_values(items: list[str], name: str) -> dict[str, str]:
+    """``["prefer_nhwc=1", "device_id=1"]`` as a dict; anything else is one clear error."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise OptionError(f"--{name} needs KEY=VALUE, such as prefer_nhwc=1, not {item!r}")
+        out[key.strip()] = value.strip()
+    return out
 
 
 # Options shared by every command that opens a model.
@@ -82,11 +94,13 @@ def _model_options(f):
         "output": typer.Option(None, help="name of the output holding class scores"),
         "labels": typer.Option(None, help="class names: a text file (one per line) or a JSON list"),
         "max_batch": typer.Option(None, "--max-batch", help="largest batch per model call (default 64 on cpu, 256 on cuda)"),
+        "cuda_option": typer.Option(None, "--cuda-option", help="onnxruntime CUDA provider option KEY=VALUE, "
+                                    "repeatable: device_id=1, prefer_nhwc=1, gpu_mem_limit=..."),
     }
     annotations = {"device": str, "size": Optional[int], "crop_pct": Optional[float], "scale": Optional[float],
                    "mean": Optional[str], "std": Optional[str], "channel_order": Optional[str],
                    "layout": Optional[str], "preset": Optional[str], "output": Optional[str],
-                   "labels": Optional[Path], "max_batch": Optional[int]}
+                   "labels": Optional[Path], "max_batch": Optional[int], "cuda_option": Optional[list[str]]}
     sig = inspect.signature(f)
     params = [p for p in sig.parameters.values() if p.name != "model_opts"]
     params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=annotations[k])

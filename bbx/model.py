@@ -15,7 +15,7 @@ import warnings
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -188,6 +188,8 @@ class OnnxClassifier:
     labels: a labels file (one name per line, or a JSON list).
     max_batch: largest batch sent in one call when the batch axis is dynamic; default 64 on the
         CPU, 256 on CUDA (an F-TC step of 128 pairs then goes to the GPU in one batch).
+    cuda_options: onnxruntime CUDA provider options over bbx's (``device_id``, ``prefer_nhwc``,
+        ``gpu_mem_limit`` ...); bbx's own sessions around the model get the same.
     """
 
     def __init__(
@@ -200,6 +202,7 @@ class OnnxClassifier:
         output: str | None = None,
         labels: str | Path | Sequence[str] | None = None,
         max_batch: int | None = None,
+        cuda_options: Mapping[str, Any] | None = None,
     ) -> None:
         import onnx
         import onnxruntime as ort
@@ -218,7 +221,7 @@ class OnnxClassifier:
         check_external_data(self.path, proto)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
 
-        self.providers = _providers(device, ort.get_available_providers())
+        providers = _providers(device, ort.get_available_providers(), cuda_options)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 4
@@ -227,15 +230,23 @@ class OnnxClassifier:
         where = str(self.path.resolve())
         try:
             try:
-                self.session = ort.InferenceSession(where, sess_options=opts, providers=self.providers)
-            except Exception:
-                if not isinstance(self.providers[0], tuple):
+                self.session = ort.InferenceSession(where, sess_options=opts, providers=providers)
+            except Exception as exc:
+                if not isinstance(providers[0], tuple):
                     raise
-                # an onnxruntime-gpu that does not know one of the CUDA options: its defaults then
-                self.providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
-                self.session = ort.InferenceSession(where, sess_options=opts, providers=self.providers)
+                if cuda_options:  # the user's own options are not dropped in silence
+                    raise OptionError(f"onnxruntime's CUDA provider refused the options "
+                                      f"{_fmt_options(cuda_options)}: {_first_line(exc)}") from None
+                # an onnxruntime-gpu that does not know one of bbx's CUDA options: its defaults then
+                providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+                self.session = ort.InferenceSession(where, sess_options=opts, providers=providers)
+        except OptionError:
+            raise
         except Exception as exc:
             raise ModelError(f"onnxruntime cannot load {self.path.name}: {_first_line(exc)}") from None
+        #: providers and options as the model's session was opened with them: bbx's own sessions
+        #: around the model (bbx.query) open with the same, so that they run as the model does
+        self.provider_config: list[Any] = providers
         self.providers = self.session.get_providers()
         #: where tensors live for IOBinding: "cuda" when the CUDA provider took the model
         self.device = "cuda" if self.providers[0] == "CUDAExecutionProvider" else "cpu"
@@ -519,7 +530,7 @@ def _input_info(graph_inputs: list[Any], resolved: pp.ResolvedSpec) -> tuple[Inp
     return info, resolved
 
 
-def _providers(device: str, available: Sequence[str]) -> list[Any]:
+def _providers(device: str, available: Sequence[str], cuda_options: Mapping[str, Any] | None = None) -> list[Any]:
     device = device.lower()
     if device not in ("cpu", "cuda", "auto"):
         raise OptionError(f"unknown device {device!r}: use cpu, cuda or auto")
@@ -529,6 +540,7 @@ def _providers(device: str, available: Sequence[str]) -> list[Any]:
         # an explanation sends the same shape again and again.
         _preload_cuda_libraries()
         cuda = {"cudnn_conv_algo_search": "EXHAUSTIVE", "use_tf32": "1", "do_copy_in_default_stream": "1"}
+        cuda.update({str(k): str(v) for k, v in (cuda_options or {}).items()})
         return [("CUDAExecutionProvider", cuda), "CPUExecutionProvider"]
     if device == "cuda":
         warnings.warn(f"CUDA was asked for but {_no_cuda_provider()}; running on the CPU", RuntimeWarning, stacklevel=3)
@@ -616,6 +628,10 @@ def _preload_cuda_libraries() -> None:
             preload()
     except Exception:
         pass
+
+
+def _fmt_options(options: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in options.items())
 
 
 def _fmt_dims(dims: Sequence[int | None]) -> str:

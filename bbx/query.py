@@ -129,9 +129,11 @@ def sessions(model: OnnxClassifier) -> list[Any]:
 
 
 def _new_session(model: OnnxClassifier, proto: Any, small: bool = False) -> Any:
-    """A session on the model's providers. ``small``: a graph of next to no CPU work gets one thread
-    that does not spin, so that it does not take the cores from the model's own pool (on a 2-core
-    CPU, spinning pools of chained sessions cost 20 % of the loop: docs/gpu.md)."""
+    """A session on the model's providers with its options (TF32, cuDNN's search, the layout): the
+    composed graph must run the model's nodes as the model's own session does. ``small``: a graph
+    of next to no CPU work gets one thread that does not spin, so that it does not take the cores
+    from the model's own pool (on a 2-core CPU, spinning pools of chained sessions cost 20 % of
+    the loop: docs/gpu.md)."""
     import onnxruntime as ort
 
     opts = model.session_options
@@ -141,7 +143,7 @@ def _new_session(model: OnnxClassifier, proto: Any, small: bool = False) -> Any:
         opts.log_severity_level = model.session_options.log_severity_level
         opts.intra_op_num_threads = 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(proto.SerializeToString(), sess_options=opts, providers=model.providers)
+    return ort.InferenceSession(proto.SerializeToString(), sess_options=opts, providers=model.provider_config)
 
 
 def _front_session(model: OnnxClassifier) -> Any:

@@ -119,6 +119,7 @@ def test_bad_image(files, image, fragment):
     (["inspect", "{d}/plain.onnx", "--size", "32"], "contradicts"),
     (["inspect", "{d}/plain.onnx", "--frobnicate"], "--frobnicate"),
     (["predict", "{d}/plain.onnx", "{d}/ok.png", "--max-batch", "0"], "max batch"),
+    (["predict", "{d}/plain.onnx", "{d}/ok.png", "--cuda-option", "prefer_nhwc"], "--cuda-option needs KEY=VALUE"),
     (["explain", "{d}/plain.onnx", "{d}/ok.png", "--method", "nope"], "method"),
     (["explain", "{d}/plain.onnx", "{d}/ok.png", "--query-path", "gpu"], "query path must be one of"),
     (["frobnicate"], "frobnicate"),

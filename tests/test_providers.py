@@ -21,6 +21,7 @@ from PIL import Image
 
 import onnx_builders as ob
 from bbx import model as bm
+from bbx.errors import OptionError
 from bbx.model import OnnxClassifier
 
 def test_cli_cuda_runs_or_warns_once_and_still_explains(tmp_path):
@@ -28,6 +29,7 @@ def test_cli_cuda_runs_or_warns_once_and_still_explains(tmp_path):
     path = ob.build_plain(tmp_path)
     Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(tmp_path / "x.png")
     proc = subprocess.run(["bbx", "explain", str(path), str(tmp_path / "x.png"), "--device", "cuda",
+                           "--cuda-option", "prefer_nhwc=1",
                            "--iterations", "2", "--pairs", "2", "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -57,6 +59,62 @@ def test_library_cuda_runs_or_warns(tmp_path):
         assert [type(w.message) for w in caught] == [RuntimeWarning], [str(w.message) for w in caught]
         assert str(caught[0].message).endswith("running on the CPU")
         assert m.providers == ["CPUExecutionProvider"]
+
+
+def test_cuda_options_go_over_bbx_own():
+    name, options = bm._providers("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"],
+                                  {"prefer_nhwc": 1, "use_tf32": "0"})[0]
+    assert name == "CUDAExecutionProvider"
+    assert options["prefer_nhwc"] == "1" and options["use_tf32"] == "0"  # as strings, the user's over bbx's
+    assert options["cudnn_conv_algo_search"] == "EXHAUSTIVE"  # bbx's own, kept
+
+
+def _cuda_that_refuses_options(monkeypatch) -> None:
+    """onnxruntime-gpu refusing any CUDA option, as an older build refuses one it does not know."""
+    monkeypatch.setattr(bm, "_providers", lambda device, available, options=None: [
+        ("CUDAExecutionProvider", {"use_tf32": "1", **(options or {})}), "CPUExecutionProvider"])
+    real = ort.InferenceSession
+
+    def session(path, sess_options=None, providers=None):
+        if isinstance(providers[0], tuple):
+            raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : unknown provider option")
+        return real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+
+
+def test_refused_user_cuda_options_are_one_clear_error(tmp_path, monkeypatch):
+    _cuda_that_refuses_options(monkeypatch)
+    with pytest.raises(OptionError, match="refused the options prefer_nhwc=1: .*unknown provider option"):
+        OnnxClassifier(ob.build_plain(tmp_path), device="cuda", cuda_options={"prefer_nhwc": "1"})
+
+
+def test_refused_bbx_cuda_options_fall_back_to_the_providers_defaults(tmp_path, monkeypatch):
+    _cuda_that_refuses_options(monkeypatch)
+    model = OnnxClassifier(ob.build_plain(tmp_path), device="cuda")
+    assert model.provider_config == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # names, no options
+
+
+def test_bbx_sessions_beside_the_model_open_with_its_providers_and_options(tmp_path, monkeypatch):
+    """The front, back and composed graphs run as the model's session does (on CUDA: TF32, cuDNN's
+    search, prefer_nhwc, device_id), not on the providers' defaults."""
+    from bbx.perturb import Perturber
+    from bbx.query import MaskQuery
+
+    config = [("CPUExecutionProvider", {"bbx_test_marker": "1"})]
+    monkeypatch.setattr(bm, "_providers", lambda *args, **kwargs: list(config))
+    seen, real = [], ort.InferenceSession
+
+    def session(*args, providers=None, **kwargs):
+        seen.append(providers)
+        return real(*args, providers=providers, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", session)
+    model = OnnxClassifier(ob.build_plain(tmp_path))
+    pert = Perturber(np.ones((ob.SIZE, ob.SIZE, 3), np.float32))
+    for path in ("device", "fused"):
+        MaskQuery(model, pert, path, target=0)
+    assert len(seen) == 4 and all(p == config for p in seen), seen  # model, front, back, composed
 
 
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),
