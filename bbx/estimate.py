@@ -31,6 +31,10 @@ class Estimator:
     pairs: int = 8
     step: float = 0.1  # c: finite-difference step in mask units
     resolution: int | None = None  # direction grid side; None = the mask's own
+    #: the probes' dtype. float32 where the loss reads float32 anyway (the model's side, bbx.query):
+    #: summed in float64 and rounded once, the same numbers as a float64 array cast later, without
+    #: that second pass over 2P masks per step
+    dtype: str = "float64"
 
     def directions(self, rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
         r = self.resolution or shape[0]
@@ -53,9 +57,9 @@ class Estimator:
         """
         u = self.directions(rng, mask.shape) if u is None else u
         cu = self.step * u
-        probes = np.empty((2 * self.pairs, *mask.shape))  # float64: measured faster than storing float32 here
-        np.add(mask, cu, out=probes[: self.pairs])
-        np.subtract(mask, cu, out=probes[self.pairs:])
+        probes = np.empty((2 * self.pairs, *mask.shape), dtype=self.dtype)
+        np.add(mask, cu, out=probes[: self.pairs], casting="same_kind")
+        np.subtract(mask, cu, out=probes[self.pairs:], casting="same_kind")
         values = loss(probes)
         diff = values[: self.pairs] - values[self.pairs:]
         grad = np.einsum("p,pij->ij", diff, u) / (2.0 * self.step * self.pairs)  # no BLAS: see perturb.upsample

@@ -129,7 +129,7 @@ def explain(
 
     iterations, pairs = cfg.plan()
     objective = Objective(cfg.method, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
-    estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution)
+    estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution, dtype="float32")  # what MaskQuery reads
     rng = np.random.default_rng(cfg.seed)
 
     query = MaskQuery(model, pert, cfg.query_path, target=k)

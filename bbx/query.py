@@ -214,11 +214,12 @@ def _masks_input(masks: np.ndarray, size: int) -> np.ndarray:
 
 
 def _terms(out: np.ndarray, n: int) -> TargetTerms:
-    """The back graph's [B, 4] output (padding included) as the first ``n`` rows' terms."""
+    """The back graph's [B, 4] output (padding included) as the first ``n`` rows' terms, copied:
+    ``out`` may be a buffer that the next call writes over."""
     out = out[:n]
     if not np.isfinite(out).all():  # a NaN or infinite score makes a term so
         raise ModelError("the model returned NaN or infinite scores")
-    return TargetTerms(*(np.ascontiguousarray(out[:, i]) for i in range(4)))
+    return TargetTerms(*np.array(out.T))
 
 
 # -- the engines: ``engine(masks, size)`` scores one padded call ---------------------------------------
@@ -268,12 +269,20 @@ class _Fused:
         self._binding, self._images = _bind_images(self.session, model, base, delta, (self.names.base, self.names.delta))
         if self.names.k is not None:
             self._binding.bind_cpu_input(self.names.k, np.array([target], dtype=np.int64))
+        self._terms: np.ndarray | None = None  # the terms' output buffer, bound once per call size
 
     def __call__(self, masks: np.ndarray, size: int) -> Scores | TargetTerms:
         n = len(masks)
         binding = self._binding
         binding.bind_cpu_input(self.names.masks, _masks_input(masks, size))
-        binding.bind_output(self.names.out, "cpu")
+        if self.names.k is None:
+            binding.bind_output(self.names.out, "cpu")  # afresh: the scores' shape is the model's to say
+            self.model.run_binding(self.session, binding, n)
+            return self.model.read_scores(binding.copy_outputs_to_cpu()[0], size, n)
+        if self._terms is None or len(self._terms) != size:
+            # [size, 4] written in place by every run: no output to allocate, bind and copy per step
+            self._terms = np.empty((size, 4), np.float64)  # the back graph's terms are float64
+            binding.bind_output(self.names.out, "cpu", 0, self._terms.dtype, list(self._terms.shape),
+                                self._terms.ctypes.data)
         self.model.run_binding(self.session, binding, n)
-        out = binding.copy_outputs_to_cpu()[0]
-        return self.model.read_scores(out, size, n) if self.names.k is None else _terms(out, n)
+        return _terms(self._terms, n)

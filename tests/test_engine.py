@@ -152,6 +152,19 @@ def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_dev
             np.testing.assert_allclose(query(masks).probs, reference(masks).probs, atol=1e-5, err_msg=query.path)
 
 
+@pytest.mark.parametrize("path", ["device", "fused"])
+def test_each_calls_terms_outlive_the_next_call(tmp_path, path, classifier_on_test_device):
+    """Calls of one probe each (max_batch 1): a call's terms are its own, not a view of the output
+    buffer that the next call writes over."""
+    model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=1)
+    pert = Perturber(planted.photo())
+    masks = np.random.default_rng(9).uniform(0, 1, (4, 28, 28))
+    got = MaskQuery(model, pert, path, target=1)(masks).prob
+    want = MaskQuery(model, pert, "reference")(masks).probs[:, 1]
+    assert len(np.unique(want.round(4))) == 4  # four masks, four different answers
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 @pytest.mark.parametrize("path", ["onnx", "device", "fused", "numpy", "reference"])
 def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path, classifier_on_test_device):
     """130 probes at max_batch 64: three calls of 44 (the last padded by two), 130 queries counted."""
