@@ -10,7 +10,6 @@ Five paths give the same numbers (tests check it); they differ in where the work
 * ``onnx``: the same upsample-and-blend as a small ONNX graph run by onnxruntime on the model's
   device, its output bound straight to the model's input (IOBinding). Only the 28x28 masks go
   to the device and only the scores come back. The model itself is never read or changed.
-  The CUDA default.
 * ``device``: ``onnx``, and a second small graph after the model, on the same device, reduces
   each probe's scores to the four terms the losses read (:class:`~bbx.model.TargetTerms`):
   4 numbers per probe come back instead of C, and the host skips its pass over the scores.
@@ -19,6 +18,7 @@ Five paths give the same numbers (tests check it); they differ in where the work
   front graph, the model's own nodes and weights untouched, and the back graph, composed
   (:func:`bbx._graphs.compose`) and run as one session, one launch per batch instead of two or
   three. Where the model cannot be composed (opset before 11, over 2 GB) it warns and chains.
+  The CUDA default (``auto``, which chains without the warning).
 """
 
 from __future__ import annotations
@@ -56,8 +56,9 @@ class MaskQuery:
         self.model = model
         self.perturber = perturber
         floating = np.dtype(model.input.dtype).kind == "f"
-        if path == "auto":
-            path = "onnx" if model.device == "cuda" else "numpy"
+        chosen = path == "auto"
+        if chosen:  # measured fastest on each device (docs/gpu.md)
+            path = "fused" if model.device == "cuda" else "numpy"
         if not floating:
             path = "reference"
         # the terms are Scores.target's logit case: with probabilities the losses read centred log-probabilities
@@ -74,8 +75,9 @@ class MaskQuery:
                     self._engine = _Fused(model, base, delta, terms)
                 except _graphs.CannotCompose as exc:
                     path = "onnx" if terms is None else "device"
-                    warnings.warn(f"the fused query path cannot compose {model.path.name} ({exc}); "
-                                  f"running the {path} path instead", RuntimeWarning, stacklevel=2)
+                    if not chosen:  # "auto" chains quietly: nobody asked for the composed graph
+                        warnings.warn(f"the fused query path cannot compose {model.path.name} ({exc}); "
+                                      f"running the {path} path instead", RuntimeWarning, stacklevel=2)
             if path in ("onnx", "device"):
                 back = _OnnxBack(model, terms) if path == "device" else None
                 self._engine = _OnnxFront(model, base, delta, back)
