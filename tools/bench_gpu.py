@@ -35,7 +35,8 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
-from bbx.errors import exit_on_error  # noqa: E402
+from bbx.cli import _key_values  # noqa: E402  (the CLI's --cuda-option parsing)
+from bbx.errors import OptionError, exit_on_error  # noqa: E402
 from bbx.query import PATHS, sessions  # noqa: E402  (sessions: bbx's own graphs around the model, device work)
 
 
@@ -240,11 +241,17 @@ def main() -> None:
     ap.add_argument("--one-thread", action="store_true",
                     help="onnxruntime on one thread without spinning: on a small CPU, leaves the host's other "
                          "core free, as on a GPU machine, so that host_ms_per_step is bbx's alone")
+    ap.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="onnxruntime CUDA provider option over bbx's, repeatable (prefer_nhwc=1): as bbx's --cuda-option")
     ap.add_argument("--csv", type=Path, default=None)
     args = ap.parse_args()
     unknown = set(args.models.split(",")) - {"resnet18", "vgg19", "tiny"}
     if unknown:
         ap.error(f"unknown models: {', '.join(sorted(unknown))} (resnet18, vgg19, tiny)")
+    try:
+        args.cuda_options = _key_values(args.cuda_option, "cuda-option")
+    except OptionError as exc:
+        ap.error(str(exc))
     args.query_paths = args.query_paths.split(",")
     unknown = set(args.query_paths) - set(LOOP_PATHS)
     if unknown:
@@ -289,7 +296,7 @@ def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path
     """Rows, one per query path: ceiling (measured once), loop, ratio, F-TC wall time (median of 3)
     and the host/device split. A query path that fails is added to ``failed``; the next one runs."""
     path = tiny(tmp) if model_name == "tiny" else export(model_name, precision, tmp, args.device)
-    model = bbx.OnnxClassifier(path, device=args.device, max_batch=args.batch)
+    model = bbx.OnnxClassifier(path, device=args.device, max_batch=args.batch, cuda_options=args.cuda_options)
     if model.device != args.device:  # a CPU fallback would spend the GPU session timing VGG-19 on the CPU
         raise RuntimeError(f"asked for {args.device}, running on {model.device} (see the warning above)")
     top = ceiling(model, args.batch, args.seconds)
@@ -323,7 +330,8 @@ def loop_row(model: bbx.OnnxClassifier, query_path: str, top: float, args: argpa
     # host work grows with the steps; the intercept is the set-up (blur, X, final Q, report)
     host = (long_host - short_host) / (iterations - 5) if iterations > 5 else long_host / iterations
     setup = long_host - host * iterations
-    return {"providers": model.providers[0], "query_path": taken,  # the path taken (fused may fall back)
+    return {"providers": model.providers[0], "cuda_options": " ".join(args.cuda_option),  # over bbx's own
+            "query_path": taken,  # the path taken (fused may fall back)
             "ort_threads": 1 if args.one_thread else "default",
             "max_prob_diff_vs_reference": f"{agree:.1e}",
             "batch": args.batch, "ceiling_images_per_s": round(top, 1),

@@ -17,12 +17,18 @@ python3 -c "import torch, onnxruntime as ort; print(torch.__version__, torch.cud
 python3 -m bbx devices || true
 # the fused paths against the NumPy reference, on the GPU (the tests refuse a silent CPU fallback)
 BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_compose.py \
-  -k "query_paths or onnx_path or one_shape or opset_form" || true
-# the CUDA query paths: "onnx" (the default: scores come back), "device" (4 terms per probe come back)
-# and "fused" (front graph, model and back graph as one session: one run per batch)
-python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths onnx,device,fused --csv "$out/bench_gpu.csv" "$@" || true
-# the README's main job on the GPU: the bundled EfficientNet-Lite0 and photo, twice (the first pays cuDNN's search)
-for run in 1 2; do python3 -m bbx explain --device cuda --out "/tmp/explain_cuda_$run" || true; done
+  -k "query_paths or onnx_path or one_shape or opset_form or outlive" || true
+# the CUDA query paths, fp32 then fp16: "fused" (the CUDA default: front graph, model and back graph as
+# one session, one run per batch) and "onnx" (three sessions chained by IOBinding, the scores come back)
+python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths fused,onnx --csv "$out/bench_gpu.csv" "$@" || true
+# the same models with cuDNN's NHWC kernels (a CUDA provider option), on the fused path
+python3 tools/bench_gpu.py --models resnet18,vgg19 --query-paths fused --cuda-option prefer_nhwc=1 \
+  --csv "$out/bench_gpu.csv" "$@" || true
+# the README's main job on the GPU: the bundled EfficientNet-Lite0 and photo, twice each (the first pays cuDNN's search)
+for opt in "" "--cuda-option prefer_nhwc=1"; do
+  for run in 1 2; do python3 -m bbx explain --device cuda $opt --out /tmp/explain_cuda || true; done
+  python3 -c "import json; r = json.load(open('/tmp/explain_cuda/report.json')); print('query path', r['config']['query_path'], 'on', r['device'])" || true
+done
 
 # let tee finish writing session.log before the call returns
 sleep 1
