@@ -209,7 +209,7 @@ def explain(
     beta: float = typer.Option(2.0, help="TV exponent (paper: 2)"),
     gamma: float = typer.Option(0.3, help="weight of the F-TC / F-NTC logit term (paper: 0.3)"),
     query_path: str = typer.Option("auto", "--query-path", help="where each batch of perturbed images is built: "
-                                   "auto (numpy on cpu, onnx on cuda), numpy, onnx, device, fused or reference "
+                                   "auto (numpy on cpu, fused on cuda), numpy, onnx, device, fused or reference "
                                    "(the same numbers; docs/gpu.md)"),
     out: Path = typer.Option(Path("bbx-out"), help="output folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),

@@ -46,7 +46,7 @@ class ExplainConfig:
     sigma: float = 5.0
     kernel: int = 11
     seed: int = 0
-    query_path: str = "auto"  # "onnx" on CUDA, "numpy" on CPU; "device", "fused", "reference" (bbx.query)
+    query_path: str = "auto"  # "fused" on CUDA, "numpy" on CPU; "onnx", "device", "reference" (bbx.query)
 
     def plan(self) -> tuple[int, int]:
         """(iterations, pairs) so that 2 + 2*pairs*iterations never exceeds the budget.
