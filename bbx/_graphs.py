@@ -1,7 +1,8 @@
 """bbx's own small ONNX graphs around the model, and their composition with it (used by :mod:`bbx.query`).
 
-* front: ``(masks[B,1,h,w], base, delta) -> x``: the bilinear upsampling and blend of Q(X; M),
-  already in the model's input format (layout, dtype);
+* front: ``(masks[B,1,h,w], centre, rows, base, delta) -> x``: the probes' masks (given, or formed
+  as centre ± offsets on the device), their bilinear upsampling and the blend of Q(X; M), already in
+  the model's input format (layout, dtype);
 * back: ``(scores[B, ...], k) -> terms[B, 4]``: the four numbers per probe that the losses read;
 * :func:`compose`: front, the untouched model and (optionally) back as one graph, run as one
   session. The model's nodes and weights are copied as they are; its input becomes the front's
@@ -60,14 +61,21 @@ class _Builder:
 
 
 def _front(b: _Builder, size: tuple[int, int], layout: str, dtype: np.dtype, out: str) -> None:
-    """Q(X; M) normalised, from ``masks`` (float32 [B,1,h,w]), ``base`` = norm(h(X)) and ``delta`` =
-    gain * (X - h(X)) (float32 [1,3,H,W]); Resize with ``half_pixel`` linear interpolation is
-    :func:`bbx.perturb.upsample`'s bilinear upsampling."""
+    """Q(X; M) normalised, ``base`` = norm(h(X)) and ``delta`` = gain * (X - h(X)) (float32
+    [1,3,H,W]), for the first ``rows`` (int64 [1]) of the masks ``centre + masks`` then
+    ``centre - masks`` (float32 [1,1,h,w] and [B,1,h,w]): with ``centre`` 0 and ``rows`` B, the
+    masks as given; with the mask M as ``centre`` and a step's c u as ``masks``, its 2B antithetic
+    probes, formed on the device from half the bytes. Resize with ``half_pixel`` linear
+    interpolation is :func:`bbx.perturb.upsample`'s bilinear upsampling."""
     from onnx import TensorProto
 
-    masks = b.name("masks")
+    given, centre = b.name("masks"), b.name("centre")
+    both = b.node("Concat", [b.node("Add", [centre, given], b.name("plus")),
+                             b.node("Sub", [centre, given], b.name("minus"))], b.name("both"), axis=0)
+    masks = b.node("Slice", [both, b.const("zero", [0], np.int64), b.name("rows"), b.const("axis0", [0], np.int64)],
+                   b.name("probes"))
     shape = b.node("Shape", [masks], b.name("mshape"))
-    batch_ch = b.node("Slice", [shape, b.const("zero", [0], np.int64), b.const("two", [2], np.int64)], b.name("bc"))
+    batch_ch = b.node("Slice", [shape, b.name("zero"), b.const("two", [2], np.int64)], b.name("bc"))
     sizes = b.node("Concat", [batch_ch, b.const("hw", list(size), np.int64)], b.name("sizes"), axis=0)
     none = b.const("none", np.zeros(0), np.float32)  # roi and scales: empty, as opset 11 asks when sizes is given
     up = b.node("Resize", [masks, none, none, sizes], b.name("up"), mode="linear",
@@ -85,6 +93,8 @@ def _front_inputs(b: _Builder, size: tuple[int, int]) -> list[Any]:
 
     H, W = size
     return [helper.make_tensor_value_info(b.name("masks"), TensorProto.FLOAT, ["B", 1, None, None]),
+            helper.make_tensor_value_info(b.name("centre"), TensorProto.FLOAT, [1, 1, None, None]),
+            helper.make_tensor_value_info(b.name("rows"), TensorProto.INT64, [1]),
             helper.make_tensor_value_info(b.name("base"), TensorProto.FLOAT, [1, 3, H, W]),
             helper.make_tensor_value_info(b.name("delta"), TensorProto.FLOAT, [1, 3, H, W])]
 
@@ -121,7 +131,7 @@ def _terms_output(name: str) -> Any:
 
 
 def front_graph(size: tuple[int, int], layout: str, dtype: np.dtype) -> Any:
-    """The front alone: ``(masks, base, delta) -> x`` in the model's layout and dtype."""
+    """The front alone: ``(masks, centre, rows, base, delta) -> x`` in the model's layout and dtype."""
     from onnx import TensorProto, helper
 
     b = _Builder("", STANDALONE_OPSET)
@@ -158,13 +168,26 @@ def _finish(graph: Any) -> Any:
 
 
 @dataclass(frozen=True)
+class FrontNames:
+    """The front graph's inputs as named in a graph: its own (``front_graph``) or a composed one."""
+
+    masks: str = "masks"
+    centre: str = "centre"
+    rows: str = "rows"
+    base: str = "base"
+    delta: str = "delta"
+
+    @staticmethod
+    def of(b: _Builder) -> "FrontNames":
+        return FrontNames(*(b.name(f) for f in ("masks", "centre", "rows", "base", "delta")))
+
+
+@dataclass(frozen=True)
 class Composed:
     """A composed model and the names of its inputs and output (behind a prefix the model does not use)."""
 
     proto: Any
-    masks: str
-    base: str
-    delta: str
+    front: "FrontNames"
     k: str | None  # the target's input, when the back graph is in
     out: str  # terms [B, 4] float64, or the model's own scores
 
@@ -209,7 +232,7 @@ def compose(proto: Any, input_name: str, output_name: str, size: tuple[int, int]
     g.initializer.extend([*front.inits, *back.inits])
     if proto.ByteSize() >= 2**31:
         raise CannotCompose("the composed graph is larger than the 2 GB a protobuf holds")
-    return Composed(proto, front.name("masks"), front.name("base"), front.name("delta"), k, out or output_name)
+    return Composed(proto, FrontNames.of(front), k, out or output_name)
 
 
 def _names(graph: Any) -> Iterator[str]:

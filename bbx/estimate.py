@@ -23,6 +23,9 @@ from .perturb import upsample
 ESTIMATORS = ("nes", "spsa")
 
 LossFn = Callable[[np.ndarray], np.ndarray]  # (B, h, w) masks -> (B,) losses, one query each
+#: (mask (h, w), offsets (P, h, w)) -> the 2P losses of mask + offsets then mask - offsets, for a
+#: model side that forms the probes itself (bbx.query's front graph, on the GPU)
+PairsLossFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -50,17 +53,22 @@ class Estimator:
         return upsample(v, shape).astype(np.float64) * np.sqrt(r * rc / (shape[0] * shape[1]))
 
     def estimate(self, loss: LossFn, mask: np.ndarray, rng: np.random.Generator | None = None,
-                 u: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+                 u: np.ndarray | None = None, pairs_loss: PairsLossFn | None = None) -> tuple[np.ndarray, float]:
         """Gradient estimate at ``mask`` and the mean loss over the probes (≈ L(mask)); 2P queries.
 
         ``u``: this step's directions when drawn ahead (:meth:`stream`), else drawn from ``rng``.
+        ``pairs_loss``: used instead of ``loss`` where the model's side forms the probes from the
+        mask and the float32 offsets c u (half the bytes of 2P masks, no pass over them here).
         """
         u = self.directions(rng, mask.shape) if u is None else u
-        cu = self.step * u
-        probes = np.empty((2 * self.pairs, *mask.shape), dtype=self.dtype)
-        np.add(mask, cu, out=probes[: self.pairs], casting="same_kind")
-        np.subtract(mask, cu, out=probes[self.pairs:], casting="same_kind")
-        values = loss(probes)
+        if pairs_loss is not None:
+            values = pairs_loss(mask, np.multiply(u, self.step, dtype=np.float32))
+        else:
+            cu = self.step * u
+            probes = np.empty((2 * self.pairs, *mask.shape), dtype=self.dtype)
+            np.add(mask, cu, out=probes[: self.pairs], casting="same_kind")
+            np.subtract(mask, cu, out=probes[self.pairs:], casting="same_kind")
+            values = loss(probes)
         diff = values[: self.pairs] - values[self.pairs:]
         grad = np.einsum("p,pij->ij", diff, u) / (2.0 * self.step * self.pairs)  # no BLAS: see perturb.upsample
         return grad, float(values.mean())

@@ -137,11 +137,15 @@ def explain(
     def model_loss(masks: np.ndarray) -> np.ndarray:
         return objective.model_loss(query(masks), k, z0)
 
+    def pairs_loss(centre: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # probes formed on the device
+        return objective.model_loss(query.antithetic(centre, offsets), k, z0)
+
     mask = np.ones((cfg.mask_size, cfg.mask_size), dtype=np.float64)
     adam = Adam(lr=cfg.lr, beta1=cfg.beta1)
     history: list[float] = []
+    on_device = pairs_loss if query.pairs_on_device(pairs) else None
     for step, u in enumerate(estimator.stream(rng, mask.shape, iterations)):
-        g_model, loss = estimator.estimate(model_loss, mask, u=u)
+        g_model, loss = estimator.estimate(model_loss, mask, u=u, pairs_loss=on_device)
         reg, g_reg = objective.regularizer(mask)
         mask = adam.step(mask, g_model + g_reg)
         history.append(loss + reg)
@@ -155,7 +159,8 @@ def explain(
         model, image=x, source=source, mask=mask, heatmap=heatmap, perturbed=perturbed, target=k,
         probs_before=p0, probs_after=p1, queries=model.queries - queries_before,
         seconds=time.perf_counter() - started, loss_history=history,
-        config={**asdict(cfg), "iterations": iterations, "pairs": pairs, "query_path": query.path},
+        config={**asdict(cfg), "iterations": iterations, "pairs": pairs, "query_path": query.path,
+                "probes": "host" if on_device is None else "graph"},  # who formed the antithetic probes
     )
 
 

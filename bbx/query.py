@@ -9,7 +9,9 @@ Five paths give the same numbers (tests check it); they differ in where the work
   multiply-add. The CPU default.
 * ``onnx``: the same upsample-and-blend as a small ONNX graph run by onnxruntime on the model's
   device, its output bound straight to the model's input (IOBinding). Only the 28x28 masks go
-  to the device and only the scores come back. The model itself is never read or changed.
+  to the device and only the scores come back; for an explanation step's antithetic probes
+  M ± c u (:meth:`MaskQuery.antithetic`), only M and the P offsets c u, and the graph forms the
+  2P masks. The model itself is never read or changed.
 * ``device``: ``onnx``, and a second small graph after the model, on the same device, reduces
   each probe's scores to the four terms the losses read (:class:`~bbx.model.TargetTerms`):
   4 numbers per probe come back instead of C, and the host skips its pass over the scores.
@@ -25,12 +27,13 @@ from __future__ import annotations
 
 import warnings
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _graphs
-from ._graphs import back_graph, front_graph
+from ._graphs import FrontNames, back_graph, front_graph
 from .errors import ModelError
 from .model import OnnxClassifier, Scores, TargetTerms, pad_batch
 from .perturb import Perturber
@@ -89,11 +92,25 @@ class MaskQuery:
         parts = [self._score(masks[part], size) for part in chunks]
         return (TargetTerms.concat if isinstance(parts[0], TargetTerms) else Scores.concat)(parts)
 
+    def pairs_on_device(self, pairs: int) -> bool:
+        """Whether :meth:`antithetic` forms the ``2 * pairs`` probes on the model's device: on the
+        paths with a front graph, when they go to the model in one call."""
+        chunks, size = self.model.batches(2 * pairs)
+        return self._engine is not None and len(chunks) == 1 and size == 2 * pairs
+
+    def antithetic(self, centre: np.ndarray, offsets: np.ndarray) -> Scores | TargetTerms:
+        """The probes ``centre + offsets`` then ``centre - offsets`` (``2 P`` queries), formed on
+        the device: only the mask and the P offsets cross, not 2P masks. Needs
+        :meth:`pairs_on_device`."""
+        if not self.pairs_on_device(len(offsets)):
+            raise ValueError(f"{2 * len(offsets)} probes do not go to the model in one call on the {self.path} path")
+        return self._engine(_Feed.antithetic(centre, offsets), 2 * len(offsets))
+
     def _score(self, masks: np.ndarray, size: int) -> Any:
         """One model call of ``size`` images (``masks`` padded); counts and returns ``len(masks)``."""
         n = len(masks)
         if self._engine is not None:
-            return self._engine(masks, size)
+            return self._engine(_Feed.given(masks, size), n)
         masks = pad_batch(masks, size)
         if self.path == "reference":
             return self.model.scores(self.perturber(masks), n)
@@ -198,21 +215,43 @@ def _fused_session(model: OnnxClassifier, terms: bool) -> tuple[Any, _graphs.Com
 
 
 def _bind_images(session: Any, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray,
-                 names: tuple[str, str] = ("base", "delta")) -> tuple[Any, list[Any]]:
+                 names: FrontNames) -> tuple[Any, list[Any]]:
     """An IOBinding of ``session`` with ``base`` and ``delta`` put on the model's device once (each
     call then rebinds only the masks); returns it and the device values, which must outlive it."""
     import onnxruntime as ort
 
     values = [ort.OrtValue.ortvalue_from_numpy(a[None], model.device, 0) for a in (base, delta)]
     binding = session.io_binding()
-    for name, value in zip(names, values):
+    for name, value in zip((names.base, names.delta), values):
         binding.bind_ortvalue_input(name, value)
     return binding, values
 
 
-def _masks_input(masks: np.ndarray, size: int) -> np.ndarray:
-    """A call's masks as the front graph reads them: padded to ``size`` rows, float32 (B, 1, h, w)."""
-    return np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32)
+@dataclass(frozen=True)
+class _Feed:
+    """One call's front inputs: the probes are the first ``rows`` of ``centre + masks`` then
+    ``centre - masks`` (``bbx._graphs``' front)."""
+
+    masks: np.ndarray  # float32 (B, 1, h, w)
+    centre: np.ndarray  # float32 (1, 1, h, w)
+    rows: int
+
+    @staticmethod
+    def given(masks: np.ndarray, size: int) -> "_Feed":
+        """The masks as they are, padded to ``size`` rows: ``centre`` 0."""
+        masks = np.ascontiguousarray(pad_batch(masks, size)[:, None], dtype=np.float32)
+        return _Feed(masks, np.zeros((1, 1, *masks.shape[2:]), np.float32), size)
+
+    @staticmethod
+    def antithetic(centre: np.ndarray, offsets: np.ndarray) -> "_Feed":
+        """``centre + offsets`` then ``centre - offsets``, formed on the device."""
+        offsets = np.ascontiguousarray(offsets[:, None], dtype=np.float32)
+        return _Feed(offsets, np.ascontiguousarray(centre[None, None], dtype=np.float32), 2 * len(offsets))
+
+    def bind(self, binding: Any, names: FrontNames) -> None:
+        binding.bind_cpu_input(names.masks, self.masks)
+        binding.bind_cpu_input(names.centre, self.centre)
+        binding.bind_cpu_input(names.rows, np.array([self.rows], dtype=np.int64))
 
 
 def _terms(out: np.ndarray, n: int) -> TargetTerms:
@@ -224,7 +263,7 @@ def _terms(out: np.ndarray, n: int) -> TargetTerms:
     return TargetTerms(*np.array(out.T))
 
 
-# -- the engines: ``engine(masks, size)`` scores one padded call ---------------------------------------
+# -- the engines: ``engine(feed, n)`` scores one call of ``feed.rows`` probes, the first ``n`` real ------
 class _OnnxFront:
     """The front graph in its own session on the model's device, chained to the model by IOBinding
     (and to the back graph, when given)."""
@@ -232,12 +271,11 @@ class _OnnxFront:
     def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, back: "_OnnxBack | None"):
         self.model, self.back = model, back
         self.session = _front_session(model)
-        self._binding, self._images = _bind_images(self.session, model, base, delta)
+        self._binding, self._images = _bind_images(self.session, model, base, delta, FrontNames())
 
-    def __call__(self, masks: np.ndarray, size: int) -> Scores | TargetTerms:
-        n = len(masks)
+    def __call__(self, feed: _Feed, n: int) -> Scores | TargetTerms:
         binding = self._binding
-        binding.bind_cpu_input("masks", _masks_input(masks, size))
+        feed.bind(binding, FrontNames())
         binding.bind_output("x", self.model.device)  # afresh: a run keeps its output's shape bound
         self.session.run_with_iobinding(binding)
         x = binding.get_outputs()[0]
@@ -268,15 +306,14 @@ class _Fused:
     def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, target: int | None):
         self.model = model
         self.session, self.names = _fused_session(model, target is not None)
-        self._binding, self._images = _bind_images(self.session, model, base, delta, (self.names.base, self.names.delta))
+        self._binding, self._images = _bind_images(self.session, model, base, delta, self.names.front)
         if self.names.k is not None:
             self._binding.bind_cpu_input(self.names.k, np.array([target], dtype=np.int64))
         self._terms: np.ndarray | None = None  # the terms' output buffer, bound once per call size
 
-    def __call__(self, masks: np.ndarray, size: int) -> Scores | TargetTerms:
-        n = len(masks)
-        binding = self._binding
-        binding.bind_cpu_input(self.names.masks, _masks_input(masks, size))
+    def __call__(self, feed: _Feed, n: int) -> Scores | TargetTerms:
+        binding, size = self._binding, feed.rows
+        feed.bind(binding, self.names.front)
         if self.names.k is None:
             binding.bind_output(self.names.out, "cpu")  # afresh: the scores' shape is the model's to say
             self.model.run_binding(self.session, binding, n)

@@ -104,7 +104,7 @@ def test_names_that_clash_with_bbx_names_are_stepped_around(tmp_path):
     path = energy_model(tmp_path / "clash.onnx", 17, prefix="bbx_")
     assert_fused_matches_reference(bbx.OnnxClassifier(path))
     composed = compose(onnx.load(str(path)), "bbx_x", "bbx_logits", (56, 56), "NCHW", np.float32, 3)
-    assert composed.masks == "bbx__masks" and composed.out == "bbx__terms"
+    assert composed.front.masks == "bbx__masks" and composed.out == "bbx__terms"
 
 
 def test_external_data_model_is_composed_and_left_untouched(tmp_path):

@@ -79,6 +79,15 @@ def test_query_paths_agree(tmp_path, variant, classifier_on_test_device):
             np.testing.assert_allclose(getattr(terms, field), getattr(want, field), rtol=tol, atol=tol,
                                        err_msg=f"{path} {field}")
     assert model.queries == 6 * 7
+    centre, offsets = masks[0], (masks[1:3] - masks[0]).astype(np.float32)  # 4 antithetic probes, formed on the device
+    want = MaskQuery(model, pert, "reference")(np.concatenate([centre + offsets, centre - offsets])).target(k)
+    for path in ("onnx", "device", "fused"):
+        query = MaskQuery(model, pert, path, target=k)
+        assert query.pairs_on_device(2) == (variant != "uint8")
+        if query.pairs_on_device(2):
+            got = query.antithetic(centre, offsets)
+            got = got if path != "onnx" else got.target(k)
+            np.testing.assert_allclose(got.prob, want.prob, rtol=tol, atol=tol, err_msg=path)
 
 
 def test_device_path_keeps_the_rest_of_f_exact_near_certainty(tmp_path):
@@ -110,32 +119,64 @@ def test_device_path_needs_a_target_and_reports_nan_scores(tmp_path):
         MaskQuery(model, pert, "device", target=0)(np.ones((2, 28, 28)))
 
 
-@pytest.mark.parametrize("path", ["device", "fused"])
-def test_explain_on_the_device_paths_follows_the_onnx_path(target_model, path):
-    """Same seed, same steps: reducing the scores on the device, or in one composed graph, changes
-    the masks only at float noise; the report names the path taken."""
+@pytest.mark.parametrize("path", ["onnx", "device", "fused"])
+def test_explain_on_the_device_paths_follows_the_host_path(target_model, path):
+    """Same seed, same steps: forming the probes and the images on the device, reducing the scores
+    there, or all of it in one composed graph, changes the masks only at float noise against the
+    NumPy path (probes, images and loss terms on the host); the report names the path taken."""
     runs = [bbx.explain(target_model, planted.photo(), method=m, iterations=15, pairs=6, seed=2, query_path=p)
-            for m in ("ftc", "fntc") for p in ("onnx", path)]
+            for m in ("ftc", "fntc") for p in ("numpy", path)]
     for a, b in (runs[:2], runs[2:]):
         assert a.queries == b.queries == 2 + 2 * 6 * 15
-        assert (a.config["query_path"], b.config["query_path"]) == ("onnx", path)
+        assert (a.config["query_path"], b.config["query_path"]) == ("numpy", path)
+        assert (a.config["probes"], b.config["probes"]) == ("host", "graph")
         np.testing.assert_allclose(a.mask, b.mask, atol=1e-4)
         np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-4, atol=1e-6)
 
 
 def test_onnx_front_builds_the_reference_images(target_model):
-    """The front graph's images themselves, not only the scores, match Q(X; M) normalised."""
+    """The front graph's images themselves, not only the scores, match Q(X; M) normalised: for
+    masks given as they are (centre 0), and for antithetic probes M ± c u formed in the graph."""
     import onnxruntime as ort
     from bbx.preprocess import to_model_input
     from bbx.query import front_graph
 
     x = planted.photo()
     pert = Perturber(x)
-    masks = np.random.default_rng(2).uniform(0, 1, (3, 28, 28)).astype(np.float32)
+    rng = np.random.default_rng(2)
+    masks = rng.uniform(0, 1, (3, 28, 28)).astype(np.float32)
+    centre, offsets = rng.uniform(0.2, 0.8, (28, 28)).astype(np.float32), rng.normal(0, 0.1, (3, 28, 28)).astype(np.float32)
     sess = ort.InferenceSession(front_graph((56, 56), "NCHW", np.float32).SerializeToString())
-    out = sess.run(["x"], {"masks": masks[:, None], "base": pert.blurred.transpose(2, 0, 1)[None],
-                           "delta": pert.delta.transpose(2, 0, 1)[None]})[0]
-    np.testing.assert_allclose(out, to_model_input(pert(masks), target_model.spec, np.float32), atol=1e-5)
+    images = {"base": pert.blurred.transpose(2, 0, 1)[None], "delta": pert.delta.transpose(2, 0, 1)[None]}
+    given = sess.run(["x"], {"masks": masks[:, None], "centre": np.zeros((1, 1, 28, 28), np.float32),
+                             "rows": np.array([3]), **images})[0]
+    np.testing.assert_allclose(given, to_model_input(pert(masks), target_model.spec, np.float32), atol=1e-5)
+    pairs = sess.run(["x"], {"masks": offsets[:, None], "centre": centre[None, None], "rows": np.array([6]), **images})[0]
+    probes = np.concatenate([centre + offsets, centre - offsets])
+    np.testing.assert_allclose(pairs, to_model_input(pert(probes), target_model.spec, np.float32), atol=1e-5)
+
+
+@pytest.mark.parametrize("path", ["onnx", "device", "fused"])
+def test_antithetic_probes_formed_on_the_device_score_as_the_reference(tmp_path, path, classifier_on_test_device):
+    """query.antithetic(M, c u): the 2P probes M + c u then M - c u, formed by the front graph, score
+    as the reference path scores them built on the host; 2P queries counted."""
+    model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
+    pert = Perturber(planted.photo())
+    rng = np.random.default_rng(11)
+    centre, offsets = rng.uniform(0.3, 0.9, (28, 28)), rng.normal(0, 0.1, (12, 28, 28)).astype(np.float32)
+    query = MaskQuery(model, pert, path, target=1)
+    assert query.pairs_on_device(12) and not query.pairs_on_device(40)  # 80 probes go in two calls
+    got = query.antithetic(centre, offsets)
+    assert model.queries == 24
+    want = MaskQuery(model, pert, "reference")(np.concatenate([centre + offsets, centre - offsets])).probs[:, 1]
+    np.testing.assert_allclose(got.prob if path != "onnx" else got.probs[:, 1], want, atol=1e-5)
+    with pytest.raises(ValueError, match="one call"):
+        query.antithetic(centre, np.zeros((40, 28, 28), np.float32))
+
+
+def test_host_paths_do_not_form_probes_on_the_device(target_model):
+    pert = Perturber(planted.photo())
+    assert not any(MaskQuery(target_model, pert, p, target=0).pairs_on_device(2) for p in ("numpy", "reference"))
 
 
 def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_device):

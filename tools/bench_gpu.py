@@ -243,6 +243,9 @@ def main() -> None:
                          "core free, as on a GPU machine, so that host_ms_per_step is bbx's alone")
     ap.add_argument("--cuda-option", action="append", default=[], metavar="KEY=VALUE",
                     help="onnxruntime CUDA provider option over bbx's, repeatable (prefer_nhwc=1): as bbx's --cuda-option")
+    ap.add_argument("--host-probes", action="store_true",
+                    help="form each step's antithetic probes on the host, as bbx did before its front graph "
+                         "formed them on the device: what that saves, measured")
     ap.add_argument("--csv", type=Path, default=None)
     args = ap.parse_args()
     unknown = set(args.models.split(",")) - {"resnet18", "vgg19", "tiny"}
@@ -260,6 +263,10 @@ def main() -> None:
     bbx.load_rgb(args.image)  # a bad photo is one error, not one failed row per model and path
     if args.one_thread:
         one_thread_sessions()
+    if args.host_probes:
+        from bbx.query import MaskQuery
+
+        MaskQuery.pairs_on_device = lambda self, pairs: False
     name = gpu_name(args.device)
     out_csv = args.csv or ROOT / "tools" / "results" / f"bench_gpu_{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}.csv"
     failed: list[str] = []
@@ -314,7 +321,8 @@ def loop_row(model: bbx.OnnxClassifier, query_path: str, top: float, args: argpa
     pairs = args.batch // 2
     iterations = max(1, round(args.queries / (2 * pairs)))
     run = functools.partial(bbx.explain, model, args.image, pairs=pairs, query_path=query_path)
-    taken = run(iterations=2).config["query_path"]  # warm-up: shapes, cuDNN algorithm search, bbx's sessions
+    warm = run(iterations=2).config  # warm-up: shapes, cuDNN algorithm search, bbx's sessions
+    taken, probes = warm["query_path"], warm["probes"]
     clock = RunClock(model.session, *sessions(model))
 
     def timed(steps: int) -> tuple[bbx.Explanation, float, float]:
@@ -332,6 +340,7 @@ def loop_row(model: bbx.OnnxClassifier, query_path: str, top: float, args: argpa
     setup = long_host - host * iterations
     return {"providers": model.providers[0], "cuda_options": " ".join(args.cuda_option),  # over bbx's own
             "query_path": taken,  # the path taken (fused may fall back)
+            "probes": probes,  # who formed each step's 2P probes from M and c u: bbx's front graph or the host
             "ort_threads": 1 if args.one_thread else "default",
             "max_prob_diff_vs_reference": f"{agree:.1e}",
             "batch": args.batch, "ceiling_images_per_s": round(top, 1),

@@ -21,6 +21,9 @@ BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.
 # the CUDA query paths, fp32 then fp16: "fused" (the CUDA default: front graph, model and back graph as
 # one session, one run per batch) and "onnx" (three sessions chained by IOBinding, the scores come back)
 python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths fused,onnx --csv "$out/bench_gpu.csv" "$@" || true
+# what forming the probes in the front graph saves: ResNet-18 fp32, fused, the probes formed on the host as before
+python3 tools/bench_gpu.py --models resnet18 --precisions fp32 --query-paths fused --host-probes \
+  --csv "$out/bench_gpu.csv" "$@" || true
 # the same models with cuDNN's NHWC kernels (a CUDA provider option), on the fused path
 python3 tools/bench_gpu.py --models resnet18,vgg19 --query-paths fused --cuda-option prefer_nhwc=1 \
   --csv "$out/bench_gpu.csv" "$@" || true
