@@ -99,6 +99,20 @@ def test_a_model_before_opset_11_is_chained_with_a_warning(tmp_path, monkeypatch
         assert MaskQuery(model, pert, "fused", target=0).path == "device"
 
 
+def test_auto_on_cuda_chains_quietly_where_the_model_cannot_be_composed(tmp_path, monkeypatch):
+    """On CUDA, auto is the fused path; where the model cannot be composed it chains without a
+    warning (nobody asked for the composed graph), while an explicit fused says why."""
+    model = bbx.OnnxClassifier(energy_model(tmp_path / "old.onnx", 10, ir_version=5))
+    monkeypatch.setattr(model, "device", "cuda")  # what auto reads
+    monkeypatch.setattr(bbx.query, "_OnnxFront", lambda *args, **kwargs: object())  # nothing opened on "cuda"
+    pert = Perturber(planted.photo())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert MaskQuery(model, pert, "auto", target=0).path == "device"
+    with pytest.warns(RuntimeWarning, match="cannot compose"):
+        assert MaskQuery(model, pert, "fused", target=0).path == "device"
+
+
 def test_names_that_clash_with_bbx_names_are_stepped_around(tmp_path):
     """A model whose every name starts with ``bbx_``: bbx's own take a longer prefix."""
     path = energy_model(tmp_path / "clash.onnx", 17, prefix="bbx_")
