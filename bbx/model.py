@@ -221,6 +221,9 @@ class OnnxClassifier:
         check_external_data(self.path, proto)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
 
+        if cuda_options and device.lower() == "cpu":
+            warnings.warn(f"CUDA options ({_fmt_options(cuda_options)}) do nothing on the CPU: add --device cuda",
+                          RuntimeWarning, stacklevel=2)
         providers = _providers(device, ort.get_available_providers(), cuda_options)
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

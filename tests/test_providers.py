@@ -69,6 +69,11 @@ def test_cuda_options_go_over_bbx_own():
     assert options["cudnn_conv_algo_search"] == "EXHAUSTIVE"  # bbx's own, kept
 
 
+def test_cuda_options_on_the_cpu_say_they_do_nothing(tmp_path):
+    with pytest.warns(RuntimeWarning, match=r"CUDA options \(prefer_nhwc=1\) do nothing on the CPU"):
+        assert OnnxClassifier(ob.build_plain(tmp_path), cuda_options={"prefer_nhwc": "1"}).device == "cpu"
+
+
 def _cuda_that_refuses_options(monkeypatch) -> None:
     """onnxruntime-gpu refusing any CUDA option, as an older build refuses one it does not know."""
     monkeypatch.setattr(bm, "_providers", lambda device, available, options=None: [
