@@ -33,5 +33,8 @@ for opt in "" "--cuda-option prefer_nhwc=1"; do
   python3 -c "import json; r = json.load(open('/tmp/explain_cuda/report.json')); print('query path', r['config']['query_path'], 'on', r['device'])" || true
 done
 
+# where the host's time per step goes now (cProfile of one ResNet-18 fp32 F-TC explanation on the fused path)
+python3 -W ignore tools/profile_step.py --model resnet18 --device cuda --query-path fused --top 15 || true
+
 # let tee finish writing session.log before the call returns
 sleep 1
