@@ -17,9 +17,9 @@ python3 -c "import torch, onnxruntime as ort; print(torch.__version__, torch.cud
 python3 -m bbx devices || true
 # the fused paths against the NumPy reference, on the GPU (the tests refuse a silent CPU fallback)
 BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_compose.py \
-  -k "query_paths or onnx_path or one_shape or opset_form or outlive" || true
+  -k "query_paths or onnx_path or one_shape or opset_form or outlive or antithetic" || true
 # the CUDA query paths, fp32 then fp16: "fused" (the CUDA default: front graph, model and back graph as
-# one session, one run per batch) and "onnx" (three sessions chained by IOBinding, the scores come back)
+# one session, one run per batch) and "onnx" (front graph and model chained by IOBinding, the scores come back)
 python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths fused,onnx --csv "$out/bench_gpu.csv" "$@" || true
 # what forming the probes in the front graph saves: ResNet-18 fp32, fused, the probes formed on the host as before
 python3 tools/bench_gpu.py --models resnet18 --precisions fp32 --query-paths fused --host-probes \
