@@ -58,11 +58,12 @@ class Estimator:
 
         ``u``: this step's directions when drawn ahead (:meth:`stream`), else drawn from ``rng``.
         ``pairs_loss``: used instead of ``loss`` where the model's side forms the probes from the
-        mask and the float32 offsets c u (half the bytes of 2P masks, no pass over them here).
+        mask and the offsets c u in the probes' dtype (half the bytes of 2P masks, no pass over
+        them here).
         """
         u = self.directions(rng, mask.shape) if u is None else u
         if pairs_loss is not None:
-            values = pairs_loss(mask, np.multiply(u, self.step, dtype=np.float32))
+            values = pairs_loss(mask, np.multiply(u, self.step, dtype=self.dtype))
         else:
             cu = self.step * u
             probes = np.empty((2 * self.pairs, *mask.shape), dtype=self.dtype)

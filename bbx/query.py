@@ -268,14 +268,16 @@ class _OnnxFront:
     """The front graph in its own session on the model's device, chained to the model by IOBinding
     (and to the back graph, when given)."""
 
+    names = FrontNames()  # the standalone front graph's own input names
+
     def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, back: "_OnnxBack | None"):
         self.model, self.back = model, back
         self.session = _front_session(model)
-        self._binding, self._images = _bind_images(self.session, model, base, delta, FrontNames())
+        self._binding, self._images = _bind_images(self.session, model, base, delta, self.names)
 
     def __call__(self, feed: _Feed, n: int) -> Scores | TargetTerms:
         binding = self._binding
-        feed.bind(binding, FrontNames())
+        feed.bind(binding, self.names)
         binding.bind_output("x", self.model.device)  # afresh: a run keeps its output's shape bound
         self.session.run_with_iobinding(binding)
         x = binding.get_outputs()[0]

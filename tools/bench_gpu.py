@@ -160,6 +160,11 @@ class RunClock:
         return run
 
 
+def model_file(name: str, precision: str, folder: Path, device: str) -> Path:
+    """One of the benchmark's models as an .onnx file in ``folder``: tiny, or resnet18/vgg19 exported."""
+    return tiny(folder) if name == "tiny" else export(name, precision, folder, device)
+
+
 def tiny(folder: Path) -> Path:
     """A nearly free classifier (global average pool, then 3 -> 1000): on the CPU, what is left of the
     loop's time outside onnxruntime is bbx's host work per step, the figure that bounds the GPU ratio."""
@@ -302,7 +307,7 @@ def report_failure(failed: list[str], what: str, exc: Exception) -> None:
 def measure(model_name: str, precision: str, args: argparse.Namespace, tmp: Path, name: str, failed: list[str]):
     """Rows, one per query path: ceiling (measured once), loop, ratio, F-TC wall time (median of 3)
     and the host/device split. A query path that fails is added to ``failed``; the next one runs."""
-    path = tiny(tmp) if model_name == "tiny" else export(model_name, precision, tmp, args.device)
+    path = model_file(model_name, precision, tmp, args.device)
     model = bbx.OnnxClassifier(path, device=args.device, max_batch=args.batch, cuda_options=args.cuda_options)
     if model.device != args.device:  # a CPU fallback would spend the GPU session timing VGG-19 on the CPU
         raise RuntimeError(f"asked for {args.device}, running on {model.device} (see the warning above)")

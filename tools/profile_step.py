@@ -48,10 +48,8 @@ def main() -> None:
 
         Estimator.stream = lambda self, rng, shape, steps: (self.directions(rng, shape) for _ in range(steps))
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model == "tiny":
-            path = bench_gpu.tiny(Path(tmp))
-        elif args.model in ("resnet18", "vgg19"):
-            path = bench_gpu.export(args.model, args.precision, Path(tmp), args.device)
+        if args.model in ("tiny", "resnet18", "vgg19"):
+            path = bench_gpu.model_file(args.model, args.precision, Path(tmp), args.device)
         else:
             path = Path(args.model)
         model = bbx.OnnxClassifier(path, device=args.device, max_batch=2 * args.pairs)
