@@ -37,7 +37,7 @@ from ._graphs import FrontNames, back_graph, front_graph
 from .errors import ModelError
 from .model import OnnxClassifier, Scores, TargetTerms, pad_batch
 from .perturb import Perturber
-from .preprocess import affine
+from .preprocess import normalise
 
 PATHS = ("auto", "onnx", "device", "fused", "numpy", "reference")
 
@@ -124,14 +124,9 @@ class MaskQuery:
 
 def _normalised_parts(model: OnnxClassifier, perturber: Perturber) -> tuple[np.ndarray, np.ndarray]:
     """``norm(h(X))`` and ``gain * (X - h(X))`` as (C, H, W) float32 in the model's channel order."""
-    spec = model.spec
-    gain, offset = affine(spec)
-    base, delta = perturber.blurred, perturber.delta
-    if spec.channel_order == "BGR":
-        base, delta = base[..., ::-1], delta[..., ::-1]
-    base = (base * gain + offset).transpose(2, 0, 1)
-    delta = (delta * gain).transpose(2, 0, 1)
-    return np.ascontiguousarray(base, np.float32), np.ascontiguousarray(delta, np.float32)
+    base = normalise(perturber.blurred[None], model.spec, channels_first=True)
+    delta = normalise(perturber.delta[None], model.spec, channels_first=True, offset=False)
+    return base[0], delta[0]
 
 
 # -- sessions: one per model and graph, on the model's device, reused by every explanation -----------

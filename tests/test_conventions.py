@@ -386,3 +386,25 @@ def test_prepare_upscales_a_small_photo(crop_model):
     scores = m.predict(_coords_photo(30, 50))
     assert scores.probs.shape == (1, ob.CLASSES)
     assert m.queries == 1
+
+
+@pytest.mark.parametrize("order", ["RGB", "BGR"])
+def test_normalise_maps_each_channel_in_either_layout(order):
+    """Channels first, the map runs in place per plane after the copy: the same float32 numbers as
+    the plain per-pixel formula, in the model's channel order."""
+    from dataclasses import replace
+
+    from bbx.preprocess import PreprocessSpec, affine, normalise
+
+    spec = replace(PreprocessSpec(), channel_order=order, scale=255.0, mean=(120.0, 110.0, 100.0), std=(50.0, 60.0, 70.0))
+    x = np.random.default_rng(3).uniform(0, 1, (2, 5, 7, 3)).astype(np.float32)
+    gain, shift = affine(spec)
+    ordered = x[..., ::-1] if order == "BGR" else x
+    plain = ordered * gain + shift
+    last = normalise(x, spec, channels_first=False)
+    first = normalise(x, spec, channels_first=True)
+    assert first.shape == (2, 3, 5, 7) and first.flags.c_contiguous and first.dtype == np.float32
+    np.testing.assert_array_equal(last, plain)
+    np.testing.assert_array_equal(first, plain.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(normalise(x, spec, channels_first=True, offset=False), (ordered * gain).transpose(0, 3, 1, 2))
+    assert not np.array_equal(first[:, 0], first[:, 2])  # the channels differ: a swapped order would show
