@@ -124,14 +124,14 @@ def explain(
     model, x, source = open_inputs(model, image)
     started, queries_before = time.perf_counter(), model.queries
 
-    pert = Perturber(x, (cfg.mask_size, cfg.mask_size), BlurSpec(cfg.sigma, cfg.kernel))
-    p0, z0, k = score_image(model, x, target)
-
     iterations, pairs = cfg.plan()
-    objective = Objective(cfg.method, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
     estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution, dtype="float32")  # what MaskQuery reads
-    rng = np.random.default_rng(cfg.seed)
+    shape = (cfg.mask_size, cfg.mask_size)
+    directions = estimator.stream(np.random.default_rng(cfg.seed), shape, iterations)  # drawn during the set-up
 
+    pert = Perturber(x, shape, BlurSpec(cfg.sigma, cfg.kernel))
+    p0, z0, k = score_image(model, x, target)
+    objective = Objective(cfg.method, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
     query = MaskQuery(model, pert, cfg.query_path, target=k)
 
     def model_loss(masks: np.ndarray) -> np.ndarray:
@@ -140,11 +140,11 @@ def explain(
     def pairs_loss(centre: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # probes formed on the device
         return objective.model_loss(query.antithetic(centre, offsets), k, z0)
 
-    mask = np.ones((cfg.mask_size, cfg.mask_size), dtype=np.float64)
+    mask = np.ones(shape, dtype=np.float64)
     adam = Adam(lr=cfg.lr, beta1=cfg.beta1)
     history: list[float] = []
     on_device = pairs_loss if query.pairs_on_device(pairs) else None
-    for step, u in enumerate(estimator.stream(rng, mask.shape, iterations)):
+    for step, u in enumerate(directions):
         g_model, loss = estimator.estimate(model_loss, mask, u=u, pairs_loss=on_device)
         reg, g_reg = objective.regularizer(mask)
         mask = adam.step(mask, g_model + g_reg)

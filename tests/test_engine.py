@@ -326,6 +326,25 @@ def test_direction_stream_draws_what_drawing_in_turn_draws():
         np.testing.assert_array_equal(a, b)
 
 
+def test_direction_stream_draws_the_first_step_before_it_is_asked():
+    """The first draw overlaps the explanation's set-up: it starts when the stream is made."""
+    import threading
+
+    from bbx.estimate import DirectionStream
+
+    drawn = threading.Event()
+
+    def draw():
+        drawn.set()
+        return np.zeros((1, 2, 2))
+
+    stream = DirectionStream(draw, 3)
+    assert drawn.wait(5.0)  # no next() yet
+    assert len(list(stream)) == 3 and list(stream) == []
+    never = threading.Event()
+    assert list(DirectionStream(never.set, 0)) == [] and not never.wait(0.2)
+
+
 # -- estimators -------------------------------------------------------------------------------
 def _loss_at(model, x, method="ftc"):
     pert = Perturber(x)
