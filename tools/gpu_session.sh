@@ -18,20 +18,19 @@ python3 -m bbx devices || true
 # the fused paths against the NumPy reference, on the GPU (the tests refuse a silent CPU fallback)
 BBX_TEST_DEVICE=cuda python3 -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_compose.py \
   -k "query_paths or onnx_path or one_shape or opset_form or outlive or antithetic" || true
-# the CUDA query paths, fp32 then fp16: "fused" (the CUDA default: front graph, model and back graph as
-# one session, one run per batch) and "onnx" (front graph and model chained by IOBinding, the scores come back)
-python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths fused,onnx --csv "$out/bench_gpu.csv" "$@" || true
+# the CUDA default ("fused": front graph, model and back graph as one session, one run per batch,
+# the probes formed on the device), fp32 then fp16; then the same with cuDNN's NHWC kernels
+python3 tools/bench_gpu.py --models resnet18,vgg19,tiny --query-paths fused --csv "$out/bench_gpu.csv" "$@" || true
+python3 tools/bench_gpu.py --models resnet18,vgg19 --query-paths fused --cuda-option prefer_nhwc=1 \
+  --csv "$out/bench_gpu.csv" "$@" || true
 # what forming the probes in the front graph saves: ResNet-18 fp32, fused, the probes formed on the host as before
 python3 tools/bench_gpu.py --models resnet18 --precisions fp32 --query-paths fused --host-probes \
   --csv "$out/bench_gpu.csv" "$@" || true
-# the same models with cuDNN's NHWC kernels (a CUDA provider option), on the fused path
-python3 tools/bench_gpu.py --models resnet18,vgg19 --query-paths fused --cuda-option prefer_nhwc=1 \
-  --csv "$out/bench_gpu.csv" "$@" || true
-# the README's main job on the GPU: the bundled EfficientNet-Lite0 and photo, twice each (the first pays cuDNN's search)
-for opt in "" "--cuda-option prefer_nhwc=1"; do
-  for run in 1 2; do python3 -m bbx explain --device cuda $opt --out /tmp/explain_cuda || true; done
-  python3 -c "import json; r = json.load(open('/tmp/explain_cuda/report.json')); print('query path', r['config']['query_path'], 'on', r['device'])" || true
-done
+# the README's main job on the GPU: the bundled EfficientNet-Lite0 and photo, twice (the first pays cuDNN's search)
+for run in 1 2; do python3 -m bbx explain --device cuda --out /tmp/explain_cuda || true; done
+python3 -c "import json; r = json.load(open('/tmp/explain_cuda/report.json')); print('query path', r['config']['query_path'], 'probes', r['config']['probes'], 'on', r['device'])" || true
+# the chained path for comparison, and ResNet-18 fp32 on the default again: how much a row moves between runs
+python3 tools/bench_gpu.py --models resnet18 --precisions fp32 --query-paths onnx,fused --csv "$out/bench_gpu.csv" "$@" || true
 
 # where the host's time per step goes now (cProfile of one ResNet-18 fp32 F-TC explanation on the fused path)
 python3 -W ignore tools/profile_step.py --model resnet18 --device cuda --query-path fused --top 15 || true
