@@ -15,13 +15,14 @@ from __future__ import annotations
 import functools
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
 from .perturb import upsample
 
 ESTIMATORS = ("nes", "spsa")
+T = TypeVar("T")
 
 LossFn = Callable[[np.ndarray], np.ndarray]  # (B, h, w) masks -> (B,) losses, one query each
 #: (mask (h, w), offsets (P, h, w)) -> the 2P losses of mask + offsets then mask - offsets, for a
@@ -53,18 +54,27 @@ class Estimator:
             return v
         return upsample(v, shape).astype(np.float64) * np.sqrt(r * rc / (shape[0] * shape[1]))
 
+    def draw(self, rng: np.random.Generator, shape: tuple[int, int]) -> "Draw":
+        """One step's directions with their offsets, as :meth:`stream` makes them ahead of the step."""
+        u = self.directions(rng, shape)
+        return Draw(u, self._offsets(u))
+
+    def _offsets(self, u: np.ndarray) -> np.ndarray:
+        return np.multiply(u, self.step, dtype=self.dtype)
+
     def estimate(self, loss: LossFn, mask: np.ndarray, rng: np.random.Generator | None = None,
-                 u: np.ndarray | None = None, pairs_loss: PairsLossFn | None = None) -> tuple[np.ndarray, float]:
+                 u: "np.ndarray | Draw | None" = None, pairs_loss: PairsLossFn | None = None) -> tuple[np.ndarray, float]:
         """Gradient estimate at ``mask`` and the mean loss over the probes (≈ L(mask)); 2P queries.
 
-        ``u``: this step's directions when drawn ahead (:meth:`stream`), else drawn from ``rng``.
-        ``pairs_loss``: used instead of ``loss`` where the model's side forms the probes from the
-        mask and the offsets c u in the probes' dtype (half the bytes of 2P masks, no pass over
-        them here).
+        ``u``: this step's directions when drawn ahead (a :class:`Draw` from :meth:`stream`, or the
+        bare array), else drawn from ``rng``. ``pairs_loss``: used instead of ``loss`` where the
+        model's side forms the probes from the mask and the offsets c u in the probes' dtype (half
+        the bytes of 2P masks, no pass over them here).
         """
-        u = self.directions(rng, mask.shape) if u is None else u
+        drawn = u if isinstance(u, Draw) else None
+        u = drawn.u if drawn is not None else self.directions(rng, mask.shape) if u is None else u
         if pairs_loss is not None:
-            values = pairs_loss(mask, np.multiply(u, self.step, dtype=self.dtype))
+            values = pairs_loss(mask, drawn.offsets if drawn is not None else self._offsets(u))
         else:
             cu = self.step * u
             probes = np.empty((2 * self.pairs, *mask.shape), dtype=self.dtype)
@@ -76,12 +86,21 @@ class Estimator:
         return grad, float(values.mean())
 
     def stream(self, rng: np.random.Generator, shape: tuple[int, int], steps: int) -> "DirectionStream":
-        """The directions of ``steps`` steps in turn, the first drawn from now on: see :class:`DirectionStream`."""
-        return DirectionStream(functools.partial(self.directions, rng, shape), steps)
+        """The draws of ``steps`` steps in turn, the first drawn from now on: see :class:`DirectionStream`."""
+        return DirectionStream(functools.partial(self.draw, rng, shape), steps)
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One step's directions ``u`` (float64) and the offsets ``c u`` in the probes' dtype, made
+    together on the worker: the multiply is off the step's path too."""
+
+    u: np.ndarray
+    offsets: np.ndarray
 
 
 class DirectionStream:
-    """Directions drawn one step ahead on a worker thread, iterated in order.
+    """Each step's directions (a :class:`Draw`) made one step ahead on a worker thread, iterated in order.
 
     Drawing 2P x 784 normals (about 1 ms on a small CPU) is host work that would otherwise sit
     between two device batches; the worker overlaps it with the step before (NumPy's generators
@@ -91,20 +110,20 @@ class DirectionStream:
     cost 0.6 ms.
     """
 
-    def __init__(self, draw: Callable[[], np.ndarray], steps: int):
+    def __init__(self, draw: Callable[[], Any], steps: int):
         self._draw, self._left = draw, steps
-        self._ahead: Future | None = _worker().submit(draw) if steps > 0 else None
+        self._ahead: Future | None = background(draw) if steps > 0 else None
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def __iter__(self) -> Iterator[Any]:
         return self
 
-    def __next__(self) -> np.ndarray:
+    def __next__(self) -> Any:
         if self._ahead is None:
             raise StopIteration
-        u = self._ahead.result()
+        drawn = self._ahead.result()
         self._left -= 1
-        self._ahead = _worker().submit(self._draw) if self._left > 0 else None
-        return u
+        self._ahead = background(self._draw) if self._left > 0 else None
+        return drawn
 
 
 _WORKER: list[ThreadPoolExecutor] = []
@@ -112,5 +131,12 @@ _WORKER: list[ThreadPoolExecutor] = []
 
 def _worker() -> ThreadPoolExecutor:
     if not _WORKER:
-        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="bbx-directions"))
+        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="bbx-worker"))
     return _WORKER[0]
+
+
+def background(fn: Callable[..., T], *args: Any) -> "Future[T]":
+    """``fn(*args)`` on bbx's one worker thread, after what was queued before: host work of an
+    explanation step that does not wait for the model's answer (the directions, R_M) runs while
+    the model does."""
+    return _worker().submit(fn, *args)

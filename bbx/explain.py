@@ -14,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import OptionError
-from .estimate import ESTIMATORS, Estimator
+from .estimate import ESTIMATORS, Estimator, background
 from .explanation import Explanation
 from .image import load_rgb
 from .model import OnnxClassifier
@@ -144,10 +144,15 @@ def explain(
     adam = Adam(lr=cfg.lr, beta1=cfg.beta1)
     history: list[float] = []
     on_device = pairs_loss if query.pairs_on_device(pairs) else None
+    # R_M is exact and needs M alone: each step's is computed on the worker while the model runs,
+    # queued before the next directions so that it never waits behind them
+    regulariser = background(objective.regularizer, mask)
     for step, u in enumerate(directions):
         g_model, loss = estimator.estimate(model_loss, mask, u=u, pairs_loss=on_device)
-        reg, g_reg = objective.regularizer(mask)
+        reg, g_reg = regulariser.result()
         mask = adam.step(mask, g_model + g_reg)
+        if step + 1 < iterations:
+            regulariser = background(objective.regularizer, mask)
         history.append(loss + reg)
         if progress is not None:
             progress(step + 1, iterations, history[-1])

@@ -323,7 +323,12 @@ def test_direction_stream_draws_what_drawing_in_turn_draws():
     in_turn = [est.directions(rng, (28, 28)) for _ in range(5)]
     assert len(ahead) == 5
     for a, b in zip(ahead, in_turn):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a.u, b)
+        assert a.offsets.dtype == np.float64
+        np.testing.assert_array_equal(a.offsets, est.step * b)
+    drawn = next(iter(Estimator("nes", pairs=8, step=0.05, dtype="float32").stream(np.random.default_rng(7), (28, 28), 1)))
+    assert drawn.offsets.dtype == np.float32
+    np.testing.assert_allclose(drawn.offsets, 0.05 * in_turn[0], rtol=1e-6)
 
 
 def test_direction_stream_draws_the_first_step_before_it_is_asked():

@@ -46,7 +46,7 @@ def main() -> None:
     if args.inline_directions:
         from bbx.estimate import Estimator
 
-        Estimator.stream = lambda self, rng, shape, steps: (self.directions(rng, shape) for _ in range(steps))
+        Estimator.stream = lambda self, rng, shape, steps: (self.draw(rng, shape) for _ in range(steps))
     with tempfile.TemporaryDirectory() as tmp:
         if args.model in ("tiny", "resnet18", "vgg19"):
             path = bench_gpu.model_file(args.model, args.precision, Path(tmp), args.device)
