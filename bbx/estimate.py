@@ -13,6 +13,7 @@ fewer unknowns, less variance, at the price of estimating a smoothed gradient. S
 from __future__ import annotations
 
 import functools
+import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, TypeVar
@@ -126,13 +127,17 @@ class DirectionStream:
         return drawn
 
 
-_WORKER: list[ThreadPoolExecutor] = []
+_WORKERS: dict[int, ThreadPoolExecutor] = {}
 
 
 def _worker() -> ThreadPoolExecutor:
-    if not _WORKER:
-        _WORKER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="bbx-worker"))
-    return _WORKER[0]
+    """The process's worker, made on first use; keyed by process id, since a forked child inherits
+    the executor but not its thread, and work queued there would never run."""
+    pid = os.getpid()
+    if pid not in _WORKERS:
+        _WORKERS.clear()
+        _WORKERS[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bbx-worker")
+    return _WORKERS[pid]
 
 
 def background(fn: Callable[..., T], *args: Any) -> "Future[T]":

@@ -350,6 +350,29 @@ def test_direction_stream_draws_the_first_step_before_it_is_asked():
     assert list(DirectionStream(never.set, 0)) == [] and not never.wait(0.2)
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_background_work_runs_in_a_forked_child():
+    """A child forked after the worker started inherits the executor but not its thread: bbx makes
+    the child its own, or the child's first explanation would wait forever."""
+    import os
+    import warnings
+
+    from bbx.estimate import background
+
+    assert background(sum, [1, 2]).result(timeout=5) == 3  # the parent's worker exists
+    with warnings.catch_warnings():  # Python 3.12 warns that forking a threaded process is risky: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if background work runs there
+        try:
+            ok = background(sum, [3, 4]).result(timeout=5) == 7
+        except Exception:
+            ok = False
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 # -- estimators -------------------------------------------------------------------------------
 def _loss_at(model, x, method="ftc"):
     pert = Perturber(x)
