@@ -145,10 +145,10 @@ def explain(
     history: list[float] = []
     on_device = pairs_loss if query.pairs_on_device(pairs) else None
     # R_M is exact and needs M alone: each step's is computed on the worker while the model runs,
-    # queued before the next directions so that it never waits behind them
+    # queued behind no draw but the one that step waits for anyway
     regulariser = background(objective.regularizer, mask)
-    for step, u in enumerate(directions):
-        g_model, loss = estimator.estimate(model_loss, mask, u=u, pairs_loss=on_device)
+    for step, drawn in enumerate(directions):
+        g_model, loss = estimator.estimate(model_loss, mask, u=drawn, pairs_loss=on_device)
         reg, g_reg = regulariser.result()
         mask = adam.step(mask, g_model + g_reg)
         if step + 1 < iterations:

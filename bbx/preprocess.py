@@ -233,8 +233,9 @@ def to_model_input(batch: np.ndarray, spec: PreprocessSpec, dtype: np.dtype) -> 
 
 
 def normalise(batch: np.ndarray, spec: PreprocessSpec, channels_first: bool, offset: bool = True) -> np.ndarray:
-    """``batch * gain + offset`` per channel as a new C-contiguous float32 array, in the model's
-    channel order, ``(N, 3, H, W)`` if ``channels_first`` else ``(N, H, W, 3)``.
+    """``batch * gain + shift`` per channel (``batch * gain`` without ``offset``) as a new
+    C-contiguous float32 array in the model's channel order, ``(N, 3, H, W)`` if ``channels_first``
+    else ``(N, H, W, 3)``.
 
     Channels first, the copy into that layout comes first and the map is applied in place per
     channel plane: the same float32 operations, without NumPy's slow three-wide inner loop (on
