@@ -73,7 +73,10 @@ class Estimator:
         the bytes of 2P masks, no pass over them here).
         """
         drawn = u if isinstance(u, Draw) else None
-        u = drawn.u if drawn is not None else self.directions(rng, mask.shape) if u is None else u
+        if drawn is not None:
+            u = drawn.u
+        elif u is None:
+            u = self.directions(rng, mask.shape)
         if pairs_loss is not None:
             values = pairs_loss(mask, drawn.offsets if drawn is not None else self._offsets(u))
         else:
