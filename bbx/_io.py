@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -44,45 +45,122 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     return path
 
 
+def clear_stale(folder: str | Path, names: "tuple[str, ...] | set[str]") -> list[str]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` for ``names`` when a run
+    was killed mid-write (``.NAME.XXXXXXXX.tmp``); nothing else is touched. Returns what went."""
+    gone = []
+    prefixes = tuple(f".{name}." for name in names)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return gone
+    for entry in entries:
+        if entry.name.startswith(prefixes) and entry.name.endswith(".tmp") and not entry.is_dir(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+                gone.append(entry.name)
+            except OSError:
+                pass
+    return gone
+
+
 def write_json(path: str | Path, data: Any) -> Path:
-    text = json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n"
-    return atomic_write(path, lambda fh: fh.write(text), mode="w")
+    return atomic_write(path, lambda fh: fh.write(json_text(data, indent=2)), mode="w")
+
+
+def json_text(data: Any, indent: int | None = None) -> str:
+    """``data`` as strict JSON (one line without ``indent``): a NaN or an infinity is refused, since
+    it would make a file no JSON reader accepts."""
+    try:
+        text = json.dumps(data, indent=indent, default=_jsonable, allow_nan=False,
+                          separators=None if indent else (",", ":"))
+    except ValueError:
+        raise OptionError("refusing to write a result holding NaN or infinite numbers") from None
+    return text + "\n"
 
 
 def append_line(path: str | Path, data: Any) -> None:
-    """Append one JSON line in a single write, flushed and synced (a kill leaves whole lines)."""
-    line = json.dumps(data, default=_jsonable, separators=(",", ":")) + "\n"
+    """Append one JSON line in a single write, flushed and synced (a kill leaves whole lines).
+
+    The file is opened only if it is a regular file (a link or a FIFO there is refused)."""
+    line = json_text(data).encode("utf-8")
+    fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, "results file")
     try:
-        with open(path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.write(fd, line)
+        os.fsync(fd)
     except OSError as exc:
         raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
-def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
-    """Append one row to a CSV file, writing the header first when the file is new (benchmarks' results).
+def open_regular(path: str | Path, flags: int, what: str = "file") -> int:
+    """``os.open`` of a regular file, never through a symbolic link and never blocking on a FIFO
+    or a device: anything else at ``path`` is one clear :class:`OptionError`."""
+    nofollow = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags | nofollow, 0o666)
+    except OSError as exc:
+        if os.path.islink(path):
+            raise OptionError(f"refusing {what} {path}: it is a symbolic link") from None
+        if os.path.isdir(path):
+            raise OptionError(f"refusing {what} {path}: it is a folder, not a file") from None
+        raise OptionError(f"cannot open {what} {path}: {exc.strerror or exc}") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+        raise OptionError(f"refusing {what} {path}: it is {kind}")
+    if getattr(os, "O_NONBLOCK", 0):
+        os.set_blocking(fd, True)
+    return fd
 
-    An existing file's header decides the column order; a row with other columns is refused
-    rather than written under the wrong headings.
-    """
-    import csv
 
+def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (a FIFO, a device such as /dev/zero,
+    a folder or a larger file is refused before it is read). Links are followed: the user named
+    this file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fields = list(row)
-    if path.exists() and path.stat().st_size:
-        with open(path, newline="") as fh:
-            header = next(csv.reader(fh), [])
-        if set(header) != set(fields):
-            raise OptionError(f"{path} has the columns {header}, not {fields}: write to another file")
-        fields = header
-    with open(path, "a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=fields)
-        if fh.tell() == 0:
-            w.writeheader()
-        w.writerow(row)
+    if path.is_dir():
+        raise OptionError(f"{what} {path} is a folder, not a file")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise OptionError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise OptionError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OptionError(f"{what} {path} is not a regular file (a FIFO or a device)")
+        if st.st_size > limit:
+            raise OptionError(f"{what} {path} is {st.st_size:,} bytes, above bbx's limit of {limit:,}")
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+        try:
+            return fh.read(limit + 1)[:limit]
+        except OSError as exc:
+            raise OptionError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+
+
+def check_out(path: str | Path) -> Path:
+    """Refuse, before any work, an output folder that could not be created or written; create
+    nothing (a refused or failed run leaves no empty folder behind)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OptionError(f"output path {path} exists and is not a folder")
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OptionError(f"output folder {path} is not writable")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OptionError(f"cannot create output folder {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OptionError(f"cannot create output folder {path}: {parent} is not writable")
+    return path
 
 
 def ensure_dir(path: str | Path) -> Path:

@@ -16,6 +16,14 @@ from . import defaults as d
 from .errors import OptionError
 from .estimate import ESTIMATORS
 
+#: upper bounds of the loss weights, the TV exponent and the blur: far above any useful value, low
+#: enough that no term overflows float64 (a weight of 1e308 or beta 1e3 would make the loss inf)
+MAX_WEIGHT = 1e6
+MAX_PAIRS = 100_000  # antithetic pairs per step, given or derived from a budget
+MAX_BETA = 10.0
+MAX_SIGMA = 1000.0
+MAX_KERNEL = 1001
+
 QUERY_PATHS = ("auto", "onnx", "device", "fused", "numpy", "reference")
 
 
@@ -62,8 +70,8 @@ class ExplainConfig:
         if self.budget is None:
             return iterations, pairs or d.PAIRS
         room = self.budget - 2
-        if pairs is None:
-            pairs = max(1, room // (2 * iterations))
+        if pairs is None:  # never more than pairs' own cap, however large the budget
+            pairs = min(MAX_PAIRS, max(1, room // (2 * iterations)))
             iterations = room // (2 * pairs)
         else:
             iterations = min(iterations, room // (2 * pairs))
@@ -84,7 +92,7 @@ class ExplainConfig:
             (finite, "step, lr, beta1, lambda1, lambda2, beta, gamma, sigma and area must be finite numbers"),
             (self.estimator in ESTIMATORS, f"estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}"),
             (1 <= self.iterations <= 1_000_000, f"iterations must be in 1..1,000,000, not {self.iterations}"),
-            (self.pairs is None or 1 <= self.pairs <= 100_000, f"pairs must be in 1..100,000, not {self.pairs}"),
+            (self.pairs is None or 1 <= self.pairs <= MAX_PAIRS, f"pairs must be in 1..{MAX_PAIRS:,}, not {self.pairs}"),
             (self.budget is None or 4 <= self.budget <= 10**9, f"budget must be in 4..10^9 queries, not {self.budget}"),
             (0 < self.step <= 1, f"step must be in (0, 1], not {self.step}"),
             (2 <= self.mask_size <= 512, f"mask size must be in 2..512, not {self.mask_size}"),
@@ -92,9 +100,11 @@ class ExplainConfig:
              f"resolution must be in 1..mask size ({self.mask_size}), not {self.resolution}"),
             (0 < self.lr <= 10, f"lr must be in (0, 10], not {self.lr}"),
             (0 <= self.beta1 < 1, f"beta1 must be in [0, 1), not {self.beta1}"),
-            (min(self.lambda1, self.lambda2, self.gamma) >= 0, "lambda1, lambda2 and gamma must be non-negative"),
-            (self.beta >= 1, f"beta must be at least 1, not {self.beta}"),
-            (self.sigma >= 0 and self.kernel >= 1 and self.kernel % 2 == 1, "blur needs sigma >= 0 and an odd kernel size"),
+            (0 <= min(self.lambda1, self.lambda2, self.gamma) and max(self.lambda1, self.lambda2, self.gamma) <= MAX_WEIGHT,
+             f"lambda1, lambda2 and gamma must be in [0, {MAX_WEIGHT:g}], not {self.lambda1}, {self.lambda2}, {self.gamma}"),
+            (1 <= self.beta <= MAX_BETA, f"beta must be in [1, {MAX_BETA:g}], not {self.beta}"),
+            (0 <= self.sigma <= MAX_SIGMA and 1 <= self.kernel <= MAX_KERNEL and self.kernel % 2 == 1,
+             f"blur needs sigma in [0, {MAX_SIGMA:g}] and an odd kernel size up to {MAX_KERNEL}"),
             (0 <= self.seed < 2**63, f"seed must be a non-negative integer, not {self.seed}"),
             (self.query_path in QUERY_PATHS, f"query path must be one of {', '.join(QUERY_PATHS)}, not {self.query_path!r}"),
             (min(self.patch, self.stride, self.window) >= 1,

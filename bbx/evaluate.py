@@ -11,7 +11,9 @@ from the lines alone (:mod:`bbx.summary`).
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
+import os
 import warnings
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -21,9 +23,9 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from . import methods as registry
-from ._io import append_line, atomic_write, ensure_dir, write_json
+from ._io import append_line, atomic_write, clear_stale, ensure_dir, open_regular, write_json
 from .config import ExplainConfig
-from .errors import OptionError
+from .errors import ImageError, OptionError
 from .explain import explain
 from .explanation import Explanation
 from .insertion import AREAS, blur_top
@@ -32,18 +34,26 @@ from .model import BlackBox
 from .perturb import BlurSpec, Perturber
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-RESULTS, SETTINGS = "results.jsonl", "settings.json"
+RESULTS, SETTINGS, LOCK = "results.jsonl", "settings.json", ".lock"
+RECORD_FORMAT = 2  # 2: records keyed by the photo's sha256, external data pinned, errors recorded
+#: what every result record holds (the tables read these); an error record holds ERROR_FIELDS
+RESULT_FIELDS = {"image": str, "image_sha256": str, "method": str, "seed": int, "phi": float,
+                 "undesirable_ratio": float, "queries": int, "seconds": float, "top1_prob_before": float,
+                 "areas": list, "phi_at_area": list, "input_size": list, "mask": list}
+ERROR_FIELDS = {"image": str, "image_sha256": str, "method": str, "seed": int, "error": str}
+MAX_SETTINGS_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
 class Job:
-    image: str  # resolved path: the same photo keys the same line however it was named
+    image: str  # resolved path, for the record and the progress line
     method: str
     seed: int
+    sha256: str = ""  # the photo's content: what keys the record (a renamed or replaced file is another photo)
 
     @property
     def key(self) -> tuple[str, str, int]:
-        return self.image, self.method, self.seed
+        return self.sha256 or self.image, self.method, self.seed
 
 
 @dataclass(frozen=True)
@@ -90,15 +100,18 @@ class EvalConfig:
             keep["seed"] = seed
         return ExplainConfig(method=method, **keep)
 
-    def jobs(self, images: Sequence[str]) -> list[Job]:
-        """Image-major, so a partial run holds every method for its first images."""
-        return [Job(img, m, s) for img in images for m in self.methods
+    def jobs(self, images: Sequence[str], hashes: Sequence[str] = ()) -> list[Job]:
+        """Image-major, so a partial run holds every method for its first images; ``hashes``: each
+        image's content hash (its records' key)."""
+        hashes = list(hashes) or [""] * len(images)
+        return [Job(img, m, s, h) for img, h in zip(images, hashes) for m in self.methods
                 for s in (range(self.seeds) if registry.get(m).seeded else (0,))]
 
     def settings(self, model: BlackBox) -> dict[str, Any]:
         """Everything that changes a job's numbers (the seed and method are in the job)."""
         cfg = {k: v for k, v in asdict(self.explain).items() if k not in ("method", "seed", "patch")}
         return {
+            "format": RECORD_FORMAT,
             **model.identity(),
             "preprocess": model.spec.to_json(),
             "explain": cfg,
@@ -113,11 +126,12 @@ class EvalConfig:
 class Outcome:
     """What one ``evaluate`` call found and did."""
 
-    records: list[dict[str, Any]]  # the requested jobs' lines, in job order
+    records: list[dict[str, Any]]  # the requested jobs' result lines, in job order (jobs that failed left out)
     done_before: int
     ran: int
     queries: int  # every query this call made, insertion curves included
     path: Path
+    errors: list[dict[str, Any]] = field(default_factory=list)  # this call's error records (photos it could not read)
 
 
 class Progress(Protocol):
@@ -156,34 +170,64 @@ def find_images(specs: Sequence[str | Path], limit: int | None = None) -> list[P
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """The file's records; unreadable lines (a torn last line after a kill) are dropped from it.
+    """The file's records, result and error lines alike.
 
-    Rewriting the file (atomically) matters: appending after a torn line without a newline
-    would glue the next record onto it.
+    A torn last line (a kill in the middle of a write) is cut from the file: appending after it
+    would glue the next record onto it. Any other line that is not a whole record is left where
+    it is and named in a warning (file and line); its job counts as not done and runs again.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return []
-    raw = path.read_bytes()
-    records, bad = [], 0
-    for line in raw.split(b"\n"):
+    fd = open_regular(path, os.O_RDONLY, "results file")
+    with os.fdopen(fd, "rb") as fh:
+        raw = fh.read()
+    records = []
+    lines = raw.split(b"\n")
+    torn = lines.pop() if lines else b""  # what follows the last newline: b"" unless a write was cut
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or not {"image", "method", "seed"} <= rec.keys():
-                raise ValueError("not a record")
-            records.append(rec)
-        except ValueError:
-            bad += 1
-    if bad or (raw and not raw.endswith(b"\n")):
-        keep = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        atomic_write(path, lambda fh: fh.write(keep), mode="w")
+            records.append(parse_record(line))
+        except ValueError as exc:
+            warnings.warn(f"{path} line {number}: {exc}; skipped, its job runs again", RuntimeWarning, stacklevel=2)
+    if torn:
+        keep = raw[: len(raw) - len(torn)]
+        atomic_write(path, lambda fh: fh.write(keep))
     return records
 
 
+def parse_record(line: bytes | str) -> dict[str, Any]:
+    """One JSON line as a record, or ValueError saying what is wrong with it."""
+    try:
+        rec = json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(rec, dict):
+        raise ValueError("not a JSON object")
+    fields_ = ERROR_FIELDS if "error" in rec else RESULT_FIELDS
+    for name, kind in fields_.items():
+        if name not in rec:
+            raise ValueError(f"no field {name!r}")
+        value = rec[name]
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
+              else isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, kind))
+        if not ok:
+            raise ValueError(f"field {name!r} is not {kind.__name__}")
+    return rec
+
+
 def record_key(rec: dict[str, Any]) -> tuple[str, str, int]:
-    return rec["image"], rec["method"], int(rec["seed"])
+    return rec.get("image_sha256") or rec["image"], rec["method"], int(rec["seed"])
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def evaluate(
@@ -192,8 +236,12 @@ def evaluate(
     config: EvalConfig,
     out: str | Path,
     progress: Progress | None = None,
+    strict: bool = False,
 ) -> Outcome:
-    """Run every job of ``config`` on ``images`` not already in ``out/results.jsonl``."""
+    """Run every job of ``config`` on ``images`` not already in ``out/results.jsonl``.
+
+    A photo that cannot be read is skipped with an error record (its jobs run again next time);
+    with ``strict``, it stops the evaluation instead."""
     config.validate()
     unused = config.unused_by()
     if unused:
@@ -203,27 +251,47 @@ def evaluate(
     out = ensure_dir(out)
     images = [str(Path(p).resolve()) for p in images]
     with _lock(out):
+        clear_stale(out, (RESULTS, SETTINGS, "summary.md", "summary.csv"))
         _check_settings(out / SETTINGS, config.settings(model))
         path = out / RESULTS
-        have = {record_key(r): r for r in read_records(path)}
-        jobs = config.jobs(images)
+        have = {record_key(r): r for r in read_records(path) if "error" not in r}
+        hashes, unreadable = [], {}
+        for img in images:
+            try:
+                hashes.append(file_sha256(img))
+            except OSError as exc:
+                hashes.append("")
+                unreadable[img] = f"cannot read image {img}: {exc.strerror or exc}"
+        jobs = config.jobs(images, hashes)
         todo = [j for j in jobs if j.key not in have]
         if progress is not None:
             progress.start(len(jobs) - len(todo), len(todo))
         queries_before = model.queries
+        errors: list[dict[str, Any]] = []
         for i, job in enumerate(todo):
             def step(s: int, n: int, _loss: float = 0.0, job: Job = job, i: int = i) -> None:
                 if progress is not None:
                     progress.update(i, len(todo), job, s, n)
 
             step(0, 1)
-            rec = run_job(model, job, config, step)
+            try:
+                if job.image in unreadable:
+                    raise ImageError(unreadable[job.image])
+                rec = run_job(model, job, config, step)
+            except ImageError as exc:
+                if strict:
+                    raise
+                rec = {"image": job.image, "image_sha256": job.sha256, "method": job.method, "seed": job.seed,
+                       "error": str(exc)}
+                append_line(path, rec)
+                errors.append(rec)
+                continue
             append_line(path, rec)
             have[job.key] = rec
         if progress is not None and todo:
             progress.update(len(todo), len(todo), todo[-1], 1, 1)
-        return Outcome(records=[have[j.key] for j in jobs], done_before=len(jobs) - len(todo), ran=len(todo),
-                       queries=model.queries - queries_before, path=path)
+        return Outcome(records=[have[j.key] for j in jobs if j.key in have], done_before=len(jobs) - len(todo),
+                       ran=len(todo) - len(errors), queries=model.queries - queries_before, path=path, errors=errors)
 
 
 def run_job(model: BlackBox, job: Job, config: EvalConfig,
@@ -238,6 +306,7 @@ def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> di
     """The JSON line: enough to recompute every table (masks rounded to 1e-4)."""
     return {
         "image": job.image,
+        "image_sha256": job.sha256,
         "method": job.method,
         "seed": job.seed,
         "target": e.target,
@@ -270,14 +339,19 @@ def _insertion(model: BlackBox, e: Explanation, areas: Sequence[float], spec: Bl
 
 
 def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    if path.exists():
+    if path.exists() or path.is_symlink():
+        fd = open_regular(path, os.O_RDONLY, "settings file")
+        with os.fdopen(fd, "rb") as fh:
+            raw = fh.read(MAX_SETTINGS_BYTES + 1)
         try:
-            old = json.loads(path.read_text())
+            old = json.loads(raw) if len(raw) <= MAX_SETTINGS_BYTES else None
         except ValueError:
             old = None
+        if not isinstance(old, dict):
+            raise OptionError(f"{path} is damaged (not a JSON object): it pinned what this evaluation ran with, "
+                              f"so results cannot be added; restore it, or use another --out")
         if old != settings:
-            keys = settings.keys() | (old.keys() if isinstance(old, dict) else set())
-            changed = ", ".join(sorted(k for k in keys if not isinstance(old, dict) or old.get(k) != settings.get(k)))
+            changed = ", ".join(sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k)))
             raise OptionError(f"{path.parent} holds an evaluation with other settings ({changed}); "
                               f"use another --out or delete {path.parent}")
         return
@@ -286,21 +360,27 @@ def _check_settings(path: Path, settings: dict[str, Any]) -> None:
 
 @contextmanager
 def _lock(folder: Path) -> Iterator[None]:
-    """One writer per output folder; the OS drops the lock when its holder dies, even by SIGKILL."""
+    """One writer per output folder; the OS drops the lock when its holder dies, even by SIGKILL.
+
+    The lock file is opened without following a link and without blocking (a link or a FIFO
+    there is refused), and never truncated."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
         yield
         return
-    with open(folder / ".lock", "w") as fh:
+    fd = open_regular(folder / LOCK, os.O_RDWR | os.O_CREAT, "lock file")
+    try:
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise OptionError(f"another bbx evaluate is writing to {folder}") from None
         try:
             yield
         finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 def _is_image(path: Path) -> bool:

@@ -26,7 +26,7 @@ def load_rgb(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise ImageError(f"image not found: {path}")
+        raise ImageError(not_a_file(path, "image"))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -47,6 +47,16 @@ def load_rgb(path: str | Path) -> np.ndarray:
         raise ImageError(f"image too large: {path} exceeds bbx's limit of {MAX_PIXELS:,} pixels") from None
     except Exception as exc:  # Pillow raises many types for corrupt files
         raise ImageError(f"cannot read image {path}: {_reason(exc)}") from None
+
+
+def not_a_file(path: Path, what: str) -> str:
+    """Why ``path`` cannot be read as a ``what``: missing, a folder, or not a regular file (a FIFO,
+    which would block the read, or a device)."""
+    if path.is_dir():
+        return f"{what} {path} is a folder, not a file"
+    if path.exists():
+        return f"{what} {path} is not a regular file (a FIFO or a device)"
+    return f"{what} not found: {path}"
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:

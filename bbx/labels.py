@@ -16,11 +16,18 @@ def imagenet_labels() -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+MAX_LABELS_BYTES = 16 * 2**20  # a labels file larger than this is refused before it is read
+
+
 def read_labels_file(path: str | Path) -> list[str]:
+    """Names from a text file (one per line; a blank line in the middle is refused, since dropping
+    it would shift every later name) or a JSON list."""
+    from ._io import read_regular
+
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_regular(path, MAX_LABELS_BYTES, "labels file").decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise OptionError(f"cannot read labels file {path}: {exc}") from None
     if path.suffix.lower() == ".json":
         try:
@@ -28,7 +35,14 @@ def read_labels_file(path: str | Path) -> list[str]:
         except json.JSONDecodeError as exc:
             raise OptionError(f"labels file {path} is not valid JSON: {exc}") from None
         return _as_names(names, str(path))
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in text.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    blank = [i + 1 for i, line in enumerate(lines) if not line]
+    if blank:
+        raise OptionError(f"labels file {path} has an empty line {blank[0]}: every line names the class of its "
+                          f"index (write a name there, or remove the line if the classes shift)")
+    return lines
 
 
 def resolve_labels(
@@ -40,7 +54,10 @@ def resolve_labels(
 ) -> tuple[list[str], str]:
     """Names for every output index and where they came from.
 
-    A 1001-class model with 1000 names gets ``background`` at index 0 so that names line up.
+    A list of exactly ``num_classes`` names is used as it is. The one shift bbx makes: a 1001-class
+    model (ImageNet with a background class at index 0) given 1000 names gets ``background`` first.
+    Any other count is refused, wherever the list came from: a list one short is no reason to
+    guess which index it skips.
     """
     candidates: list[tuple[str, Sequence[str]]] = []
     if explicit is not None:
@@ -54,14 +71,16 @@ def resolve_labels(
             raise ModelError(f"metadata {LABELS_KEY} is not valid JSON: {exc}") from None
     if num_classes in (1000, 1001):
         candidates.append(("imagenet", imagenet_labels()))
+    where = {"cli": "labels", "sidecar": "the sidecar's labels", "metadata": f"metadata {LABELS_KEY}"}
     for origin, names in candidates:
         names = list(names)
         if len(names) == num_classes:
             return names, origin
-        if len(names) == num_classes - 1:
+        if num_classes == 1001 and len(names) == 1000:
             return ["background", *names], origin + "+background"
-        if origin == "cli":
-            raise OptionError(f"labels give {len(names)} names but the model has {num_classes} classes")
+        if origin in where:
+            error = OptionError if origin == "cli" else ModelError
+            raise error(f"{where[origin]} give {len(names)} names but the model has {num_classes} classes")
     return [f"class {i}" for i in range(num_classes)], "index"
 
 

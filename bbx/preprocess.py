@@ -172,14 +172,14 @@ def _normalised(values: dict[str, Any]) -> dict[str, Any]:
     try:
         if "size" in out:
             s = out["size"]
-            out["size"] = (int(s), int(s)) if isinstance(s, (int, float)) else tuple(int(x) for x in s)
+            out["size"] = (_integer(s, "size"),) * 2 if _is_number(s) else tuple(_integer(x, "size") for x in _listed(s, "size"))
         for k in ("mean", "std"):
             if k in out:
                 v = out[k]
-                out[k] = (float(v),) * 3 if isinstance(v, (int, float)) else tuple(float(x) for x in v)
+                out[k] = (_number(v, k),) * 3 if _is_number(v) else tuple(_number(x, k) for x in _listed(v, k))
         for k in ("crop_pct", "scale"):
             if k in out:
-                out[k] = float(out[k])
+                out[k] = _number(out[k], k)
         for k in ("channel_order", "layout"):
             if k in out:
                 out[k] = str(out[k]).upper()
@@ -188,6 +188,35 @@ def _normalised(values: dict[str, Any]) -> dict[str, Any]:
     except (TypeError, ValueError, OverflowError) as exc:
         raise OptionError(f"bad preprocessing value: {exc}") from None
     return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+
+
+def _listed(v: Any, name: str) -> list[Any]:
+    """A list or tuple as it is: a string is not a list of digits (``"16"`` is not 1 x 6)."""
+    if not isinstance(v, (list, tuple)):
+        raise ValueError(f"{name} must be a number or a list of numbers, not {v!r}")
+    return list(v)
+
+
+def _number(v: Any, name: str) -> float:
+    if not _is_number(v):
+        raise ValueError(f"{name} must be a number, not {v!r}")
+    return float(v)
+
+
+def _integer(v: Any, name: str) -> int:
+    f = _number(v, name)
+    if not np.isfinite(f) or f != int(f):
+        raise ValueError(f"{name} must be a whole number of pixels, not {v!r}")
+    return int(f)
+
+
+#: the per-channel map (pixel * scale - mean) / std stays within these in float32, far from overflow
+MAX_GAIN = 1e6
+MAX_SHIFT = 1e6
 
 
 def validate(spec: PreprocessSpec) -> PreprocessSpec:
@@ -203,6 +232,12 @@ def validate(spec: PreprocessSpec) -> PreprocessSpec:
     if (len(spec.mean) != 3 or len(spec.std) != 3 or any(not 0 < s < np.inf for s in spec.std)
             or not np.isfinite(spec.mean).all()):
         problems.append("mean and std need three finite values each, std positive")
+    elif 0 < spec.scale < np.inf:
+        with np.errstate(all="ignore"):  # a tiny std overflows float32: reported below, not warned
+            gain, shift = affine(spec)
+        if not (np.abs(gain) <= MAX_GAIN).all() or not (np.abs(shift) <= MAX_SHIFT).all():
+            problems.append(f"scale / std and mean / std must stay within {MAX_GAIN:g} (std {list(spec.std)}, "
+                            f"mean {list(spec.mean)}, scale {spec.scale:g})")
     if spec.channel_order not in ("RGB", "BGR"):
         problems.append(f"channel_order {spec.channel_order!r} must be RGB or BGR")
     if spec.layout not in ("NCHW", "NHWC"):
@@ -218,9 +253,12 @@ def prepare(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     h, w = rgb.shape[:2]
     scale = max(H / spec.crop_pct / h, W / spec.crop_pct / w)
     rh, rw = max(H, round(h * scale)), max(W, round(w * scale))
-    im = Image.fromarray(rgb).resize((rw, rh), _INTERP[spec.interpolation])
+    # the crop of the resized photo, taken in the photo's own coordinates: only the H x W output
+    # is ever allocated (resizing the whole photo first made a 1 x 20,000 PNG a 5 GB image)
     top, left = (rh - H) // 2, (rw - W) // 2
-    im = im.crop((left, top, left + W, top + H))
+    sy, sx = h / rh, w / rw
+    box = (left * sx, top * sy, (left + W) * sx, (top + H) * sy)
+    im = Image.fromarray(rgb).resize((W, H), _INTERP[spec.interpolation], box=box)
     return np.asarray(im, dtype=np.float32) / 255.0
 
 

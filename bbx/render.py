@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ._io import atomic_write, ensure_dir, write_json
+from ._io import atomic_write, clear_stale, ensure_dir, json_text
+from .errors import OptionError
 from .explanation import Explanation
 
 #: Inferno sampled at 0, 1/8, ..., 1; the LUT interpolates linearly between these anchors.
@@ -53,18 +54,43 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = OVERLAY_ALPHA
     return to_uint8((1.0 - h) * img + h * (colorize(heatmap) / 255.0))
 
 
+OUTPUT_FILES = ("heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy", "report.json")
+
+
 def save_explanation(e: Explanation, out_dir: Path) -> dict[str, Path]:
-    """Write heatmap.png, overlay.png, perturbed.png, figure.png, mask.npy and report.json."""
-    out_dir = ensure_dir(out_dir)
+    """Write heatmap.png, overlay.png, perturbed.png, figure.png, mask.npy and report.json as one set.
+
+    Everything is rendered before the first file is written. The old report goes first and the
+    new one comes last, naming a fresh ``run_id`` and the SHA-256 of every file of its run: a
+    folder whose report is missing is a run that did not finish, and one whose files do not match
+    their report's hashes holds files of two runs. Temporary files a killed run left are removed.
+    """
+    import hashlib
+    import uuid
+
     heat, over, pert = colorize(e.heatmap), overlay(e.image, e.heatmap), to_uint8(e.perturbed)
-    paths = {
-        "heatmap": _save_png(out_dir / "heatmap.png", heat),
-        "overlay": _save_png(out_dir / "overlay.png", over),
-        "perturbed": _save_png(out_dir / "perturbed.png", pert),
-        "figure": _save_png(out_dir / "figure.png", figure(e, over, pert)),
-        "mask": atomic_write(out_dir / "mask.npy", lambda fh: np.save(fh, np.asarray(e.mask))),
-        "report": write_json(out_dir / "report.json", e.summary()),
-    }
+    mask = io.BytesIO()
+    np.save(mask, np.asarray(e.mask))
+    blobs = {"heatmap.png": _png(heat), "overlay.png": _png(over), "perturbed.png": _png(pert),
+             "figure.png": _png(figure(e, over, pert)), "mask.npy": mask.getvalue()}
+    report = {**e.summary(), "run_id": uuid.uuid4().hex,
+              "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}}
+    report_text = json_text(report, indent=2).encode("utf-8")  # refused here (NaN) before anything is written
+
+    out_dir = ensure_dir(out_dir)
+    clear_stale(out_dir, OUTPUT_FILES)
+    old_report = out_dir / "report.json"
+    if old_report.is_dir() and not old_report.is_symlink():
+        raise OptionError(f"cannot write {old_report}: it is a folder")
+    try:
+        old_report.unlink()  # a link is removed, never followed
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OptionError(f"cannot write {old_report}: {exc.strerror or exc}") from None
+    paths = {name.split(".")[0]: atomic_write(out_dir / name, lambda fh, data=data: fh.write(data))
+             for name, data in blobs.items()}
+    paths["report"] = atomic_write(old_report, lambda fh: fh.write(report_text))
     return paths
 
 
@@ -98,10 +124,10 @@ def figure(e: Explanation, over: np.ndarray | None = None, pert: np.ndarray | No
     return np.asarray(canvas)
 
 
-def _save_png(path: Path, arr: np.ndarray) -> Path:
+def _png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+    return buf.getvalue()
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -119,7 +145,15 @@ def _text_height(font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> int:
 def _centred(draw: ImageDraw.ImageDraw, text: str, cx: float, y: float, room: float, font, tail: str = "") -> None:
     """Draw ``text + tail`` centred on ``cx``; if wider than ``room``, ``text`` (never ``tail``) is cut."""
     line = text + tail
-    while draw.textlength(line, font=font) > room and len(text) > 1:
-        text = text[:-1].rstrip()
-        line = text + "..." + tail  # ASCII: Pillow's bitmap fallback font is Latin-1 only
+    if draw.textlength(line, font=font) > room:
+        # the longest prefix that fits, by bisection: a few measurements even for a 5,000-character
+        # class name (cutting one character at a time made that one caption 38 s)
+        lo, hi = 1, min(len(text), int(room) + 1)  # no glyph is narrower than a pixel
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if draw.textlength(text[:mid].rstrip() + "..." + tail, font=font) <= room:
+                lo = mid
+            else:
+                hi = mid - 1
+        line = text[:lo].rstrip() + "..." + tail  # ASCII: Pillow's bitmap fallback font is Latin-1 only
     draw.text((cx - draw.textlength(line, font=font) / 2, y), line, fill="black", font=font)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -106,8 +107,8 @@ def test_one_line_per_job_and_a_rerun_costs_nothing(world, tmp_path):
     first = evaluate(m, images, cfg, tmp_path)
     recs = lines(tmp_path / "results.jsonl")
     assert len(recs) == first.ran == 3 * (2 + 1 + 2)
-    assert Counter(map(record_key, recs)) == Counter(
-        (str(p.resolve()), meth, s) for p in images for meth, seeds in (("ftc", 2), ("occlusion", 1), ("random", 2))
+    assert Counter(map(record_key, recs)) == Counter(  # keyed by the photo's content
+        (hashlib.sha256(p.read_bytes()).hexdigest(), meth, s) for p in images for meth, seeds in (("ftc", 2), ("occlusion", 1), ("random", 2))
         for s in range(seeds))
     own = {"ftc": 2 + 2 * 1 * 2, "occlusion": 4 * 4 + 2, "random": 2}
     assert all(r["queries"] == own[r["method"]] for r in recs)
@@ -128,16 +129,33 @@ def test_one_line_per_job_and_a_rerun_costs_nothing(world, tmp_path):
         evaluate(again, images, EvalConfig(methods=("ftc",), explain=ExplainConfig(iterations=3, pairs=1)), tmp_path)
 
 
+def _stored(seed: int, **changes) -> dict:
+    rec = {"image": "a", "image_sha256": "ab" * 32, "method": "ftc", "seed": seed, "phi": 1.0,
+           "undesirable_ratio": 0.1, "queries": 6, "seconds": 0.5, "top1_prob_before": 0.4, "areas": [5],
+           "phi_at_area": [0.0], "input_size": [2, 2], "mask": [[1.0]], "device": "cpu"}
+    return {**rec, **changes}
+
+
 def test_a_torn_last_line_is_dropped_from_the_file(tmp_path):
     path = tmp_path / "results.jsonl"
-    good = [{"image": "a", "method": "ftc", "seed": s, "phi": 1.0} for s in range(2)]
+    good = [_stored(s) for s in range(2)]
     path.write_text("".join(json.dumps(g) + "\n" for g in good) + '{"image": "a", "method": "ft')
     assert read_records(path) == good
     assert lines(path) == good
-    path.write_text(path.read_text() + "not json\n")
-    assert read_records(path) == good and lines(path) == good
 
 
+def test_a_bad_line_is_named_by_file_and_line_kept_and_its_job_runs_again(tmp_path):
+    """A whole line that is not a record (a missing field, not JSON) is not data to delete: it is
+    named in a warning and left in the file; the records around it count."""
+    path = tmp_path / "results.jsonl"
+    broken = {k: v for k, v in _stored(1).items() if k != "phi"}
+    text = json.dumps(_stored(0)) + "\n" + json.dumps(broken) + "\nnot json\n" + json.dumps(_stored(2)) + "\n"
+    path.write_text(text)
+    with pytest.warns(RuntimeWarning) as caught:
+        assert read_records(path) == [_stored(0), _stored(2)]
+    messages = [str(w.message) for w in caught]
+    assert f"{path} line 2: no field 'phi'" in messages[0] and f"{path} line 3: not JSON" in messages[1]
+    assert path.read_text() == text
 def test_find_images(world, tmp_path):
     folder = world["images"]
     (folder / "notes.txt").write_text("not an image")
@@ -196,7 +214,7 @@ def test_sigkill_midway_then_rerun_finishes_each_job_once(world, tmp_path):
     assert f"{len(kept)} done before, {30 - len(kept)} to do" in rerun.stderr
     recs = lines(results)
     keys = Counter(map(record_key, recs))
-    want = {(str(p.resolve()), meth, s) for p in world["paths"] for meth, seeds in
+    want = {(hashlib.sha256(p.read_bytes()).hexdigest(), meth, s) for p in world["paths"] for meth, seeds in
             (("ftc", 2), ("occlusion", 1), ("random", 2)) for s in range(seeds)}
     assert set(keys) == want and set(keys.values()) == {1}
     assert {r["device"] for r in recs} == {"cpu"}
@@ -210,7 +228,8 @@ def test_sigkill_midway_then_rerun_finishes_each_job_once(world, tmp_path):
 # -- tables ------------------------------------------------------------------------------------
 
 def _rec(image, method, seed, p0, phi, undesirable, mask, curve, queries):
-    return {"image": image, "method": method, "seed": seed, "top1_prob_before": p0, "phi": phi,
+    return {"image": image, "image_sha256": image * 64, "method": method, "seed": seed,
+            "top1_prob_before": p0, "phi": phi,
             "undesirable_ratio": undesirable, "mask": mask, "input_size": [4, 4], "areas": [1, 5],
             "phi_at_area": curve, "queries": queries, "seconds": queries / 100}
 

@@ -17,18 +17,20 @@ from .app import app, fail, warn_line
 
 __all__ = ["app", "main"]
 
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: one line and exit code 2 for bad input, never a traceback."""
     warnings.showwarning = warn_line
     try:
-        app(args=argv, prog_name="bbx", standalone_mode=False)
+        code = app(args=argv, prog_name="bbx", standalone_mode=False)
     except BbxError as exc:
         fail(str(exc), exc.exit_code)
     except typer.Exit as exc:
         raise SystemExit(exc.exit_code) from None
     except KeyboardInterrupt:
-        fail("interrupted", 130)
+        fail("interrupted", INTERRUPTED)
     except Exception as exc:  # usage errors and anything unforeseen: still one line
         if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click/typer usage error
             msg = exc.format_message()
@@ -38,3 +40,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         if type(exc).__name__ == "Abort":
             fail("aborted", 1)
         fail(f"internal error: {type(exc).__name__}: {exc}", 1)
+    if code == INTERRUPTED:  # typer turns Ctrl-C inside a command into this exit code
+        fail("interrupted", INTERRUPTED)
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

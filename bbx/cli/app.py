@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import OptionError
+from .show import shown
 
 BUNDLED = Path(__file__).resolve().parent.parent / "_data" / "bundled"  # package data: works when installed
 DEFAULT_MODEL = BUNDLED / "efficientnet_lite0.onnx"
@@ -24,12 +25,13 @@ _PRE_HELP = "Preprocessing override"
 
 def fail(msg: str, code: int = 2) -> None:
     msg = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())  # one line, always
-    typer.echo(f"bbx: error: {msg}", err=True)
+    typer.echo(f"bbx: error: {shown(msg)}", err=True)
     raise SystemExit(code)
 
 
 def warn_line(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    typer.echo(f"bbx: warning: {message}", err=True)
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    typer.echo(f"bbx: warning: {shown(text)}", err=True)
 
 
 def floats(text: Optional[str], name: str) -> Optional[list[float]]:
@@ -52,15 +54,16 @@ def quiet_onnxruntime() -> None:
 def load_model(model: Path, device: str, size: Optional[int], crop_pct: Optional[float], scale: Optional[float],
                mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
                preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int],
-               cuda_option: Optional[list[str]]):
+               cuda_option: Optional[list[str]], timeout: Optional[float], run_timeout: Optional[float]):
     """The model a command names, opened with the command line's model options."""
-    from ..model import OnnxClassifier
+    from ..model import Limits, OnnxClassifier
 
     quiet_onnxruntime()
     overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": floats(mean, "mean"),
                  "std": floats(std, "std"), "channel_order": channel_order, "layout": layout}
     return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, output=output,
-                          labels=labels, max_batch=max_batch, cuda_options=key_values(cuda_option or [], "cuda-option"))
+                          labels=labels, max_batch=max_batch, cuda_options=key_values(cuda_option or [], "cuda-option"),
+                          limits=Limits(timeout, run_timeout))
 
 
 def key_values(items: list[str], name: str) -> dict[str, str]:
@@ -93,6 +96,10 @@ def _model_option_specs() -> dict[str, tuple[Any, Any]]:
                                                                             "(default 64 on cpu, 256 on cuda)")),
         "cuda_option": (Optional[list[str]], typer.Option(None, "--cuda-option", help="onnxruntime CUDA provider "
                         "option KEY=VALUE, repeatable: device_id=1, prefer_nhwc=1, gpu_mem_limit=...")),
+        "timeout": (Optional[float], typer.Option(None, help="end with an error when one model call takes longer "
+                                                             "than this many seconds")),
+        "run_timeout": (Optional[float], typer.Option(None, "--run-timeout", help="end with an error when the "
+                        "model calls have not finished this many seconds after the model opened")),
     }
 
 

@@ -12,6 +12,7 @@ from .. import methods as registry
 from ..errors import OptionError
 from ..evaluate import EvalConfig, Job, find_images
 from ..evaluate import evaluate as run_evaluate
+from .show import shown
 from .app import app, load_model, model_options
 
 
@@ -30,6 +31,8 @@ def evaluate(
     out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
     limit: Optional[int] = typer.Option(None, help="only the first N images"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    strict: bool = typer.Option(False, "--strict", help="stop at the first photo that cannot be read (default: "
+                                "skip it, with an error line in results.jsonl, and try it again next time)"),
     *, model_opts: dict,
 ) -> None:
     """Every method on every image (resumable JSON lines), then φ, area, consistency and cost tables."""
@@ -43,12 +46,36 @@ def evaluate(
     config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain)).validate()
     images = find_images(paths, limit)
     m = load_model(model, **model_opts)
-    with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
-        outcome = run_evaluate(m, images, config, out, progress=bar)
+    try:
+        with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
+            outcome = run_evaluate(m, images, config, out, progress=bar, strict=strict)
+    except KeyboardInterrupt:
+        _partial_summary(out)
+        raise
+    for rec in outcome.errors:
+        typer.echo(f"bbx: skipped: {shown(rec['error'])} ({rec['method']} seed {rec['seed']})", err=True)
     summary = summarise(outcome.records)
     md, csv = summary.write(out)
     typer.echo(summary.markdown())
-    typer.echo(f"wrote {outcome.path}, {md}, {csv}")
+    typer.echo(shown(f"wrote {outcome.path}, {md}, {csv}"))
+
+
+def _partial_summary(out: Path) -> None:
+    """After Ctrl-C: the tables of what finished (every finished job is already on disk)."""
+    import warnings
+
+    from ..evaluate import RESULTS, read_records
+    from ..summary import summarise
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            records = [r for r in read_records(out / RESULTS) if "error" not in r]
+    except Exception:  # the interruption is what gets reported; its summary is a courtesy
+        return
+    if records:
+        typer.echo(summarise(records).markdown())
+        typer.echo(shown(f"interrupted: {len(records)} runs kept in {out / RESULTS}; the same command resumes"))
 
 
 class _Bar:
@@ -70,7 +97,7 @@ class _Bar:
         if not self.enabled:
             return
         filled = int(self.width * (done + step / max(steps, 1)) / max(total, 1)) if done < total else self.width
-        what = f"{Path(job.image).name} {job.method} seed {job.seed} step {step}/{steps}" if done < total else "done"
+        what = f"{shown(Path(job.image).name)} {job.method} seed {job.seed} step {step}/{steps}" if done < total else "done"
         sys.stderr.write(f"\r\x1b[K[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}")
         sys.stderr.flush()
 

@@ -14,6 +14,7 @@ import typer
 
 from .. import defaults as d
 from .. import methods
+from .show import shown
 from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, load_model, model_options
 
 _METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
@@ -50,7 +51,7 @@ def explain(
     *, model_opts: dict,
 ) -> None:
     """Find the undesirable pixels of IMAGE for a target class and write heatmap, figures and report."""
-    from .._io import ensure_dir
+    from .._io import check_out
     from ..explain import explain as run_explain
     from ..explain import resolve
 
@@ -63,15 +64,15 @@ def explain(
              "query_path": query_path.strip().lower() if query_path else None, "patch": patch, "area": area,
              "stride": stride, "window": window}
     cfg = resolve(method, None, {k: v for k, v in given.items() if v is not None})  # refused before any work
-    ensure_dir(out)
+    check_out(out)  # created when the results are written: a refused run leaves none
     m = load_model(model, **model_opts)
     with _Progress(enabled=not quiet) as bar:
         e = run_explain(m, image, target=target, config=cfg, progress=bar.update)
     paths = e.save(out)
-    typer.echo(f"{image}: target {e.target_name!r} (class {e.target}) "
+    typer.echo(f"{shown(image)}: target {shown(repr(e.target_name))} (class {e.target}) "
                f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi:.1f}; "
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
-    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    typer.echo(f"wrote {shown(', '.join(str(p) for p in paths.values()))}")
 
 
 class _Progress:

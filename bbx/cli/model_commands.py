@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import typer
 
 from ..errors import OptionError
+from .show import shown
+
+BATCH_TOLERANCE = 1e-4  # a probability may move this much between a batch and a single call (float32 sums)
 from .app import app, load_model, model_options, quiet_onnxruntime
 
 
@@ -18,20 +22,26 @@ def inspect(model: Path = typer.Argument(..., help="the .onnx classifier"),
     """Inputs, outputs, detected conventions, preprocessing in use (and where each field came from)."""
     m = load_model(model, **model_opts)
     d = m.describe()
+    diff, i, alone, together = m.batch_effect()
+    if diff > BATCH_TOLERANCE:
+        warnings.warn(f"the model's scores depend on the rest of the batch: random image {i} gives {alone:.4f} "
+                      f"alone and {together:.4f} in a batch of 4; bbx optimises on batched scores and reports "
+                      f"single ones, so its numbers will not agree", RuntimeWarning, stacklevel=1)
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return
     i, o = d["input"], d["output"]
-    typer.echo(f"model       {d['model']}")
+    typer.echo(f"model       {shown(d['model'])}")
     typer.echo(f"providers   {', '.join(d['providers'])}")
     for x in d["inputs"]:
-        typer.echo(f"input       {x['name']} {x['shape']} {x['type']}")
+        typer.echo(f"input       {shown(x['name'])} {shown(x['shape'])} {x['type']}")
     for x in d["outputs"]:
-        typer.echo(f"output      {x['name']} {x['shape']} {x['type']}")
+        typer.echo(f"output      {shown(x['name'])} {shown(x['shape'])} {x['type']}")
     batch = "dynamic" if i["batch"] is None else f"fixed {i['batch']}"
-    typer.echo(f"image input {i['name']}: layout {i['layout']}, {i['height']}x{i['width']}, {i['dtype']}, batch {batch}")
+    typer.echo(f"image input {shown(i['name'])}: layout {i['layout']}, {i['height']}x{i['width']}, {i['dtype']}, "
+               f"batch {batch}")
     bg = ", index 0 = background" if o["background"] else ""
-    typer.echo(f"scores      {o['name']}: {o['num_classes']} classes, {o['kind']}{bg}")
+    typer.echo(f"scores      {shown(o['name'])}: {o['num_classes']} classes, {o['kind']}{bg}")
     if o["kind"] == "probabilities":
         typer.echo("            (softmax already applied: bbx uses centred log-probabilities as logits)")
     typer.echo(f"labels      from {d['labels_source']}")
@@ -82,8 +92,8 @@ def predict(model: Path = typer.Argument(..., help="the .onnx classifier"),
     for path in images:
         p = m.predict(load_rgb(path)).probs[0]
         order = p.argsort()[::-1][:top]
-        typer.echo(f"{path}")
+        typer.echo(shown(path))
         for rank, k in enumerate(order, 1):
-            typer.echo(f"  {rank}. {m.labels[k]:<30} {p[k]:.4f}  (class {k})")
+            typer.echo(f"  {rank}. {shown(m.labels[k]):<30} {p[k]:.4f}  (class {k})")
 
 

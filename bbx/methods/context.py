@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import OptionError
+from ..errors import ModelError, OptionError
 from ..explanation import Explanation
 from ..image import load_rgb
 from ..model import BlackBox, OnnxClassifier
@@ -77,6 +77,9 @@ class Context:
     def finish(self, *, mask: np.ndarray, heatmap: np.ndarray, perturbed: np.ndarray, config: dict[str, Any],
                probs_after: np.ndarray | None = None, loss_history: list[float] | None = None) -> Explanation:
         """The result: ``probs_after`` is measured here (one query) unless the method did."""
+        if not (np.isfinite(mask).all() and np.isfinite(heatmap).all()):
+            raise ModelError(f"{self.method} produced a mask holding NaN or infinite values (the model's scores "
+                             f"or the options drove the optimisation out of range); nothing was written")
         if probs_after is None:
             probs_after = self.model.scores(perturbed[None]).probs[0]
         return Explanation.build(

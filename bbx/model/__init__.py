@@ -5,7 +5,8 @@
 * :mod:`~bbx.model.onnx_classifier`: :class:`OnnxClassifier`, an ONNX file run by onnxruntime;
 * :mod:`~bbx.model.conventions`: the input and scores output read from a model's signature;
 * :mod:`~bbx.model.scores`: a batch's scores as the losses read them;
-* :mod:`~bbx.model.files`: opening a file safely; :mod:`~bbx.model.providers`: where it runs.
+* :mod:`~bbx.model.files`: opening a file safely; :mod:`~bbx.model.providers`: where it runs;
+* :mod:`~bbx.model.watchdog`: time limits and Ctrl-C during a model call.
 """
 
 from .conventions import InputInfo, OutputInfo
@@ -13,6 +14,7 @@ from .onnx_classifier import OnnxClassifier
 from .protocol import BlackBox, Classifier
 from .providers import cuda_status
 from .scores import Scores, TargetTerms, pad_batch, softmax
+from .watchdog import Limits
 
-__all__ = ["BlackBox", "Classifier", "InputInfo", "OnnxClassifier", "OutputInfo", "Scores", "TargetTerms",
+__all__ = ["BlackBox", "Classifier", "InputInfo", "Limits", "OnnxClassifier", "OutputInfo", "Scores", "TargetTerms",
            "cuda_status", "pad_batch", "softmax"]

@@ -12,6 +12,12 @@ import numpy as np
 from .. import preprocess as pp
 from ..errors import ModelError, OptionError
 
+#: bounds on what a model's signature can make bbx allocate: the pixels of one input image, the
+#: bytes of one call's input batch (float32, the widest format bbx builds), the classes of its scores
+MAX_INPUT_PIXELS = 4096 * 4096
+MAX_CALL_BYTES = 2**30
+MAX_CLASSES = 1_000_000
+
 DTYPES = {1: np.float32, 10: np.float16, 2: np.uint8}  # onnx TensorProto element types bbx takes
 _NAME_HINTS = ("logit", "score", "pred", "output", "class", "prob")
 
@@ -57,10 +63,36 @@ def image_input(name: str, dims: Sequence[int | None], dtype: Any,
     if size is not None and max(size) > pp.MAX_SIDE:
         raise ModelError(f"input {name!r} is {size[0]}x{size[1]} pixels, above bbx's limit of {pp.MAX_SIDE} per side")
     resolved = pp.with_graph(resolved, size=size)
+    h, w = resolved.spec.size
+    if h * w > MAX_INPUT_PIXELS:
+        raise ModelError(f"input {name!r} would be {h}x{w} = {h * w:,} pixels, above bbx's limit of "
+                         f"{MAX_INPUT_PIXELS:,}")
     batch = dims[0] if dims[0] else None
+    if batch is not None and batch > images_per_call(h, w):
+        raise ModelError(f"input {name!r} has a static batch of {batch:,} images of {h}x{w}: "
+                         f"{batch * image_bytes(h, w) / 2**30:,.1f} GiB per call, above bbx's limit of "
+                         f"{MAX_CALL_BYTES / 2**30:g} GiB")
     info = InputInfo(name=name, layout=resolved.spec.layout, height=resolved.spec.size[0],
                      width=resolved.spec.size[1], dtype=np.dtype(dtype).name, batch=batch)
     return info, resolved
+
+
+def image_bytes(height: int, width: int) -> int:
+    """Bytes of one image in a call's input batch (float32, RGB)."""
+    return height * width * 3 * 4
+
+
+def images_per_call(height: int, width: int) -> int:
+    """The most images of this size one call may take (:data:`MAX_CALL_BYTES`), at least one."""
+    return max(1, MAX_CALL_BYTES // image_bytes(height, width))
+
+
+def check_declared_classes(outputs: Sequence[Any]) -> None:
+    """Refuse, before the model runs, a [batch, classes] output that declares more classes than bbx handles."""
+    for o in outputs:
+        shape = list(getattr(o, "shape", []) or [])
+        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > MAX_CLASSES:
+            raise ModelError(f"output {o.name!r} declares {shape[1]:,} classes, above bbx's limit of {MAX_CLASSES:,}")
 
 
 def scores_output(names: Sequence[str], outs: Sequence[Any], n: int, wanted: str | None) -> OutputInfo:
@@ -89,6 +121,8 @@ def scores_output(names: Sequence[str], outs: Sequence[Any], n: int, wanted: str
     if not np.isfinite(values[name]).all():
         raise ModelError("the model returned NaN or infinite scores on a plain grey image")
     c = values[name].shape[1]
+    if c > MAX_CLASSES:
+        raise ModelError(f"output {name!r} has {c:,} classes, above bbx's limit of {MAX_CLASSES:,}")
     return OutputInfo(name=name, num_classes=c, kind=kinds[name], background=(c == 1001))
 
 

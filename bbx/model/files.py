@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ModelError
+from ..image import not_a_file
 from .providers import first_line
 
 
@@ -15,9 +16,11 @@ def load_graph(path: Path) -> Any:
     import onnx
 
     if not path.is_file():
-        raise ModelError(f"model not found: {path}")
+        raise ModelError(not_a_file(path, "model"))
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        # always parsed as binary protobuf, as onnxruntime reads it: onnx.load picks a parser from
+        # the file's extension, so a model named *.json would be read as text here
+        proto = onnx.load(str(path), format="protobuf", load_external_data=False)
     except Exception as exc:
         raise ModelError(f"not a readable ONNX model: {path} ({first_line(exc)})") from None
     if not proto.graph.node and not proto.graph.output:
@@ -47,6 +50,15 @@ def check_external_data(model_path: Path, proto: Any) -> None:
             shown = repr(location) if len(location) <= 120 else repr(location[:120]) + "..."
             raise ModelError(f"refusing model {model_path.name}: tensor {tensor.name!r} reads external data "
                              f"from {shown}, outside the model's folder")
+
+
+def external_locations(proto: Any) -> list[str]:
+    """The files (relative to the model's folder) the model's external data is read from."""
+    found = set()
+    for tensor in _all_tensors(proto):
+        if tensor.data_location == tensor.EXTERNAL or len(tensor.external_data):
+            found.update(e.value for e in tensor.external_data if e.key == "location")
+    return sorted(found)
 
 
 def _all_tensors(proto: Any) -> Iterator[Any]:

@@ -18,10 +18,12 @@ import numpy as np
 from .. import preprocess as pp
 from ..errors import ModelError, OptionError
 from ..labels import read_labels_file, resolve_labels
-from .conventions import DTYPES, OutputInfo, detection_batch, image_input, io_desc, scores_output, squeeze
-from .files import load_graph
+from .conventions import (DTYPES, MAX_CALL_BYTES, OutputInfo, check_declared_classes, detection_batch, image_bytes,
+                          image_input, images_per_call, io_desc, scores_output, squeeze)
+from .files import external_locations, load_graph
 from .protocol import Classifier
-from .providers import Runtime, first_line, open_runtime
+from .providers import Runtime, open_runtime
+from .watchdog import Guard, Limits
 from .scores import Scores, pad_batch
 
 
@@ -41,6 +43,8 @@ class OnnxClassifier(Classifier):
         CPU, 256 on CUDA (an F-TC step of 128 pairs then goes to the GPU in one batch).
     cuda_options: onnxruntime CUDA provider options over bbx's (``device_id``, ``prefer_nhwc``,
         ``gpu_mem_limit`` ...); bbx's own sessions around the model get the same.
+    limits: time limits of each model call and of all of them (:class:`~bbx.model.watchdog.Limits`);
+        Ctrl-C ends a call in flight either way.
     """
 
     def __init__(
@@ -54,6 +58,7 @@ class OnnxClassifier(Classifier):
         labels: str | Path | Sequence[str] | None = None,
         max_batch: int | None = None,
         cuda_options: Mapping[str, Any] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.path = Path(path)
         if max_batch is not None and max_batch < 1:
@@ -61,14 +66,21 @@ class OnnxClassifier(Classifier):
         proto = load_graph(self.path)
         self.name = str(self.path)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
+        self.external_data = external_locations(proto)  # checked above: each inside the model's folder
         self.runtime: Runtime = open_runtime(self.path, device, cuda_options)
+        self.guard = Guard(limits)
         self.device = self.runtime.device
         self.session = self.runtime.session
 
         resolved = pp.resolve(self.path, self.metadata, cli=preprocess_overrides, preset=preset)
         self.input, resolved = _image_input(proto, resolved)
         self.spec, self.spec_sources = resolved.spec, resolved.sources
-        self.max_batch = self.input.batch or max_batch or (256 if self.device == "cuda" else 64)
+        fit = images_per_call(self.input.height, self.input.width)
+        if max_batch is not None and max_batch > fit and not self.input.batch:
+            raise OptionError(f"max batch {max_batch:,} of {self.input.height}x{self.input.width} images is "
+                              f"{max_batch * image_bytes(self.input.height, self.input.width) / 2**30:,.1f} GiB per "
+                              f"call, above bbx's limit of {MAX_CALL_BYTES / 2**30:g} GiB: at most {fit:,}")
+        self.max_batch = self.input.batch or max_batch or min(fit, 256 if self.device == "cuda" else 64)
         self.queries = 0
         self._binding: Any = None  # IOBinding of score_bound, made on first use
 
@@ -84,7 +96,11 @@ class OnnxClassifier(Classifier):
         return self.runtime.providers
 
     def identity(self) -> dict[str, Any]:
-        return {"model": str(self.path.resolve()), "model_sha256": sha256(self.path)}
+        """The file, its hash and the hash of every external data file it reads: weights stored
+        beside the graph change the numbers as much as the graph does."""
+        folder = self.path.resolve().parent
+        return {"model": str(self.path.resolve()), "model_sha256": sha256(self.path),
+                "external_data": {loc: sha256(folder / loc) for loc in self.external_data}}
 
     def describe(self) -> dict[str, Any]:
         return {"model": str(self.path), "providers": list(self.providers),
@@ -124,10 +140,7 @@ class OnnxClassifier(Classifier):
     def run_binding(self, session: Any, binding: Any, n: int) -> None:
         """Run ``session`` with its prepared IOBinding: this model's own, or a graph that holds this
         model (``bbx.query``'s fused path). Counts ``n`` queries; a failure is the model's."""
-        try:
-            session.run_with_iobinding(binding)
-        except Exception as exc:
-            raise ModelError(f"the model failed on a batch of {n}: {first_line(exc)}") from None
+        self.guard.run(lambda options: session.run_with_iobinding(binding, options), f"a batch of {n}")
         self.count(n)
 
     def _run_bound(self, x: Any, n: int, where: str) -> None:
@@ -139,12 +152,11 @@ class OnnxClassifier(Classifier):
         self.run_binding(self.session, binding, n)
 
     def _call(self, x: np.ndarray, names: list[str]) -> list[Any]:
-        try:
-            return self.session.run(names, {self.input.name: x})
-        except Exception as exc:
-            raise ModelError(f"the model failed on a batch of {len(x)}: {first_line(exc)}") from None
+        return self.guard.run(lambda options: self.session.run(names, {self.input.name: x}, options),
+                              f"a batch of {len(x)}")
 
     def _detect_output(self, wanted: str | None) -> OutputInfo:
+        check_declared_classes(self.session.get_outputs())
         images = detection_batch(self.input, self.max_batch)
         x = pad_batch(pp.to_model_input(images, self.spec, np.dtype(self.input.dtype)), len(images))
         names = [o.name for o in self.session.get_outputs()]

@@ -54,7 +54,33 @@ class BlackBox(Protocol):
 
     def batches(self, n: int) -> tuple[list[slice], int]: ...
 
-    def class_index(self, target: int | str) -> int: ...
+    def class_index(self, target: int | str) -> int:
+        """A class given by index or by name (exact, then case-insensitive) as an output index.
+
+        A name several classes share is refused with their indices: picking one would explain
+        a class the user may not have meant."""
+        if isinstance(target, str) and target.strip().lstrip("-").isdecimal() and len(target.strip()) > 18:
+            raise OptionError(f"target {target.strip()[:20]}... is out of range: the model has {self.num_classes} "
+                              f"classes (0..{self.num_classes - 1})")
+        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdecimal()):
+            k = int(target)
+            if not 0 <= k < self.num_classes:
+                raise OptionError(f"target {k} is out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
+            return k
+        name = str(target).strip()
+        if not name:
+            raise OptionError("the target class is empty: give a class index or name")
+        for same in (lambda lab: lab == name, lambda lab: lab.lower() == name.lower()):
+            hits = [i for i, lab in enumerate(self.labels) if same(lab)]
+            if len(hits) == 1:
+                return hits[0]
+            if hits:
+                shown = ", ".join(map(str, hits[:10])) + (" ..." if len(hits) > 10 else "")
+                raise OptionError(f"target class {name!r} is ambiguous: classes {shown} have that name; "
+                                  f"give the index")
+        near = [lab for lab in self.labels if name.lower() in lab.lower()][:5]
+        hint = f"; did you mean: {', '.join(near)}" if near else ""
+        raise OptionError(f"unknown target class {name!r}{hint}")
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -179,6 +205,17 @@ class Classifier:
             "num_classes": self.num_classes,
         }
 
+    def batch_effect(self, n: int = 4, seed: int = 0) -> tuple[float, int, float, float]:
+        """How much an image's probabilities change when it is scored in a batch of ``n`` instead of
+        alone: (largest difference, its image, probability alone, in the batch) over ``n`` random
+        images. bbx optimises on batched scores and reports single ones, so they must agree."""
+        images = np.random.default_rng(seed).random((n, *self.input_size, 3), dtype=np.float32)
+        together = self.scores(images).probs
+        alone = np.concatenate([self.scores(images[i:i + 1]).probs for i in range(n)])
+        diff = np.abs(together - alone)
+        i, k = np.unravel_index(int(np.argmax(diff)), diff.shape)
+        return float(diff[i, k]), int(i), float(alone[i, k]), float(together[i, k])
+
     # -- shared helpers ---------------------------------------------------------------------------
     def read_scores(self, raw: np.ndarray, rows: int, n: int) -> Scores:
         """The scores of the first ``n`` of a call's ``rows`` images, from this model's raw output."""
@@ -190,4 +227,24 @@ class Classifier:
             raise ModelError(f"the model returned scores of shape {raw.shape}, expected (N, {self.num_classes})")
         if not np.isfinite(raw).all():
             raise ModelError("the model returned NaN or infinite scores")
+        if self.output.kind == "probabilities":
+            check_probabilities(raw)
         return Scores(raw, self.output.kind)
+
+
+#: how far a probability output may stray from [0, 1] and a row's sum from 1 (float32 softmax rounding)
+PROB_TOLERANCE = 1e-3
+
+
+def check_probabilities(raw: np.ndarray) -> None:
+    """Every call's probabilities, not only the first's: each in [0, 1] and each row summing to 1.
+
+    A model that probed as a softmax and later returns negative values or a row of zeros would
+    otherwise be renormalised into numbers no model gave (a probability of 1.0069, NaN scores)."""
+    lo, hi = float(raw.min()), float(raw.max())
+    sums = raw.sum(axis=1, dtype=np.float64)
+    worst = float(np.abs(sums - 1.0).max())
+    if lo < -PROB_TOLERANCE or hi > 1 + PROB_TOLERANCE or worst > PROB_TOLERANCE:
+        raise ModelError(f"the model's probabilities stopped being probabilities (values {lo:.4g}..{hi:.4g}, "
+                         f"a row summing to {float(sums[np.argmax(np.abs(sums - 1.0))]):.4g}): its scores cannot "
+                         f"be trusted")
