@@ -143,6 +143,30 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
             raise OptionError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
+def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
+    """Append one row to a CSV file, writing the header first when the file is new (benchmarks' results).
+
+    An existing file's header decides the column order; a row with other columns is refused
+    rather than written under the wrong headings.
+    """
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(row)
+    if path.exists() and path.stat().st_size:
+        with open(path, newline="") as fh:
+            header = next(csv.reader(fh), [])
+        if set(header) != set(fields):
+            raise OptionError(f"{path} has the columns {header}, not {fields}: write to another file")
+        fields = header
+    with open(path, "a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        if fh.tell() == 0:
+            w.writeheader()
+        w.writerow(row)
+
+
 def check_out(path: str | Path) -> Path:
     """Refuse, before any work, an output folder that could not be created or written; create
     nothing (a refused or failed run leaves no empty folder behind)."""
