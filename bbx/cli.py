@@ -213,6 +213,7 @@ def explain(
                                    "(the same numbers; docs/gpu.md)"),
     out: Path = typer.Option(Path("bbx-out"), help="output folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    html: bool = typer.Option(False, "--html", help="also write index.html, the one-photo page of bbx audit"),
     *, model_opts: dict,
 ) -> None:
     """Find the undesirable pixels of IMAGE for a target class and write heatmap, figures and report."""
@@ -232,6 +233,10 @@ def explain(
     with _Progress(enabled=not quiet) as bar:
         e = run_explain(m, image, target=target, method=method, config=cfg, progress=bar.update)
     paths = e.save(out)
+    if html:
+        from .audit.single import explanation_page
+
+        paths["page"] = explanation_page(e, m, out, command_line())
     typer.echo(f"{image}: target {e.target_name!r} (class {e.target}) "
                f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi:.1f}; "
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
@@ -260,12 +265,25 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+
+_ARGV: list[str] = []  # the arguments of this run, for reports that record their command
+
+
+def command_line() -> str:
+    """This run's command as a shell would take it back."""
+    import shlex
+
+    return shlex.join(["bbx", *_ARGV])
+
+
 from . import cli_evaluate  # noqa: E402,F401  registers `bbx evaluate` (needs app and the helpers above)
+from . import cli_audit  # noqa: E402,F401  registers `bbx audit`
 
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: one line and exit code 2 for bad input, never a traceback."""
     warnings.showwarning = _warn_line
+    _ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         app(args=argv, prog_name="bbx", standalone_mode=False)
     except BbxError as exc:
