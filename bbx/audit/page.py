@@ -185,7 +185,7 @@ def _classes(groups: Sequence[ClassGroup], images: dict[str, str]) -> str:
             f'<img loading=lazy src="{src(r.files["overlay"])}" alt="{esc(r.name)}" onerror="bbxBroken(this)">'
             f"<span>{esc(r.fragile or r.name)}</span></a>" for r in g.rows)
         mean = images.get(g.name)
-        fig = (f'<figure><img src="{src(mean)}" alt="mean undesirable pixels of {esc(g.name)}" '
+        fig = (f'<figure><img loading=lazy src="{src(mean)}" alt="mean undesirable pixels of {esc(g.name)}" '
                f'onerror="bbxBroken(this)"><figcaption>mean of {len(g.rows)}</figcaption></figure>') if mean else ""
         parts.append(f'<div class=cls><h3>{esc(g.name)} <small>{len(g.rows)} photos, {g.fragile} fragile</small></h3>'
                      f"<div class=row>{fig}<div class=thumbs>{thumbs}</div></div></div>")
@@ -199,7 +199,7 @@ h1{font-size:20px;margin:0 0 4px}h2{margin:24px 0 8px}main{padding:0 20px 40px}n
 .summary{margin:2px 0}.warn{color:#a00}.ok{color:#070}td.warn{color:#a60}
 table{border-collapse:collapse;background:#fff}th,td{border:1px solid #e2e2e2;padding:3px 6px;text-align:left;vertical-align:top}
 .kv{max-width:720px}.kv th{width:8em;background:#f3f3f3}h3{margin:6px 0 4px}details{max-width:720px;font-size:12px}code{font-size:12px;word-break:break-all}.num{text-align:right;font-variant-numeric:tabular-nums}
-.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}figure{margin:0}figure img{max-width:460px;display:block}
+.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}figure{margin:0}figure img{max-width:420px;display:block}
 figcaption{font-size:12px;color:#555}.bar{display:inline-block;height:10px;background:#4a6fa5;min-width:1px}
 .counts td:last-child{width:200px}.pics{white-space:nowrap}.pics img{width:112px;height:112px;object-fit:contain;margin-right:2px;background:#eee}
 th.sortable{cursor:pointer;user-select:none}th[aria-sort=ascending]::after{content:' ▲'}th[aria-sort=descending]::after{content:' ▼'}

@@ -33,6 +33,13 @@ def _save(fig: Any, path: Path) -> Path:
     return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
 
 
+def _phi_axis(ax: Any) -> None:
+    """φ is at most 100 but unbounded below (a sure class that drops): linear within ±10, log beyond,
+    so that one collapse does not flatten every other point."""
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_ylabel("φ (%), symlog")
+
+
 def confidence_histogram(confidences: Sequence[float], path: Path) -> Path:
     """The top-1 probability of each photo before any blur."""
     plt = _pyplot()
@@ -48,14 +55,14 @@ def phi_by_method(phis: dict[str, Sequence[float]], path: Path) -> Path:
     """φ of every explanation (all seeds), one box and its points per method."""
     plt = _pyplot()
     methods = list(phis)
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(methods), 2.8))
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(methods), 2.6))
     data = [np.asarray([v for v in phis[m] if np.isfinite(v)]) for m in methods]
     ax.boxplot(data, showfliers=False, widths=0.5)
     jitter = np.random.default_rng(0)
     for i, vals in enumerate(data, 1):
         ax.scatter(i + jitter.uniform(-0.15, 0.15, len(vals)), vals, s=8, alpha=0.6, color="#c0504d", zorder=3)
     ax.set_xticks(range(1, len(methods) + 1), methods)
-    ax.set_ylabel("φ (%)")
+    _phi_axis(ax)
     ax.axhline(0, color="grey", lw=0.6)
     return _save(fig, path)
 
@@ -66,7 +73,7 @@ def insertion_curves(curves: dict[str, tuple[Sequence[float], np.ndarray]], path
     ``curves``: method -> (areas, φ per explanation and area, shape (n, len(areas))).
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.6, 2.8))
+    fig, ax = plt.subplots(figsize=(4.2, 2.6))
     for method, (areas, values) in curves.items():
         vals = np.asarray(values, dtype=np.float64)
         mean = np.nanmean(vals, axis=0)
@@ -88,11 +95,11 @@ def insertion_curves(curves: dict[str, tuple[Sequence[float], np.ndarray]], path
 def confidence_vs_phi(points: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path) -> Path:
     """φ against the top-1 probability before the blur, per method."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(4.2, 2.8))
+    fig, ax = plt.subplots(figsize=(3.8, 2.6))
     for method, (conf, phis) in points.items():
         ax.scatter(conf, phis, s=10, alpha=0.7, label=method)
     ax.set_xlabel("top-1 probability before")
-    ax.set_ylabel("φ (%)")
+    _phi_axis(ax)
     ax.set_xlim(0, 1)
     ax.axhline(0, color="grey", lw=0.6)
     ax.legend(frameon=False, fontsize=8)
