@@ -57,7 +57,7 @@ class Explanation:
             top1_prob_before=float(p0[top1]), top1_prob_after=float(p1[top1]),
             phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
             queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
-            model=str(model.path), source=source, device=getattr(model, "device", ""),
+            model=model.name, source=source, device=getattr(model, "device", ""),
         )
 
     def summary(self) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import planted
 from browser import LOAD_ALL_IMAGES, Browser, find_chromium
 from bbx.audit import audit, data, images
 from bbx.evaluate import EvalConfig, read_records
-from bbx.explain import ExplainConfig
+from bbx.config import ExplainConfig
 from bbx.model import OnnxClassifier
 
 pytest.importorskip("matplotlib", reason="bbx audit needs the report extra (matplotlib, rich)")
@@ -81,7 +81,7 @@ def test_class_mean_map_shows_the_planted_patch(planted_world, tmp_path):
     map is bright there and dark elsewhere, though the photos are textured in B and C too."""
     model = OnnxClassifier(planted_world["model"])
     photos = sorted(planted_world["photos"].glob("*.png"))
-    config = EvalConfig(methods=("occlusion",), seeds=1, patch=4)
+    config = EvalConfig(methods=("occlusion",), seeds=1, explain=ExplainConfig(patch=4))
     result = audit(model, photos, config, tmp_path / "out")
     (group,) = result.report.classes  # class 0 is every photo's top-1
     assert group.name == "target" and len(group.rows) == len(photos)
@@ -183,9 +183,9 @@ def chromium():
 
 @pytest.fixture(scope="module")
 def bundled_report(tmp_path_factory):
-    """The bundled model on its three photos: F-TC at ~100 queries, occlusion and random."""
+    """The bundled model on its three photos: F-TC, occlusion (198 queries) and random at a budget of 200."""
     out = tmp_path_factory.mktemp("bundled") / "audit"
-    proc = _run(["audit", BUNDLED, SAMPLES, "--budget", "100", "--out", out, "--quiet"])
+    proc = _run(["audit", BUNDLED, SAMPLES, "--budget", "200", "--out", out, "--quiet"])
     assert proc.returncode == 0, proc.stderr
     return out
 

@@ -1,7 +1,7 @@
 """Size and load time of ``bbx audit``'s report: a real 3-photo audit and a synthesised N-photo one.
 
-The 3-photo report is a real run (bundled model, its three photos, F-TC at --budget 100, occlusion,
-random). The N-photo report (default 300) is drawn by the same code from synthesised records: N
+The 3-photo report is a real run (bundled model, its three photos, F-TC, occlusion and random at
+--budget 200). The N-photo report (default 300) is drawn by the same code from synthesised records: N
 photos made from the bundled three (random crops, flips, colour shifts), and per photo and method
 a random mask, class (one of 60), probabilities, φ, insertion curve and loss trend, so that no model
 has to run 900 explanations. The page's size is index.html plus img/ and plots/; its load time is
@@ -32,7 +32,7 @@ from browser import LOAD_ALL_IMAGES, Browser, find_chromium  # noqa: E402
 from bbx.audit.page import write_page  # noqa: E402
 from bbx.audit.run import DEFAULT_METHODS, build_report  # noqa: E402
 from bbx.evaluate import EvalConfig, thin  # noqa: E402
-from bbx.explain import ExplainConfig  # noqa: E402
+from bbx.config import ExplainConfig  # noqa: E402
 from bbx.metrics import phi  # noqa: E402
 from bbx.model import OnnxClassifier  # noqa: E402
 
@@ -117,9 +117,9 @@ def main() -> None:
     rows = []
 
     real = args.out / "real3"
-    subprocess.run(["bbx", "audit", str(MODEL), *map(str, SAMPLES), "--budget", "100", "--out", str(real), "--quiet"],
+    subprocess.run(["bbx", "audit", str(MODEL), *map(str, SAMPLES), "--budget", "200", "--out", str(real), "--quiet"],
                    check=True, stdout=subprocess.DEVNULL)
-    rows.append({"photos": 3, "records": "real (--budget 100)", **size(real), **measure(chromium, real / "index.html")})
+    rows.append({"photos": 3, "records": "real (--budget 200)", **size(real), **measure(chromium, real / "index.html")})
 
     rng = np.random.default_rng(0)
     model = OnnxClassifier(MODEL)

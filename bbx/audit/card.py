@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
-from ..evaluate import _sha256
 
 
 def model_card(model: Any, command: str) -> dict[str, Any]:
-    """File and sha256, inputs and outputs, detected conventions, preprocessing field by field with
+    """File and sha256 (or what else identifies the black box), inputs and outputs, detected conventions, preprocessing field by field with
     its source, the labels' source, onnxruntime and bbx versions, the device and the command."""
     import onnxruntime
 
     d = model.describe()
     return {
-        "file": model.path.name,
-        "path": str(model.path),
-        "sha256": _sha256(model.path),
-        "inputs": d["inputs"],
-        "outputs": d["outputs"],
+        "file": Path(model.name).name,
+        "identity": model.identity(),  # a file's path and sha256, an endpoint's address ...
+        "inputs": d.get("inputs", []),
+        "outputs": d.get("outputs", []),
         "input": d["input"],
         "output": d["output"],
         "preprocess": [{"field": k, "value": v, "source": d["preprocess_sources"].get(k, "?")}
@@ -27,7 +26,7 @@ def model_card(model: Any, command: str) -> dict[str, Any]:
         "labels_source": d["labels_source"],
         "num_classes": d["num_classes"],
         "onnxruntime": onnxruntime.__version__,
-        "providers": d["providers"],
+        "providers": d.get("providers", []),
         "device": model.device,
         "bbx": bbx_version(),
         "command": command,

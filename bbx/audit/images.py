@@ -16,10 +16,10 @@ import numpy as np
 from PIL import Image
 
 from .._io import atomic_write, ensure_dir
-from ..baselines import cell_map
 from ..image import load_rgb
 from ..insertion import hard_blur
-from ..metrics import THRESHOLD
+from ..defaults import THRESHOLD
+from ..methods.cells import cell_map
 from ..perturb import BlurSpec, Perturber, upsample
 from ..render import colorize, overlay, to_uint8
 

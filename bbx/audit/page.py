@@ -101,10 +101,11 @@ def _card(c: dict[str, Any], settings: dict[str, Any]) -> str:
     pre = "".join(f"<tr><td>{esc(p['field'])}</td><td><code>{esc(json.dumps(p['value']))}</code></td>"
                   f"<td>{esc(p['source'])}</td></tr>" for p in c["preprocess"])
     rows = [
-        ("file", esc(c["file"])), ("sha256", f"<code>{esc(c['sha256'])}</code>"),
+        ("file", esc(c["file"])),
+        *((k.replace("model_", ""), f"<code>{esc(v)}</code>") for k, v in c["identity"].items()),
         *conventions,
         ("labels", esc(f"{c['num_classes']} classes from {c['labels_source']}")),
-        ("onnxruntime", esc(f"{c['onnxruntime']} ({', '.join(c['providers'])})")),
+        ("onnxruntime", esc(f"{c['onnxruntime']} ({', '.join(c['providers'])})" if c["providers"] else c["onnxruntime"])),
         ("device", esc(c["device"])), ("bbx", esc(c["bbx"])),
         ("command", f"<code>{esc(c['command'])}</code>"),
     ]

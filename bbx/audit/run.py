@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._io import ensure_dir
+from ..defaults import METHOD
 from ..evaluate import EvalConfig, Outcome, Progress, evaluate
 from ..perturb import BlurSpec
 from . import data, images, plots
@@ -23,7 +24,7 @@ from .card import model_card
 from .page import Report, write_page
 
 #: What ``bbx audit`` runs unless told: the default method, then the two baselines its curve is read against.
-DEFAULT_METHODS = ("ftc", "occlusion", "random")
+DEFAULT_METHODS = (METHOD, "occlusion", "random")
 
 
 @dataclass
@@ -68,7 +69,7 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
                                            images.class_heatmap([r.record for r in g.rows])).relative_to(out).as_posix()
     counts = Counter(r.top1_name for r in gallery)
     return Report(
-        title=f"bbx audit: {model.path.name}",
+        title=f"bbx audit: {Path(model.name).name}",
         summary=_summary(gallery, records, config),
         card=model_card(model, command),
         gallery=gallery,

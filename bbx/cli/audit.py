@@ -1,4 +1,4 @@
-"""``bbx audit``: the command line of :mod:`bbx.audit` (registered by :mod:`bbx.cli`)."""
+"""``bbx audit``: the command line of :mod:`bbx.audit`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from typing import Any, Optional
 
 import typer
 
-from .cli import _load_model, _model_options, app, command_line
-from .errors import OptionError
-from .evaluate import METHODS, EvalConfig, Job, find_images
+from .. import methods as registry
+from ..errors import OptionError
+from ..evaluate import EvalConfig, Job, find_images
+from .app import app, command_line, load_model, model_options
 
 
 def _needs_report_extra() -> None:
@@ -24,32 +25,33 @@ def _needs_report_extra() -> None:
 
 
 @app.command()
-@_model_options
+@model_options
 def audit(
     model: Path = typer.Argument(..., help="the .onnx classifier"),
     paths: list[str] = typer.Argument(..., help="photos, folders (their images, recursively) or quoted globs"),
     out: Path = typer.Option(Path("audit"), help="output folder (index.html); a rerun with the same folder resumes"),
-    methods: Optional[str] = typer.Option(None, help=f"comma list from {','.join(METHODS)}; the first fills the "
-                                          "gallery (default: ftc,occlusion,random)"),
-    budget: Optional[int] = typer.Option(None, help="total queries per explanation (sets pairs per step)"),
+    methods: Optional[str] = typer.Option(None, help=f"comma list from {','.join(registry.names())}; the first "
+                                          "fills the gallery (default: ftc,occlusion,random)"),
+    budget: Optional[int] = typer.Option(None, help="at most this many queries per explanation (default: each "
+                                         "method's own; occlusion needs 198 on a 224 px input)"),
     seeds: int = typer.Option(1, help="seeds per photo for ftc, fntc, plain and random (the gallery shows the first)"),
     limit: Optional[int] = typer.Option(None, help="only the first N photos"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     *, model_opts: dict,
 ) -> None:
     """Explain every photo, then write a self-contained report (OUT/index.html) to open in a browser."""
-    from .audit import DEFAULT_METHODS
-    from .audit import audit as run_audit
-    from .explain import ExplainConfig
+    from ..audit import DEFAULT_METHODS
+    from ..audit import audit as run_audit
+    from ..config import ExplainConfig
 
     names = DEFAULT_METHODS if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
-        raise OptionError(f"--methods needs a comma list from {','.join(METHODS)}")
+        raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
     explain = {} if budget is None else {"budget": budget}
     config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain)).validate()
     _needs_report_extra()
     photos = find_images(paths, limit)
-    m = _load_model(model, **model_opts)
+    m = load_model(model, **model_opts)
     with _RichBar(f"audit of {len(photos)} photos", enabled=not quiet) as bar:
         result = run_audit(m, photos, config, out, progress=bar, command=command_line())
     typer.echo(result.line())
