@@ -231,3 +231,28 @@ def test_a_missing_picture_is_caught(chromium, bundled_report, tmp_path):
         assert loaded["marked"] == len(loaded["broken"])
         assert b.js("document.getElementById('broken').hidden") is False
         assert any(victim.name in e for e in b.console_errors())
+
+
+def test_progress_bar_with_time_left_on_a_terminal(planted_world, tmp_path):
+    """On a terminal (a pty here) the run shows rich's bar: runs done of the total and the time left."""
+    import pty
+
+    cmd = ["bbx", "audit", str(planted_world["model"]), str(planted_world["photos"]), "--methods", "ftc,occlusion",
+           "--budget", "80", "--out", str(tmp_path / "out")]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: stdout and stderr are the pty
+        os.execvp(cmd[0], cmd)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(fd, 1 << 16)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    _, status = os.waitpid(pid, 0)
+    text = b"".join(chunks).decode(errors="replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "8/8" in text and "left" in text and "0:00:0" in text, text  # 4 photos x 2 methods done, a time left
+    assert "report: " in text
