@@ -17,13 +17,13 @@ from PIL import Image
 
 from .._io import atomic_write, ensure_dir
 from ..image import load_rgb
-from ..insertion import hard_blur
 from ..defaults import THRESHOLD
+from ..insertion import hard_blur
+from ..methods import mask_kind
 from ..methods.cells import cell_map
 from ..perturb import BlurSpec, Perturber, upsample
 from ..render import colorize, overlay, to_uint8
 
-SOFT = frozenset(("ftc", "fntc", "plain", "random"))  # the methods whose mask blurs softly, Q(X; M')
 KINDS = ("photo", "overlay", "perturbed")
 JPEG_QUALITY = 88  # photos as JPEG: a 300-photo report stays a few MB (docs/audit.md)
 
@@ -32,7 +32,7 @@ def heatmap(rec: dict[str, Any]) -> np.ndarray:
     """1 - M' at the model's input size, as the record's method drew it."""
     mask = np.asarray(rec["mask"], dtype=np.float32)
     size = tuple(rec["input_size"])
-    if rec["method"] in SOFT:
+    if mask_kind(rec["method"]) == "soft":
         return 1.0 - upsample(mask, size)
     return (1.0 - mask).ravel()[cell_map(size, mask.shape)].astype(np.float32)
 
@@ -42,7 +42,7 @@ def pictures(rec: dict[str, Any], view: np.ndarray, blur: BlurSpec) -> dict[str,
     heat = heatmap(rec)
     mask = np.asarray(rec["mask"], dtype=np.float32)
     pert = Perturber(view, mask.shape, blur)
-    perturbed = pert(mask) if rec["method"] in SOFT else hard_blur(pert, heat > THRESHOLD)
+    perturbed = pert(mask) if mask_kind(rec["method"]) == "soft" else hard_blur(pert, heat > THRESHOLD)
     return {"photo": to_uint8(view), "overlay": overlay(view, heat), "perturbed": to_uint8(perturbed)}
 
 
