@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import OptionError
+from .errors import OptionError, OutputError
 
 
 _UMASK = os.umask(0o022)
@@ -20,13 +20,13 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     """Call ``write(fileobj)`` on a temporary file in the same folder, then rename it into place.
 
     The file gets the usual permissions (0666 less the umask, not mkstemp's 0600); a link at
-    ``path`` is replaced, never followed. A failure to write is one line (:class:`OptionError`).
+    ``path`` is replaced, never followed. A failure to write is one line (:class:`OutputError`).
     """
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)
@@ -40,7 +40,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
 
@@ -75,7 +75,7 @@ def json_text(data: Any, indent: int | None = None) -> str:
         text = json.dumps(data, indent=indent, default=_jsonable, allow_nan=False,
                           separators=None if indent else (",", ":"))
     except ValueError:
-        raise OptionError("refusing to write a result holding NaN or infinite numbers") from None
+        raise OutputError("refusing to write a result holding NaN or infinite numbers") from None
     return text + "\n"
 
 
@@ -89,28 +89,28 @@ def append_line(path: str | Path, data: Any) -> None:
         os.write(fd, line)
         os.fsync(fd)
     except OSError as exc:
-        raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
 
 
 def open_regular(path: str | Path, flags: int, what: str = "file") -> int:
     """``os.open`` of a regular file, never through a symbolic link and never blocking on a FIFO
-    or a device: anything else at ``path`` is one clear :class:`OptionError`."""
+    or a device: anything else at ``path`` is one clear :class:`OutputError`."""
     nofollow = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags | nofollow, 0o666)
     except OSError as exc:
         if os.path.islink(path):
-            raise OptionError(f"refusing {what} {path}: it is a symbolic link") from None
+            raise OutputError(f"refusing {what} {path}: it is a symbolic link") from None
         if os.path.isdir(path):
-            raise OptionError(f"refusing {what} {path}: it is a folder, not a file") from None
-        raise OptionError(f"cannot open {what} {path}: {exc.strerror or exc}") from None
+            raise OutputError(f"refusing {what} {path}: it is a folder, not a file") from None
+        raise OutputError(f"cannot open {what} {path}: {exc.strerror or exc}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
-        raise OptionError(f"refusing {what} {path}: it is {kind}")
+        raise OutputError(f"refusing {what} {path}: it is {kind}")
     if getattr(os, "O_NONBLOCK", 0):
         os.set_blocking(fd, True)
     return fd
@@ -158,7 +158,7 @@ def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
         with open(path, newline="") as fh:
             header = next(csv.reader(fh), [])
         if set(header) != set(fields):
-            raise OptionError(f"{path} has the columns {header}, not {fields}: write to another file")
+            raise OutputError(f"{path} has the columns {header}, not {fields}: write to another file")
         fields = header
     with open(path, "a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
@@ -172,18 +172,18 @@ def check_out(path: str | Path) -> Path:
     nothing (a refused or failed run leaves no empty folder behind)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OptionError(f"output path {path} exists and is not a folder")
+        raise OutputError(f"output path {path} exists and is not a folder")
     if path.is_dir():
         if not os.access(path, os.W_OK | os.X_OK):
-            raise OptionError(f"output folder {path} is not writable")
+            raise OutputError(f"output folder {path} is not writable")
         return path
     parent = path.absolute().parent
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
-        raise OptionError(f"cannot create output folder {path}: {parent} is not a folder")
+        raise OutputError(f"cannot create output folder {path}: {parent} is not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OptionError(f"cannot create output folder {path}: {parent} is not writable")
+        raise OutputError(f"cannot create output folder {path}: {parent} is not writable")
     return path
 
 
@@ -191,13 +191,13 @@ def ensure_dir(path: str | Path) -> Path:
     """Create an output folder, or say in one line why it cannot be used."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OptionError(f"output path {path} exists and is not a folder")
+        raise OutputError(f"output path {path} exists and is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OptionError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise OptionError(f"output folder {path} is not writable")
+        raise OutputError(f"output folder {path} is not writable")
     return path
 
 

@@ -11,37 +11,29 @@ from the lines alone (:mod:`bbx.summary`).
 from __future__ import annotations
 
 import glob
-import hashlib
-import json
-import os
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
 from . import methods as registry
-from ._io import append_line, atomic_write, clear_stale, ensure_dir, open_regular, write_json
+from ._io import append_line, clear_stale, ensure_dir
+from .eval_files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, file_sha256, lock,  # noqa: F401
+                         read_records, record_key)
 from .config import ExplainConfig
+from .defaults import EVAL_SEEDS
 from .errors import ImageError, OptionError
 from .explain import explain
 from .explanation import Explanation
-from .insertion import AREAS, blur_top
+from .insertion import AREAS, blur_top_probs
 from .metrics import phi
 from .model import BlackBox
 from .perturb import BlurSpec, Perturber
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-RESULTS, SETTINGS, LOCK = "results.jsonl", "settings.json", ".lock"
-RECORD_FORMAT = 2  # 2: records keyed by the photo's sha256, external data pinned, errors recorded
-#: what every result record holds (the tables read these); an error record holds ERROR_FIELDS
-RESULT_FIELDS = {"image": str, "image_sha256": str, "method": str, "seed": int, "phi": float,
-                 "undesirable_ratio": float, "queries": int, "seconds": float, "top1_prob_before": float,
-                 "areas": list, "phi_at_area": list, "input_size": list, "mask": list}
-ERROR_FIELDS = {"image": str, "image_sha256": str, "method": str, "seed": int, "error": str}
-MAX_SETTINGS_BYTES = 1 << 20
+LOSS_POINTS = 21  # the loss history a record keeps, evenly thinned: enough to see its trend
 
 
 @dataclass(frozen=True)
@@ -65,7 +57,7 @@ class EvalConfig:
     """
 
     methods: tuple[str, ...] = field(default_factory=lambda: registry.names())
-    seeds: int = 3
+    seeds: int = EVAL_SEEDS
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     areas: tuple[float, ...] = AREAS  # percent of pixels
 
@@ -169,67 +161,6 @@ def find_images(specs: Sequence[str | Path], limit: int | None = None) -> list[P
     return unique
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """The file's records, result and error lines alike.
-
-    A torn last line (a kill in the middle of a write) is cut from the file: appending after it
-    would glue the next record onto it. Any other line that is not a whole record is left where
-    it is and named in a warning (file and line); its job counts as not done and runs again.
-    """
-    path = Path(path)
-    if not path.exists() and not path.is_symlink():
-        return []
-    fd = open_regular(path, os.O_RDONLY, "results file")
-    with os.fdopen(fd, "rb") as fh:
-        raw = fh.read()
-    records = []
-    lines = raw.split(b"\n")
-    torn = lines.pop() if lines else b""  # what follows the last newline: b"" unless a write was cut
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(parse_record(line))
-        except ValueError as exc:
-            warnings.warn(f"{path} line {number}: {exc}; skipped, its job runs again", RuntimeWarning, stacklevel=2)
-    if torn:
-        keep = raw[: len(raw) - len(torn)]
-        atomic_write(path, lambda fh: fh.write(keep))
-    return records
-
-
-def parse_record(line: bytes | str) -> dict[str, Any]:
-    """One JSON line as a record, or ValueError saying what is wrong with it."""
-    try:
-        rec = json.loads(line)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc})") from None
-    if not isinstance(rec, dict):
-        raise ValueError("not a JSON object")
-    fields_ = ERROR_FIELDS if "error" in rec else RESULT_FIELDS
-    for name, kind in fields_.items():
-        if name not in rec:
-            raise ValueError(f"no field {name!r}")
-        value = rec[name]
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
-              else isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, kind))
-        if not ok:
-            raise ValueError(f"field {name!r} is not {kind.__name__}")
-    return rec
-
-
-def record_key(rec: dict[str, Any]) -> tuple[str, str, int]:
-    return rec.get("image_sha256") or rec["image"], rec["method"], int(rec["seed"])
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def evaluate(
     model: BlackBox,
     images: Sequence[str | Path],
@@ -250,9 +181,9 @@ def evaluate(
                       RuntimeWarning, stacklevel=2)
     out = ensure_dir(out)
     images = [str(Path(p).resolve()) for p in images]
-    with _lock(out):
+    with lock(out):
         clear_stale(out, (RESULTS, SETTINGS, "summary.md", "summary.csv"))
-        _check_settings(out / SETTINGS, config.settings(model))
+        check_settings(out / SETTINGS, config.settings(model))
         path = out / RESULTS
         have = {record_key(r): r for r in read_records(path) if "error" not in r}
         hashes, unreadable = [], {}
@@ -299,10 +230,14 @@ def run_job(model: BlackBox, job: Job, config: EvalConfig,
     """One method on one image with one seed, then its blur-insertion curve: one JSON record."""
     cfg = config.explain
     e = explain(model, job.image, config=config.for_method(job.method, job.seed), progress=step)
-    return to_record(job, e, _insertion(model, e, config.areas, BlurSpec(cfg.sigma, cfg.kernel)))
+    probs = blur_top_probs(model, Perturber(e.image, blur_spec=BlurSpec(cfg.sigma, cfg.kernel)), e.heatmap,
+                           [a / 100 for a in config.areas])
+    return to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
+                     top1_at_area=[int(k) for k in probs.argmax(axis=1)])
 
 
-def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> dict[str, Any]:
+def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float],
+              top1_at_area: Sequence[int] | None = None) -> dict[str, Any]:
     """The JSON line: enough to recompute every table (masks rounded to 1e-4)."""
     return {
         "image": job.image,
@@ -327,60 +262,20 @@ def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> di
         "prob_at_area": list(probs_at_area.values()),
         "phi_at_area": [phi(e.top1_prob_before, p) for p in probs_at_area.values()],
         "insertion_queries": len(probs_at_area),
+        **({} if top1_at_area is None else {"top1_at_area": list(top1_at_area)}),  # which class wins after the blur
+        "loss_trend": thin(e.loss_history, LOSS_POINTS),
         "input_size": list(e.heatmap.shape),
         "mask": np.round(np.asarray(e.mask, dtype=np.float64), 4).tolist(),
     }
 
 
-def _insertion(model: BlackBox, e: Explanation, areas: Sequence[float], spec: BlurSpec) -> dict[float, float]:
-    """Top-1 probability after blurring the top a% of the heatmap, for each area a."""
-    probs = blur_top(model, Perturber(e.image, blur_spec=spec), e.heatmap, [a / 100 for a in areas], e.top1)
-    return dict(zip(areas, probs))
-
-
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    if path.exists() or path.is_symlink():
-        fd = open_regular(path, os.O_RDONLY, "settings file")
-        with os.fdopen(fd, "rb") as fh:
-            raw = fh.read(MAX_SETTINGS_BYTES + 1)
-        try:
-            old = json.loads(raw) if len(raw) <= MAX_SETTINGS_BYTES else None
-        except ValueError:
-            old = None
-        if not isinstance(old, dict):
-            raise OptionError(f"{path} is damaged (not a JSON object): it pinned what this evaluation ran with, "
-                              f"so results cannot be added; restore it, or use another --out")
-        if old != settings:
-            changed = ", ".join(sorted(k for k in settings.keys() | old.keys() if old.get(k) != settings.get(k)))
-            raise OptionError(f"{path.parent} holds an evaluation with other settings ({changed}); "
-                              f"use another --out or delete {path.parent}")
-        return
-    write_json(path, settings)
-
-
-@contextmanager
-def _lock(folder: Path) -> Iterator[None]:
-    """One writer per output folder; the OS drops the lock when its holder dies, even by SIGKILL.
-
-    The lock file is opened without following a link and without blocking (a link or a FIFO
-    there is refused), and never truncated."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    fd = open_regular(folder / LOCK, os.O_RDWR | os.O_CREAT, "lock file")
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OptionError(f"another bbx evaluate is writing to {folder}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+def thin(values: Sequence[float], points: int) -> list[float]:
+    """At most ``points`` evenly spaced values, the first and the last included (rounded to 6 digits)."""
+    if len(values) <= points:
+        picked = list(values)
+    else:
+        picked = [values[i] for i in np.linspace(0, len(values) - 1, points).round().astype(int)]
+    return [round(float(v), 6) for v in picked]
 
 
 def _is_image(path: Path) -> bool:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ._io import atomic_write, clear_stale, ensure_dir, json_text
-from .errors import OptionError
-from .explanation import Explanation
+from .errors import OutputError
+
+if TYPE_CHECKING:  # an Explanation saves itself through this module
+    from .explanation import Explanation
 
 #: Inferno sampled at 0, 1/8, ..., 1; the LUT interpolates linearly between these anchors.
 _INFERNO = np.array(
@@ -57,7 +60,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = OVERLAY_ALPHA
 OUTPUT_FILES = ("heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy", "report.json")
 
 
-def save_explanation(e: Explanation, out_dir: Path) -> dict[str, Path]:
+def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
     """Write heatmap.png, overlay.png, perturbed.png, figure.png, mask.npy and report.json as one set.
 
     Everything is rendered before the first file is written. The old report goes first and the
@@ -81,20 +84,20 @@ def save_explanation(e: Explanation, out_dir: Path) -> dict[str, Path]:
     clear_stale(out_dir, OUTPUT_FILES)
     old_report = out_dir / "report.json"
     if old_report.is_dir() and not old_report.is_symlink():
-        raise OptionError(f"cannot write {old_report}: it is a folder")
+        raise OutputError(f"cannot write {old_report}: it is a folder")
     try:
         old_report.unlink()  # a link is removed, never followed
     except FileNotFoundError:
         pass
     except OSError as exc:
-        raise OptionError(f"cannot write {old_report}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {old_report}: {exc.strerror or exc}") from None
     paths = {name.split(".")[0]: atomic_write(out_dir / name, lambda fh, data=data: fh.write(data))
              for name, data in blobs.items()}
     paths["report"] = atomic_write(old_report, lambda fh: fh.write(report_text))
     return paths
 
 
-def figure(e: Explanation, over: np.ndarray | None = None, pert: np.ndarray | None = None) -> np.ndarray:
+def figure(e: "Explanation", over: np.ndarray | None = None, pert: np.ndarray | None = None) -> np.ndarray:
     """[original | heatmap overlay | perturbed] with a caption under each and a title on top."""
     over = overlay(e.image, e.heatmap) if over is None else over
     pert = to_uint8(e.perturbed) if pert is None else pert
@@ -122,6 +125,11 @@ def figure(e: Explanation, over: np.ndarray | None = None, pert: np.ndarray | No
         canvas.paste(Image.fromarray(arr).resize((pw, ph), Image.NEAREST), (left, top))
         _centred(draw, text, left + pw / 2, top + ph + GAP, pw, font, tail)
     return np.asarray(canvas)
+
+
+def figure_png(e: Explanation) -> bytes:
+    """:func:`figure` as PNG bytes."""
+    return _png(figure(e))
 
 
 def _png(arr: np.ndarray) -> bytes:
