@@ -152,6 +152,7 @@ def _text_height(font: ImageFont.ImageFont | ImageFont.FreeTypeFont) -> int:
 
 def _centred(draw: ImageDraw.ImageDraw, text: str, cx: float, y: float, room: float, font, tail: str = "") -> None:
     """Draw ``text + tail`` centred on ``cx``; if wider than ``room``, ``text`` (never ``tail``) is cut."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in text)  # a class name may hold newlines, escapes
     line = text + tail
     if draw.textlength(line, font=font) > room:
         # the longest prefix that fits, by bisection: a few measurements even for a 5,000-character

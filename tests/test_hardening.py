@@ -383,6 +383,157 @@ def _ragged_sequence(g: "ob._Graph", z: str) -> None:
     g.nodes.append(helper.make_node("SequenceConstruct", [z, first], ["logits"]))
 
 
+# -- round 2 (issue 24): builders --------------------------------------------------------------
+
+def slow_tail(g: "ob._Graph", z: str, trips: int = 10**12) -> None:
+    """``logits`` = z + 0 * (a Loop counting to ``trips``): right answers, after hours."""
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("Add", ["v_in", "one"], ["v_out"])],
+        "body", [ob._vi("i", TensorProto.INT64, []), ob._vi("cond_in", TensorProto.BOOL, []),
+                 ob._vi("v_in", TensorProto.FLOAT, [])],
+        [ob._vi("cond_out", TensorProto.BOOL, []), ob._vi("v_out", TensorProto.FLOAT, [])],
+        initializer=[helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])])
+    trips_, cond, v0 = g.const(trips, "trips", np.int64), g.const(True, "cond", np.bool_), g.const(0.0, "v0")
+    g.nodes.append(helper.make_node("Loop", [trips_, cond, v0], ["v_final"], body=body))
+    g.op("Add", [z, g.op("Mul", ["v_final", g.const(0.0, "zero")])], out="logits")
+
+
+def _anysize_and(photo_size: tuple[int, int]) -> Callable[[Path], None]:
+    def build(d: Path) -> None:
+        ob.build_symbolic_size(d, "model")
+        (d / "image.png").write_bytes(_png(photo_size[1], photo_size[0], bit_depth=8, colour=2))
+    return build
+
+
+def labelled(names: list[str], **kw: Any) -> Callable[[Path], None]:
+    def build(d: Path) -> None:
+        photo(d)
+        ob.build_plain(d, "model", labels=names, **kw)
+    return build
+
+
+def _softmax_then(g: "ob._Graph", z: str, bad: str) -> None:
+    """Probabilities on grey and random images; on a bright one (mean > 0.8) negative or all zero."""
+    p = g.op("Softmax", [z], axis=1)
+    mean = g.op("ReduceMean", ["image"], axes=[1, 2, 3], keepdims=1)
+    bright = g.op("Cast", [g.op("Greater", [g.op("Reshape", [mean, g.const([-1, 1], "sh", np.int64)]),
+                                            g.const(0.8, "t")])], to=TensorProto.FLOAT)
+    if bad == "negative":
+        g.op("Sub", [p, g.op("Mul", [bright, g.const(0.05, "k")])], out="logits")
+    else:
+        g.op("Mul", [p, g.op("Sub", [g.const(1.0, "one"), bright])], out="logits")
+
+
+def _batch_dependent(g: "ob._Graph", z: str) -> None:
+    """Each image's logits plus the batch's mean logits: an image scores differently in company."""
+    g.op("Add", [z, g.op("ReduceMean", [z], axes=[0], keepdims=1)], out="logits")
+
+
+def _declared_classes(d: Path) -> None:
+    photo(d)
+    g = ob._Graph()
+    g.reference("image", ob.SIZE, ob.CLASSES, ob.SEED, out="logits")
+    _save(g, d, ["N", 3, ob.SIZE, ob.SIZE], ["N", 200_000_000], check=False)
+
+
+def _out_with(*entries: tuple[str, str]) -> Callable[[Path], None]:
+    """The model and photo, and ``work/out`` holding ``entries``: (name, kind) with kind one of
+    ``link-outside`` (a link to outside/secret.txt), ``fifo``, ``folder``, or file contents."""
+    def build(d: Path) -> None:
+        model_and_photo(d)
+        out = d.parent / "work" / "out"
+        out.mkdir(parents=True, exist_ok=True)
+        for name, kind in entries:
+            if kind == "link-outside":
+                os.symlink(d.parent / "outside" / "secret.txt", out / name)
+            elif kind == "fifo":
+                os.mkfifo(out / name)
+            elif kind == "folder":
+                (out / name).mkdir()
+            else:
+                (out / name).write_text(kind)
+    return build
+
+
+def _evaluated_then(change: Callable[[Path], None], base: Callable[[Path], None] = model_and_photo):
+    """``base``, a first ``bbx evaluate`` into work/out (random, 1 seed), then ``change``."""
+    def build(d: Path) -> None:
+        base(d)
+        subprocess.run([*BBX, "evaluate", str(d / "model.onnx"), str(d), "--methods", "random", "--seeds", "1",
+                        "--out", str(d.parent / "work" / "out"), "--quiet"], check=True, capture_output=True,
+                       timeout=120)
+        change(d)
+    return build
+
+
+def _two_photos_one_truncated(d: Path) -> None:
+    model_and_photo(d)
+    truncated("broken.png", "PNG")(d)
+
+
+def _external_inside(d: Path) -> None:
+    external("weights.bin", extra=lambda d: (d / "weights.bin").write_bytes(bytes(4 * ob.CLASSES)))(d)
+
+
+def evaluate_args(*extra: str, images: str = "{in}") -> tuple[str, ...]:
+    return ("evaluate", "{in}/model.onnx", images, "--methods", "random", "--seeds", "1", "--out", "out", "--quiet",
+            *extra)
+
+
+# -- round 2: checks ---------------------------------------------------------------------------
+
+def no_out(out: Path) -> None:
+    assert not out.exists(), f"a refused run left {out}"
+
+
+def report_names_its_files(out: Path) -> None:
+    """The report, written last, names a run id and the hash of each file of its run."""
+    outputs_complete(out)
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["run_id"]) == 32
+    for name, digest in report["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest, name
+
+
+def old_report_gone(out: Path) -> None:
+    """A save that failed half-way leaves no report: the folder says it holds no finished run."""
+    assert not (out / "report.json").exists()
+    assert (out / "heatmap.png").is_file()  # written before overlay.png failed
+
+
+def escaped(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text, repr(text)
+    assert not [ln for ln in text.splitlines() if ln.startswith("FORGED")], text
+
+
+def lines_kept(out: Path) -> None:
+    text = (out / "results.jsonl").read_text()
+    assert text.splitlines()[0] == '{"image": "x", "method": "random", "seed": 0}'
+    assert len(text.splitlines()) == 2
+
+
+def error_recorded(out: Path) -> None:
+    recs = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["image"].endswith("broken.png") for r in recs if "error" in r] == [True]
+    assert [r["image"].endswith("image.png") for r in recs if "error" not in r] == [True]
+
+
+def secret_unchanged(out: Path) -> None:
+    assert (out.parent.parent / "outside" / "secret.txt").read_text() == SECRET
+
+
+def _replace_photo(d: Path) -> None:
+    photo(d, size=(41, 50))  # another photo under the same name
+
+
+def _change_weights(d: Path) -> None:
+    (d / "weights.bin").write_bytes(np.ones(ob.CLASSES, np.float32).tobytes())
+
+
+def _corrupt_settings(d: Path) -> None:
+    (d.parent / "work" / "out" / "settings.json").write_text('{"model": "x"')
+
+
 # -- the corpus --------------------------------------------------------------------------------
 
 def explain(*extra: str, image: str = "{in}/image.png", out: str = "out") -> tuple[str, ...]:
@@ -399,6 +550,9 @@ class Case:
     code: int = 2
     check: Optional[Callable[[Path], None]] = None  # called with the --out folder after the run
     skip: Optional[str] = None  # a reason to skip here
+    output: Optional[Callable[[str], None]] = None  # called with stdout + stderr
+    interrupt: Optional[float] = None  # send SIGINT (Ctrl-C) this many seconds after the start
+    memory: Optional[int] = None  # the address-space limit of the bbx process, bytes
 
     def argv(self, root: Path) -> list[str]:
         return [a.replace("{in}", str(root / "in")) for a in self.args]
@@ -531,6 +685,108 @@ CASES = [
          skip=None if READ_ONLY_ENFORCED else "this user (root) can write into read-only folders"),
     Case("out-exists-with-files", existing_out, explain(), OK, 0, kept_what_was_there),
     Case("out-file-is-a-link-outside", heatmap_links_outside, explain(), OK, 0, link_replaced_not_followed),
+    # -- round 2 (issue 24), worst first; the number is the issue's
+    # 1: a 1 x 50,000 photo is resampled only where the crop is (it was a 9.8 GB image at 224 x 224)
+    Case("r2-01-aspect-1x50000", _anysize_and((1, 50_000)), explain("--size", "224"), OK, 0, outputs_complete,
+         memory=1_500_000_000),
+    # 2, 3: Ctrl-C ends even a model call that would run for hours; --timeout and --run-timeout end it too
+    Case("r2-02-ctrl-c-in-a-model-call", scores_then(slow_tail), explain(), "interrupted", 130, no_out, interrupt=3.0),
+    Case("r2-03-timeout-per-call", scores_then(slow_tail), explain("--timeout", "1"),
+         "a model call took longer than --timeout 1 s", 2, no_out),
+    Case("r2-03-run-timeout", scores_then(slow_tail), ("inspect", "{in}/model.onnx", "--run-timeout", "1.5"),
+         "the run took longer than --run-timeout 1.5 s"),
+    Case("r2-03-timeout-not-a-time", model_and_photo, explain("--timeout", "nan"), "timeout must be a number of seconds"),
+    # 4: names from the model, the labels and the file system reach the terminal escaped
+    Case("r2-04-escapes-in-class-names", labelled([f"c{i}" for i in range(9)] + ["\x1b]0;owned\x07\x1b[2J\nFORGED 1.0"]),
+         explain("--target", "9"), OK, 0, outputs_complete, output=escaped),
+    Case("r2-04-escapes-in-a-file-name", model, explain(image="{in}/\x1b[2J\nFORGED.png"), "image not found",
+         output=escaped, skip=None if os.name == "posix" else "needs POSIX file names"),
+    Case("r2-04-escapes-in-predict", labelled([f"c{i}" for i in range(9)] + ["\x1b[31mred\nFORGED"]),
+         ("predict", "{in}/model.onnx", "{in}/image.png", "--top", "10"), "FORGED", 0, output=escaped),
+    # 5: a 5,000-character class name is cut by bisection in the caption
+    Case("r2-05-long-class-name", labelled([f"c{i}" for i in range(9)] + ["x" * 5000]), explain("--target", "9"),
+         OK, 0, report_names_its_files),
+    # 6: labels are never shifted to fit (only 1000 names on a 1001-class model get "background")
+    Case("r2-06-labels-one-short", with_files(("labels.txt", "".join(f"n{i}\n" for i in range(9)))),
+         explain("--labels", "{in}/labels.txt"), "labels give 9 names but the model has 10 classes", 2, no_out),
+    Case("r2-06-labels-blank-line", with_files(("labels.txt", "a\n\n" + "".join(f"n{i}\n" for i in range(9)))),
+         explain("--labels", "{in}/labels.txt"), "has an empty line 2"),
+    Case("r2-06-metadata-labels-one-short", labelled([f"n{i}" for i in range(9)]), explain(),
+         "metadata bbx.labels give 9 names but the model has 10 classes"),
+    # 7: every floating option and spec field finite and in range
+    Case("r2-07-gamma-nan", model_and_photo, explain("--gamma", "nan"), "must be finite numbers"),
+    Case("r2-07-lambda2-inf", model_and_photo, explain("--lambda2", "inf"), "must be finite numbers"),
+    Case("r2-07-beta-huge", model_and_photo, explain("--beta", "1e300"), "beta must be in [1, 10]"),
+    Case("r2-07-std-tiny", model_and_photo, explain("--std", "1e-45,1,1"), "must stay within 1e+06"),
+    Case("r2-07-uint8-mean-nan", lambda d: (photo(d), ob.build("uint8", d, name="model")),
+         explain("--mean", "nan,0,0"), "three finite values"),
+    Case("r2-07-sidecar-std-tiny", plain_with(metadata=None, sidecar={"preprocess": {"std": 1e-30}}), explain(),
+         "must stay within"),
+    # 8: nothing in evaluate's --out is opened through a link or a FIFO
+    Case("r2-08-lock-link", _out_with((".lock", "link-outside")), evaluate_args(), "refusing lock file", 2,
+         secret_unchanged),
+    Case("r2-08-results-link", _out_with(("results.jsonl", "link-outside")), evaluate_args(), "symbolic link", 2,
+         secret_unchanged),
+    Case("r2-08-lock-fifo", _out_with((".lock", "fifo")), evaluate_args(), "it is a FIFO",
+         skip=None if hasattr(os, "mkfifo") else "needs FIFOs"),
+    # 9: records keyed by content; external data pinned in the settings
+    Case("r2-09-photo-replaced", _evaluated_then(_replace_photo), evaluate_args(),
+         "1 runs, 0 done before, 1 to do", 0),
+    Case("r2-09-external-data-changed", _evaluated_then(_change_weights, base=_external_inside), evaluate_args(),
+         "other settings (external_data)"),
+    # 10: every size bounded before it is allocated
+    Case("r2-10-budget-huge", model_and_photo, explain("--budget", "1000000000", "--run-timeout", "4"),
+         "the run took longer than --run-timeout 4 s", memory=1_500_000_000),
+    Case("r2-10-static-batch-huge", graph_model(lambda g: g.reference("image", ob.SIZE, ob.CLASSES, ob.SEED,
+                                                                    out="logits"), [10**9, 3, ob.SIZE, ob.SIZE],
+                                                [10**9, ob.CLASSES]),
+         explain(), "static batch of 1,000,000,000 images"),
+    Case("r2-10-input-8192-squared", graph_model(_mean_logits, ["N", 3, 8192, 8192], metadata=None), explain(),
+         "above bbx's limit of 16,777,216"),
+    Case("r2-10-declared-200m-classes", _declared_classes, explain(), "declares 200,000,000 classes"),
+    Case("r2-10-labels-dev-zero", model_and_photo, explain("--labels", "/dev/zero"), "not a regular file",
+         skip=None if os.path.exists("/dev/zero") else "needs /dev/zero"),
+    Case("r2-10-labels-too-large", with_files(("labels.txt", b"a\n" * (9 * 2**20))),
+         explain("--labels", "{in}/labels.txt"), "above bbx's limit of 16,777,216"),
+    Case("r2-10-max-batch-huge", graph_model(_mean_logits, ["N", 3, "H", "W"], metadata=None),
+         explain("--size", "4096", "--max-batch", "64"), "above bbx's limit of 1 GiB"),
+    # 11: explain's outputs are one set: run id and hashes in a report written last; stale .tmp cleared
+    Case("r2-11-stale-tmp-cleared", _out_with((".heatmap.png.k1ll3d.tmp", "half"), ("report.json", "OLD")), explain(),
+         OK, 0, report_names_its_files),
+    Case("r2-11-save-fails-midway", _out_with(("overlay.png", "folder"), ("report.json", "OLD")), explain(),
+         "cannot write out/overlay.png", 2, old_report_gone),
+    # 12: a bad record or photo does not block evaluate
+    Case("r2-12-record-missing-field", _out_with(("results.jsonl", '{"image": "x", "method": "random", "seed": 0}\n')),
+         evaluate_args(), "results.jsonl line 1: no field", 0, lines_kept),
+    Case("r2-12-truncated-photo-skipped", _two_photos_one_truncated, evaluate_args(), "bbx: skipped: cannot read image",
+         0, error_recorded),
+    Case("r2-12-truncated-photo-strict", _two_photos_one_truncated, evaluate_args("--strict"), "cannot read image"),
+    Case("r2-12-results-is-a-folder", _out_with(("results.jsonl", "folder")), evaluate_args(), "it is a folder"),
+    # 13: scores checked on every call; batch against single in inspect
+    Case("r2-13-probabilities-go-negative", scores_then(lambda g, z: _softmax_then(g, z, "negative")),
+         explain(image="{in}/white.png"), "stopped being probabilities", 2, no_out),
+    Case("r2-13-probabilities-all-zero", scores_then(lambda g, z: _softmax_then(g, z, "zero")),
+         explain(image="{in}/white.png"), "stopped being probabilities"),
+    Case("r2-13-batch-dependent", scores_then(_batch_dependent), ("inspect", "{in}/model.onnx"),
+         "depend on the rest of the batch", 0),
+    # 14: strict parsing
+    Case("r2-14-ambiguous-name", labelled(["bird", "crane", "c2", "crane"] + [f"c{i}" for i in range(4, 10)]),
+         explain("--target", "crane"), "'crane' is ambiguous: classes 1, 3"),
+    Case("r2-14-sidecar-size-string", plain_with(metadata=None, sidecar={"preprocess": {"size": "16"}}), explain(),
+         "size must be a number or a list of numbers, not '16'"),
+    Case("r2-14-target-5000-digits", model_and_photo, explain("--target", "9" * 5000), "is out of range"),
+    Case("r2-14-binary-model-named-json", lambda d: (photo(d), ob.build("plain", d, name="model"),
+                                                     (d / "model.onnx").rename(d / "model.json")),
+         ("inspect", "{in}/model.json"), "10 classes", 0),
+    # 15: refusals create nothing; folders and FIFOs named as such; a damaged settings.json said so
+    Case("r2-15-refused-explain-no-out", model_and_photo, explain("--target", "unicorn"), "unknown target", 2, no_out),
+    Case("r2-15-image-is-a-folder", lambda d: (model(d), (d / "photos").mkdir()), explain(image="{in}/photos"),
+         "is a folder, not a file"),
+    Case("r2-15-model-is-a-fifo", lambda d: (photo(d), os.mkfifo(d / "model.onnx")), explain(),
+         "is not a regular file", skip=None if hasattr(os, "mkfifo") else "needs FIFOs"),
+    Case("r2-15-labels-fifo", lambda d: (model_and_photo(d), os.mkfifo(d / "labels.txt")),
+         explain("--labels", "{in}/labels.txt"), "not a regular file", skip=None if hasattr(os, "mkfifo") else "FIFOs"),
+    Case("r2-15-settings-damaged", _evaluated_then(_corrupt_settings), evaluate_args(), "is damaged"),
 ]
 
 
@@ -576,7 +832,27 @@ def run_case(case: Case, root: Path) -> Run:
     skip = out if out is not None and (out.is_dir() or not out.exists()) else None
     before = snapshot(root, skip)
     env = {**os.environ, "HOME": str(root / "home"), "TMPDIR": str(root / "home" / "tmp")}
-    proc = subprocess.run([*BBX, *argv], cwd=root / "work", env=env, capture_output=True, text=True, timeout=300)
+
+    def child() -> None:  # Ctrl-C as a terminal sends it, whatever this process ignores; a memory cap
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if case.memory:
+            import resource
+
+            resource.setrlimit(resource.RLIMIT_AS, (case.memory, case.memory))
+
+    with subprocess.Popen([*BBX, *argv], cwd=root / "work", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, preexec_fn=child if os.name == "posix" else None) as p:
+        if case.interrupt is not None:
+            try:
+                p.wait(case.interrupt)
+            except subprocess.TimeoutExpired:
+                p.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = p.communicate(timeout=300)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            stdout, stderr = p.communicate()
+    proc = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
     return Run(proc, before, snapshot(root, skip), out)
 
 
@@ -600,6 +876,8 @@ def corpus(request, tmp_path_factory) -> dict[str, Future]:
 
 def test_corpus_is_large_and_ids_are_unique():
     assert len(CASES) >= 40
+    # every way in of issue 24 (round 2) has a case: r2-NN-...
+    assert {int(c.id[3:5]) for c in CASES if c.id.startswith("r2-")} == set(range(1, 16))
     assert len({c.id for c in CASES}) == len(CASES)
 
 
@@ -614,6 +892,10 @@ def test_corpus(case: Case, corpus: dict[str, Future]) -> None:
     if case.expect == OK:
         assert proc.returncode == 0 and proc.stderr == "", (proc.returncode, proc.stderr)
         assert "wrote " in proc.stdout
+    elif case.code == 0:  # a run that succeeds and says something (a warning, a skipped photo, a plan)
+        assert proc.returncode == 0, (proc.returncode, proc.stderr)
+        assert case.expect in everything, everything
+        assert "bbx: error" not in everything and "internal error" not in everything, everything
     else:
         assert len(lines) == 1 and len(proc.stderr.splitlines()) == 1, f"not one line on stderr:\n{proc.stderr}"
         line = lines[0]
@@ -630,6 +912,8 @@ def test_corpus(case: Case, corpus: dict[str, Future]) -> None:
             complete(run.out / name)  # whatever was written, even by a run that failed later, is whole
     if case.check is not None:
         case.check(run.out)
+    if case.output is not None:
+        case.output(everything)
 
 
 def _diff(before: dict, after: dict) -> str:

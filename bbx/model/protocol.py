@@ -54,33 +54,7 @@ class BlackBox(Protocol):
 
     def batches(self, n: int) -> tuple[list[slice], int]: ...
 
-    def class_index(self, target: int | str) -> int:
-        """A class given by index or by name (exact, then case-insensitive) as an output index.
-
-        A name several classes share is refused with their indices: picking one would explain
-        a class the user may not have meant."""
-        if isinstance(target, str) and target.strip().lstrip("-").isdecimal() and len(target.strip()) > 18:
-            raise OptionError(f"target {target.strip()[:20]}... is out of range: the model has {self.num_classes} "
-                              f"classes (0..{self.num_classes - 1})")
-        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdecimal()):
-            k = int(target)
-            if not 0 <= k < self.num_classes:
-                raise OptionError(f"target {k} is out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
-            return k
-        name = str(target).strip()
-        if not name:
-            raise OptionError("the target class is empty: give a class index or name")
-        for same in (lambda lab: lab == name, lambda lab: lab.lower() == name.lower()):
-            hits = [i for i, lab in enumerate(self.labels) if same(lab)]
-            if len(hits) == 1:
-                return hits[0]
-            if hits:
-                shown = ", ".join(map(str, hits[:10])) + (" ..." if len(hits) > 10 else "")
-                raise OptionError(f"target class {name!r} is ambiguous: classes {shown} have that name; "
-                                  f"give the index")
-        near = [lab for lab in self.labels if name.lower() in lab.lower()][:5]
-        hint = f"; did you mean: {', '.join(near)}" if near else ""
-        raise OptionError(f"unknown target class {name!r}{hint}")
+    def class_index(self, target: int | str) -> int: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -167,7 +141,13 @@ class Classifier:
         return [slice(i, min(n, i + size)) for i in range(0, n, size)], max(size, self.input.batch or 0)
 
     def class_index(self, target: int | str) -> int:
-        """A class given by index or by name (exact, then case-insensitive) as an output index."""
+        """A class given by index or by name (exact, then case-insensitive) as an output index.
+
+        A name several classes share is refused with their indices: picking one would explain
+        a class the user may not have meant."""
+        if isinstance(target, str) and target.strip().lstrip("-").isdecimal() and len(target.strip()) > 18:
+            raise OptionError(f"target {target.strip()[:20]}... is out of range: the model has {self.num_classes} "
+                              f"classes (0..{self.num_classes - 1})")
         if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdecimal()):
             k = int(target)
             if not 0 <= k < self.num_classes:
@@ -176,11 +156,14 @@ class Classifier:
         name = str(target).strip()
         if not name:
             raise OptionError("the target class is empty: give a class index or name")
-        if name in self.labels:
-            return self.labels.index(name)
-        low = [lab.lower() for lab in self.labels]
-        if name.lower() in low:
-            return low.index(name.lower())
+        for same in (lambda lab: lab == name, lambda lab: lab.lower() == name.lower()):
+            hits = [i for i, lab in enumerate(self.labels) if same(lab)]
+            if len(hits) == 1:
+                return hits[0]
+            if hits:
+                shown = ", ".join(map(str, hits[:10])) + (" ..." if len(hits) > 10 else "")
+                raise OptionError(f"target class {name!r} is ambiguous: classes {shown} have that name; "
+                                  f"give the index")
         near = [lab for lab in self.labels if name.lower() in lab.lower()][:5]
         hint = f"; did you mean: {', '.join(near)}" if near else ""
         raise OptionError(f"unknown target class {name!r}{hint}")
