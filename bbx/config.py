@@ -20,6 +20,7 @@ from .estimate import ESTIMATORS
 #: enough that no term overflows float64 (a weight of 1e308 or beta 1e3 would make the loss inf)
 MAX_WEIGHT = 1e6
 MAX_PAIRS = 100_000  # antithetic pairs per step, given or derived from a budget
+MAX_STEP_BYTES = 64 * 2**20  # one step's directions (pairs x mask, float32); a step holds a few such arrays
 MAX_BETA = 10.0
 MAX_SIGMA = 1000.0
 MAX_KERNEL = 1001
@@ -70,14 +71,19 @@ class ExplainConfig:
         if self.budget is None:
             return iterations, pairs or d.PAIRS
         room = self.budget - 2
-        if pairs is None:  # never more than pairs' own cap, however large the budget
-            pairs = min(MAX_PAIRS, max(1, room // (2 * iterations)))
+        if pairs is None:  # never more than pairs' own caps, however large the budget
+            pairs = min(self.max_pairs(), max(1, room // (2 * iterations)))
             iterations = room // (2 * pairs)
         else:
             iterations = min(iterations, room // (2 * pairs))
         if iterations < 1:
             raise OptionError(f"budget {self.budget} is too small: one step needs {2 + 2 * (pairs or 1)} queries")
         return iterations, pairs
+
+    def max_pairs(self) -> int:
+        """The most pairs one step may draw: :data:`MAX_PAIRS`, and a step's directions within
+        :data:`MAX_STEP_BYTES` (float32 masks)."""
+        return min(MAX_PAIRS, MAX_STEP_BYTES // (4 * self.mask_size ** 2))
 
     def given(self) -> dict[str, Any]:
         """The fields set away from their defaults (``method`` aside): what the user asked for."""
@@ -93,6 +99,10 @@ class ExplainConfig:
             (self.estimator in ESTIMATORS, f"estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}"),
             (1 <= self.iterations <= 1_000_000, f"iterations must be in 1..1,000,000, not {self.iterations}"),
             (self.pairs is None or 1 <= self.pairs <= MAX_PAIRS, f"pairs must be in 1..{MAX_PAIRS:,}, not {self.pairs}"),
+            (self.pairs is None or not 1 <= self.mask_size <= 512 or self.pairs <= self.max_pairs(),
+             f"pairs {self.pairs} of {self.mask_size}x{self.mask_size} directions are "
+             f"{(self.pairs or 0) * 4 * self.mask_size ** 2 / 2**20:,.0f} MiB per step, above bbx's limit of "
+             f"{MAX_STEP_BYTES / 2**20:g} MiB"),
             (self.budget is None or 4 <= self.budget <= 10**9, f"budget must be in 4..10^9 queries, not {self.budget}"),
             (0 < self.step <= 1, f"step must be in (0, 1], not {self.step}"),
             (2 <= self.mask_size <= 512, f"mask size must be in 2..512, not {self.mask_size}"),

@@ -88,11 +88,13 @@ def images_per_call(height: int, width: int) -> int:
 
 
 def check_declared_classes(outputs: Sequence[Any]) -> None:
-    """Refuse, before the model runs, a [batch, classes] output that declares more classes than bbx handles."""
+    """Refuse, before the model runs, a [batch, classes] graph output (an onnx ValueInfoProto) that
+    declares more classes than bbx handles."""
     for o in outputs:
-        shape = list(getattr(o, "shape", []) or [])
-        if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > MAX_CLASSES:
-            raise ModelError(f"output {o.name!r} declares {shape[1]:,} classes, above bbx's limit of {MAX_CLASSES:,}")
+        dims = o.type.tensor_type.shape.dim if o.type.HasField("tensor_type") else []
+        if len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value > MAX_CLASSES:
+            raise ModelError(f"output {o.name!r} declares {dims[1].dim_value:,} classes, above bbx's limit "
+                             f"of {MAX_CLASSES:,}")
 
 
 def scores_output(names: Sequence[str], outs: Sequence[Any], n: int, wanted: str | None) -> OutputInfo:

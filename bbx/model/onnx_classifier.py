@@ -64,6 +64,7 @@ class OnnxClassifier(Classifier):
         if max_batch is not None and max_batch < 1:
             raise OptionError(f"max batch must be at least 1, not {max_batch}")
         proto = load_graph(self.path)
+        check_declared_classes(proto.graph.output)
         self.name = str(self.path)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
         self.external_data = external_locations(proto)  # checked above: each inside the model's folder
@@ -156,7 +157,6 @@ class OnnxClassifier(Classifier):
                               f"a batch of {len(x)}")
 
     def _detect_output(self, wanted: str | None) -> OutputInfo:
-        check_declared_classes(self.session.get_outputs())
         images = detection_batch(self.input, self.max_batch)
         x = pad_batch(pp.to_model_input(images, self.spec, np.dtype(self.input.dtype)), len(images))
         names = [o.name for o in self.session.get_outputs()]
