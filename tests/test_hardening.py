@@ -1127,3 +1127,44 @@ def test_tools_end_bad_input_with_one_line(tool, args, tmp_path):
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{tool}: error: ") and "missing." in lines[0], run.stderr
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+# -- round 2: the parts the corpus reaches only through a whole run -----------------------------
+
+def test_a_long_caption_is_cut_in_a_few_measurements():
+    """A 5,000-character class name: bisection measures the caption about log2(room) times, and
+    what is drawn fits its room and ends with what is always shown."""
+    from PIL import ImageDraw
+
+    from bbx import render
+
+    canvas = Image.new("RGB", (400, 40), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = render._font(14)
+    measured, drawn = [], []
+    real_length, real_text = draw.textlength, draw.text
+    draw.textlength = lambda text, **kw: measured.append(text) or real_length(text, **kw)
+    draw.text = lambda xy, text, **kw: drawn.append(text) or real_text(xy, text, **kw)
+    render._centred(draw, "x" * 5000 + "\n\x1b[2J", 200, 0, 300, font, ": 42.0%")
+    assert len(measured) <= 12, len(measured)
+    assert drawn[0].endswith("...: 42.0%") and real_length(drawn[0], font=font) <= 300
+    assert "\n" not in drawn[0] and "\x1b" not in drawn[0]
+
+
+def test_a_budget_never_yields_more_pairs_than_pairs_may_be_given():
+    from bbx.config import MAX_PAIRS, ExplainConfig
+    from bbx.errors import OptionError
+
+    iterations, pairs = ExplainConfig(budget=10**9).validate().plan()
+    assert pairs <= ExplainConfig().max_pairs() <= MAX_PAIRS
+    assert 2 + 2 * pairs * iterations <= 10**9
+    with pytest.raises(OptionError, match="MiB per step"):
+        ExplainConfig(pairs=90_000).validate()
+
+
+def test_shown_escapes_what_a_terminal_acts_on():
+    from bbx.cli.show import shown
+
+    assert shown("tabby cat") == "tabby cat"
+    assert shown("café") == "café"
+    assert shown("\x1b]0;title\x07\nFORGED\u202e") == "\\x1b]0;title\\x07\\nFORGED\\u202e"
