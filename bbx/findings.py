@@ -33,7 +33,7 @@ def phi_text(prob_before: float, prob_after: float) -> str:
     value = phi(prob_before, prob_after)
     if phi_readable(prob_before):
         return f"{value:.1f}"
-    return (f"not meaningful (top-1 p {prob_before:.6f} -> {prob_after:.6f}; 1 - p was {1.0 - prob_before:.1e}, "
+    return (f"not meaningful (top-1 p {prob_before:.7g} -> {prob_after:.7g}; 1 - p was {1.0 - prob_before:.1e}, "
             f"below {PHI_MIN_RESIDUAL:g}, so φ = {value:.3g} measures noise)")
 
 

@@ -11,7 +11,7 @@ from .. import methods as registry
 from ..errors import OptionError
 from ..evaluate import EvalConfig, Job, find_images
 from ..evaluate import evaluate as run_evaluate
-from .app import app, load_model, model_options
+from .app import app, default_note, load_model, model_options, note
 from .progress import bar
 
 
@@ -43,6 +43,9 @@ def evaluate(
     config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain)).validate()
     images = find_images(paths, limit)
     m = load_model(model, **model_opts)
+    line = default_note(m)
+    if line:
+        note(line)
     with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
         outcome = run_evaluate(m, images, config, out, progress=bar)
     summary = summarise(outcome.records)

@@ -35,6 +35,8 @@ def inspect(model: Path = typer.Argument(..., help="the .onnx classifier"),
     typer.echo(f"scores      {o['name']}: {o['num_classes']} classes, {o['kind']}{bg}")
     if o["kind"] == "probabilities":
         typer.echo("            (softmax already applied: bbx uses centred log-probabilities as logits)")
+    if o.get("constant"):
+        typer.echo("            (the same scores for every image tried: a constant model, nothing to explain)")
     typer.echo(f"labels      from {d['labels_source']}")
     typer.echo("preprocess")
     for k, v in d["preprocess"].items():
