@@ -15,10 +15,10 @@ from .metrics import phi
 
 def notes(mask: np.ndarray, prob_before: float, prob_after: float, constant: bool | None) -> list[str]:
     """One line for each way the explanation found nothing (empty list: none)."""
+    if constant:  # the one thing to say: whatever the mask did, it cannot mean anything
+        return ["constant model: it gave the same scores to every image bbx tried (a grey one and random "
+                "ones), so no pixel can change its answer and this explanation means nothing"]
     out = []
-    if constant:
-        out.append("constant model: it gave the same scores to every image bbx tried (a grey one and random "
-                   "ones), so no pixel can change its answer and this explanation means nothing")
     if float(np.min(mask)) >= 1.0 - EMPTY_MASK:
         out.append("found nothing: the mask never left 1, no pixel is blurred (the heatmap is empty)")
     elif prob_after < prob_before:

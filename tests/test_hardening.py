@@ -306,6 +306,22 @@ def existing_out(d: Path) -> None:
     (out / "report.json").write_text("OLD")
 
 
+EARLIER = {"target": 3, "prob_before": 0.25, "prob_after": 0.5, "queries": 6}
+
+
+def earlier_run_out(d: Path) -> None:
+    """An output folder with an earlier explanation's report in it."""
+    model_and_photo(d)
+    out = d.parent / "work" / "out"
+    out.mkdir(parents=True)
+    (out / "report.json").write_text(json.dumps(EARLIER))
+
+
+def earlier_report_kept(out: Path) -> None:
+    assert json.loads((out / "report.json").read_text()) == EARLIER
+    assert {p.name for p in out.iterdir()} == {"report.json"}
+
+
 def report_is_a_folder(d: Path) -> None:
     model_and_photo(d)
     (d.parent / "work" / "out" / "report.json").mkdir(parents=True)
@@ -336,9 +352,10 @@ def complete(path: Path) -> None:
             im.load()
     elif path.suffix == ".json":
         assert {"target", "prob_before", "prob_after", "queries"} <= json.loads(path.read_text()).keys()
-    elif path.name == "photo_mask.npy":  # M' on the photo, at the photo's size
-        report = json.loads((path.parent / "report.json").read_text())
-        assert list(np.load(path).shape) == report["photo_size"]
+    elif path.name == "photo_mask.npy":  # M' on the photo, at the photo's size (the report says which)
+        mask = np.load(path)
+        if (path.parent / "report.json").is_file():
+            assert list(mask.shape) == json.loads((path.parent / "report.json").read_text())["photo_size"]
     elif path.suffix == ".npy":
         assert np.load(path).shape == (28, 28)
 
@@ -553,7 +570,8 @@ CASES = [
     Case("out-report-is-a-folder", report_is_a_folder, explain(), "cannot write out/report.json"),
     Case("out-read-only", read_only_out, explain(), "is not writable",
          skip=None if READ_ONLY_ENFORCED else "this user (root) can write into read-only folders"),
-    Case("out-holds-bbx-outputs", existing_out, explain(), "already holds bbx outputs (report.json): give --overwrite"),
+    Case("out-holds-bbx-outputs", earlier_run_out, explain(), "already holds bbx outputs (report.json): give --overwrite",
+         check=earlier_report_kept),
     Case("out-exists-with-files", existing_out, explain("--overwrite"), OK, 0, kept_what_was_there),
     Case("out-file-is-a-link-outside", heatmap_links_outside, explain(), OK, 0, link_replaced_not_followed),
     # -- explanations that found nothing: a result, said in one line and in the report
@@ -645,11 +663,9 @@ def test_corpus(case: Case, corpus: dict[str, Future]) -> None:
     assert "Traceback" not in everything, everything
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     if case.expect == OK:
-        if case.note:
-            assert proc.returncode == 0 and len(lines) == 1, (proc.returncode, proc.stderr)
-            assert lines[0].startswith("bbx: note: ") and case.note in lines[0], lines[0]
-        else:
-            assert proc.returncode == 0 and proc.stderr == "", (proc.returncode, proc.stderr)
+        # a short run may find nothing or lower the target: said in "bbx: note:" lines, nothing else
+        assert proc.returncode == 0 and all(ln.startswith("bbx: note: ") for ln in lines), (proc.returncode, proc.stderr)
+        assert not case.note or any(case.note in ln for ln in lines), proc.stderr
         assert "wrote " in proc.stdout
     else:
         assert len(lines) == 1 and len(proc.stderr.splitlines()) == 1, f"not one line on stderr:\n{proc.stderr}"

@@ -201,7 +201,11 @@ def test_bad_resize_mode_and_pad_value_are_refused(tmp_path):
     with pytest.raises(OptionError, match="resize_mode 'squash' must be one of"):
         OnnxClassifier(path, preprocess_overrides={"resize_mode": "squash"})
     with pytest.raises(OptionError, match="pad_value"):
-        OnnxClassifier(path, preprocess_overrides={"pad_value": [300]})
+        OnnxClassifier(path, preprocess_overrides={"pad_value": [300], "resize_mode": "pad"})
+    with pytest.raises(OptionError, match="--pad-value does nothing with resize mode crop"):
+        OnnxClassifier(path, preprocess_overrides={"pad_value": [114]})
+    with pytest.raises(OptionError, match="--crop-pct does nothing with resize mode stretch"):
+        OnnxClassifier(path, preprocess_overrides={"crop_pct": 0.9, "resize_mode": "stretch"})
 
 
 # -- back onto the photo ----------------------------------------------------------------------------

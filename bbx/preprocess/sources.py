@@ -164,7 +164,17 @@ def resolve(
                 break
         else:
             sources[name] = "default"
-    return ResolvedSpec(validate(PreprocessSpec(**normalised(values))), sources)
+    spec = validate(PreprocessSpec(**normalised(values)))
+    _refuse_unused(spec, sources)
+    return ResolvedSpec(spec, sources)
+
+
+def _refuse_unused(spec: PreprocessSpec, sources: Mapping[str, str]) -> None:
+    """A flag the resize mode would not read is refused, never silently dropped."""
+    if sources["pad_value"] == "cli" and spec.resize_mode not in ("letterbox", "pad"):
+        raise OptionError(f"--pad-value does nothing with resize mode {spec.resize_mode}: only letterbox and pad pad")
+    if sources["crop_pct"] == "cli" and spec.resize_mode != "crop":
+        raise OptionError(f"--crop-pct does nothing with resize mode {spec.resize_mode}: only crop crops")
 
 
 def with_graph(resolved: ResolvedSpec, **graph_values: Any) -> ResolvedSpec:

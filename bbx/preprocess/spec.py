@@ -61,7 +61,8 @@ def normalised(values: dict[str, Any]) -> dict[str, Any]:
         for k in ("mean", "std", "pad_value"):
             if k in out:
                 v = out[k]
-                out[k] = (float(v),) * 3 if isinstance(v, (int, float)) else tuple(float(x) for x in v)
+                v = [v] if isinstance(v, (int, float)) else list(v)
+                out[k] = tuple(float(x) for x in (v * 3 if len(v) == 1 else v))  # one value: every channel
         for k in ("crop_pct", "scale"):
             if k in out:
                 out[k] = float(out[k])
