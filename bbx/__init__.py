@@ -18,7 +18,7 @@ import logging
 
 from . import methods
 from .config import ExplainConfig
-from .errors import BbxError, ImageError, ModelError, OptionError
+from .errors import BbxError, ImageError, ModelError, OptionError, OutputError
 from .explain import explain
 from .explanation import Explanation
 from .image import load_rgb
@@ -41,6 +41,7 @@ __all__ = [
     "ModelError",
     "OnnxClassifier",
     "OptionError",
+    "OutputError",
     "PHI",
     "PreprocessSpec",
     "TOP_IOU",

@@ -14,7 +14,7 @@ import typer
 
 from .. import defaults as d
 from .. import methods
-from ..errors import OptionError
+from ..errors import OutputError
 from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, default_note, load_model, model_options, note
 from .progress import StepBar
 
@@ -91,7 +91,7 @@ def refuse_overwrite(out: Path) -> None:
 
     found = [n for n in OUTPUT_NAMES if (out / n).is_file() and not (out / n).is_symlink()]
     if found:
-        raise OptionError(f"output folder {out} already holds bbx outputs ({', '.join(found[:3])}"
+        raise OutputError(f"output folder {out} already holds bbx outputs ({', '.join(found[:3])}"
                           f"{' ...' if len(found) > 3 else ''}): give --overwrite to replace them, or another --out")
 
 
