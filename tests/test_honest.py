@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import subprocess
 
 import numpy as np
@@ -142,3 +143,17 @@ def test_progress_callback_and_logger(tmp_path, photo, caplog):
     info = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert info == [f"ftc on {photo}: target {e.target_name} {e.prob_before:.4f} -> {e.prob_after:.4f}, "
                     f"{e.queries} queries in {e.seconds:.1f} s"]
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="needs util-linux's script for a terminal")
+def test_progress_bar_on_a_terminal_shows_elapsed_and_time_left(tmp_path, photo):
+    """On a terminal (util-linux ``script`` gives one), the bar reads steps, elapsed time and time left."""
+    import re
+    import shlex
+
+    cmd = shlex.join(["bbx", "explain", str(ob.build_plain(tmp_path)), str(photo), "--iterations", "3", "--pairs", "1",
+                      "--out", str(tmp_path / "out")])
+    proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout
+    screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", proc.stdout.replace("\r", "\n"))
+    assert re.search(r"ftc photo\.png .* 3/3 elapsed \d:\d\d:\d\d left \d:\d\d:\d\d loss [+-]\d\.\d{4}", screen), screen
