@@ -39,7 +39,7 @@ PANEL_MIN = 256  # smallest side of a figure panel, in pixels
 MARGIN, GAP = 16, 6
 #: every file an explanation may write (an output folder holding one of them is not overwritten in silence)
 OUTPUT_NAMES = ("report.json", "heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy",
-                "photo_heatmap.png", "photo_overlay.png", "photo_mask.npy")
+                "photo_heatmap.png", "photo_overlay.png", "photo_mask.npy", "index.html", "photo.png")
 
 
 def to_uint8(img01: np.ndarray) -> np.ndarray:
@@ -113,10 +113,20 @@ def figure(e: "Explanation", over: np.ndarray | None = None, pert: np.ndarray | 
     return np.asarray(canvas)
 
 
-def _save_png(path: Path, arr: np.ndarray) -> Path:
+def figure_png(e: Explanation) -> bytes:
+    """:func:`figure` as PNG bytes."""
+    return _png(figure(e))
+
+
+def _png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+    return buf.getvalue()
+
+
+def _save_png(path: Path, arr: np.ndarray) -> Path:
+    data = _png(arr)
+    return atomic_write(path, lambda fh: fh.write(data))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

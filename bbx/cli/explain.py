@@ -6,7 +6,6 @@ and the registry refuses an option the method does not read.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +14,7 @@ import typer
 from .. import defaults as d
 from .. import methods
 from ..errors import OutputError
-from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, default_note, load_model, model_options, note
+from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, command_line, default_note, load_model, model_options, note
 from .progress import StepBar
 
 _METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
@@ -50,6 +49,7 @@ def explain(
     out: Path = typer.Option(Path("bbx-out"), help="output folder"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the bbx outputs already in the output folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    html: bool = typer.Option(False, "--html", help="also write index.html, the one-photo page of bbx audit"),
     *, model_opts: dict,
 ) -> None:
     """Find the undesirable pixels of IMAGE for a target class and write heatmap, figures and report."""
@@ -77,6 +77,10 @@ def explain(
         e = run_explain(m, image, target=target, config=cfg, progress=bar.update)
     e.provenance["command"] = command_line()
     paths = e.save(out)
+    if html:
+        from ..audit.single import explanation_page
+
+        paths["page"] = explanation_page(e, m, out, command_line())
     typer.echo(f"{image}: target {e.target_name!r} (class {e.target}) "
                f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi_text}; "
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
@@ -93,10 +97,3 @@ def refuse_overwrite(out: Path) -> None:
     if found:
         raise OutputError(f"output folder {out} already holds bbx outputs ({', '.join(found[:3])}"
                           f"{' ...' if len(found) > 3 else ''}): give --overwrite to replace them, or another --out")
-
-
-def command_line() -> str:
-    """The command as typed, for the report (``bbx`` and its arguments, shell-quoted)."""
-    import shlex
-
-    return shlex.join(["bbx", *sys.argv[1:]])
