@@ -16,6 +16,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ._io import atomic_write, clear_stale, ensure_dir, json_text
 from .errors import OutputError
+from .findings import phi_readable
 
 if TYPE_CHECKING:  # an Explanation saves itself through this module
     from .explanation import Explanation
@@ -37,6 +38,9 @@ LUT = np.stack(
 OVERLAY_ALPHA = 0.7
 PANEL_MIN = 256  # smallest side of a figure panel, in pixels
 MARGIN, GAP = 16, 6
+#: every file an explanation may write (an output folder holding one of them is not overwritten in silence)
+OUTPUT_NAMES = ("report.json", "heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy",
+                "photo_heatmap.png", "photo_overlay.png", "photo_mask.npy", "index.html", "photo.png")
 
 
 def to_uint8(img01: np.ndarray) -> np.ndarray:
@@ -57,11 +61,10 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = OVERLAY_ALPHA
     return to_uint8((1.0 - h) * img + h * (colorize(heatmap) / 255.0))
 
 
-OUTPUT_FILES = ("heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy", "report.json")
-
-
 def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
-    """Write heatmap.png, overlay.png, perturbed.png, figure.png, mask.npy and report.json as one set.
+    """Write heatmap.png, overlay.png, perturbed.png, figure.png, mask.npy (at the model's input size;
+    the mask at its own resolution), with a photo also photo_heatmap.png, photo_overlay.png and
+    photo_mask.npy (M' on the photo at its own size), and report.json, as one set.
 
     Everything is rendered before the first file is written. The old report goes first and the
     new one comes last, naming a fresh ``run_id`` and the SHA-256 of every file of its run: a
@@ -72,16 +75,20 @@ def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
     import uuid
 
     heat, over, pert = colorize(e.heatmap), overlay(e.image, e.heatmap), to_uint8(e.perturbed)
-    mask = io.BytesIO()
-    np.save(mask, np.asarray(e.mask))
     blobs = {"heatmap.png": _png(heat), "overlay.png": _png(over), "perturbed.png": _png(pert),
-             "figure.png": _png(figure(e, over, pert)), "mask.npy": mask.getvalue()}
+             "figure.png": _png(figure(e, over, pert)), "mask.npy": _npy(e.mask)}
+    back = e.on_photo()
+    if back is not None:  # the same maps on the user's photo, at its own size
+        heat_photo, mask_photo = back
+        blobs.update({"photo_heatmap.png": _png(colorize(heat_photo)),
+                      "photo_overlay.png": _png(overlay(e.photo / 255.0, heat_photo)),
+                      "photo_mask.npy": _npy(mask_photo)})
     report = {**e.summary(), "run_id": uuid.uuid4().hex,
               "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}}
     report_text = json_text(report, indent=2).encode("utf-8")  # refused here (NaN) before anything is written
 
     out_dir = ensure_dir(out_dir)
-    clear_stale(out_dir, OUTPUT_FILES)
+    clear_stale(out_dir, OUTPUT_NAMES)
     old_report = out_dir / "report.json"
     if old_report.is_dir() and not old_report.is_symlink():
         raise OutputError(f"cannot write {old_report}: it is a folder")
@@ -91,7 +98,7 @@ def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
         pass
     except OSError as exc:
         raise OutputError(f"cannot write {old_report}: {exc.strerror or exc}") from None
-    paths = {name.split(".")[0]: atomic_write(out_dir / name, lambda fh, data=data: fh.write(data))
+    paths = {name.rsplit(".", 1)[0]: atomic_write(out_dir / name, lambda fh, data=data: fh.write(data))
              for name, data in blobs.items()}
     paths["report"] = atomic_write(old_report, lambda fh: fh.write(report_text))
     return paths
@@ -108,7 +115,7 @@ def figure(e: "Explanation", over: np.ndarray | None = None, pert: np.ndarray | 
     captions = [  # (text that may be shortened, tail that is always shown)
         (e.target_name, f": {100 * e.prob_before:.1f}%"),
         ("undesirable pixels", f" {100 * e.undesirable_ratio:.1f}%"),
-        (e.target_name, f": {100 * e.prob_after:.1f}%" + (f" (phi {e.phi:.1f})" if e.target == e.top1 else "")),
+        (e.target_name, f": {100 * e.prob_after:.1f}%" + (f" (phi {e.phi:.1f})" if e.target == e.top1 and phi_readable(e.top1_prob_before) else "")),
     ]
     title = (f"{e.config.get('method', '?')} · target {e.target_name}", f" · {e.queries} queries")
 
@@ -130,6 +137,12 @@ def figure(e: "Explanation", over: np.ndarray | None = None, pert: np.ndarray | 
 def figure_png(e: Explanation) -> bytes:
     """:func:`figure` as PNG bytes."""
     return _png(figure(e))
+
+
+def _npy(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr))
+    return buf.getvalue()
 
 
 def _png(arr: np.ndarray) -> bytes:
