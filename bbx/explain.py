@@ -70,7 +70,8 @@ class ExplainConfig:
     def validate(self) -> "ExplainConfig":
         checks = [
             (self.method in METHODS, f"method must be one of {', '.join(METHODS)}, not {self.method!r}"),
-            (self.estimator in ESTIMATORS, f"estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}"),
+            (self.estimator in ALL_ESTIMATORS,
+             f"estimator must be one of {', '.join(ALL_ESTIMATORS)}, not {self.estimator!r}"),
             (1 <= self.iterations <= 1_000_000, f"iterations must be in 1..1,000,000, not {self.iterations}"),
             (self.pairs is None or 1 <= self.pairs <= 100_000, f"pairs must be in 1..100,000, not {self.pairs}"),
             (self.budget is None or 4 <= self.budget <= 10**9, f"budget must be in 4..10^9 queries, not {self.budget}"),
@@ -94,6 +95,9 @@ class ExplainConfig:
 
 
 DEFAULT_PAIRS = 8
+#: nes and spsa estimate the gradient everywhere (bbx.estimate); active screens, then descends on
+#: the few elements that can move, checking every step (bbx.active)
+ALL_ESTIMATORS = (*ESTIMATORS, "active")
 #: ftc, fntc and plain optimise the paper's losses; greedy searches hard-blurred windows (bbx.greedy)
 METHODS = (*OBJECTIVES, "greedy")
 
@@ -125,6 +129,9 @@ def explain(
     started, queries_before = time.perf_counter(), model.queries
 
     iterations, pairs = cfg.plan()
+    if cfg.estimator == "active":
+        return _explain_active(model, x, source, target, cfg, 2 + 2 * iterations * pairs if cfg.budget is None
+                               else cfg.budget, started, queries_before, progress)
     estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution, dtype="float32")  # what MaskQuery reads
     shape = (cfg.mask_size, cfg.mask_size)
     directions = estimator.stream(np.random.default_rng(cfg.seed), shape, iterations)  # drawn during the set-up
@@ -166,6 +173,36 @@ def explain(
         seconds=time.perf_counter() - started, loss_history=history,
         config={**asdict(cfg), "iterations": iterations, "pairs": pairs, "query_path": query.path,
                 "probes": "host" if on_device is None else "graph"},  # who formed the antithetic probes
+    )
+
+
+def _explain_active(model: OnnxClassifier, x: np.ndarray, source: str, target: int | str | None,
+                    cfg: ExplainConfig, budget: int, started: float, queries_before: int,
+                    progress: Progress | None) -> Explanation:
+    """:func:`explain` with :func:`bbx.active.optimise` in place of the estimate-and-Adam loop."""
+    from .active import optimise
+
+    shape = (cfg.mask_size, cfg.mask_size)
+    pert = Perturber(x, shape, BlurSpec(cfg.sigma, cfg.kernel))
+    p0, z0, k = score_image(model, x, target)
+    objective = Objective(cfg.method, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
+    query = MaskQuery(model, pert, cfg.query_path, target=k)
+
+    def model_loss(masks: np.ndarray) -> np.ndarray:
+        return objective.model_loss(query(masks), k, z0)
+
+    at_ones = float(model_loss(np.ones((1, *shape)))[0])  # X through the same path as every probe
+    result = optimise(model_loss, objective.regularizer, shape, budget - 3, at_ones, cfg.lambda2, progress=progress)
+    mask = result.mask
+    perturbed = pert(mask.astype(np.float32))
+    p1 = model.scores(perturbed[None]).probs[0]
+    heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
+    return Explanation.build(
+        model, image=x, source=source, mask=mask, heatmap=heatmap, perturbed=perturbed, target=k,
+        probs_before=p0, probs_after=p1, queries=model.queries - queries_before,
+        seconds=time.perf_counter() - started, loss_history=result.history,
+        config={**asdict(cfg), "iterations": len(result.history) - 1, "pairs": None, "budget": budget,
+                "query_path": query.path, "screens": result.screens, "active": len(result.active)},
     )
 
 
