@@ -49,6 +49,7 @@ class ActiveSet:
     trials: int = 4  # step lengths scored per step, in one batch
     first_length: float = 0.25  # the longest element move of the first step
     min_step: float = 1e-3
+    combine: bool = True  # also try all the screened moves that lowered J on their own, together
     neighbours: bool = True  # add the 4-neighbours of each candidate while room is left
     central: bool = True  # central differences (2 queries per element), else one-sided (1)
     newton: bool = True  # scale each element's step by its measured curvature
@@ -108,9 +109,22 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         order = sorted(range(len(groups)), key=lambda i: (probe_j[i] >= j, -gains[i]))
         moved = 0
         best = int(np.argmin(probe_j))
-        if probe_j[best] < j:  # a screened mask is a mask J was measured at: take the best
+        better = np.flatnonzero(probe_j < j)
+        if len(better) > 1 and s.combine and used < budget - 2 * s.trials:
+            # every screened move that lowered J on its own, together: one more query, taken if best
+            both = mask.reshape(n).copy()
+            for i in better:
+                both[groups[i]] = probes[i, groups[i]]
+            both_loss = float(loss(both.reshape(1, *shape))[0])
+            used += 1
+            both_j = both_loss + regularizer(both.reshape(shape))[0]
+            if both_j < probe_j[best]:
+                mask, j, model_loss = both.reshape(shape), float(both_j), both_loss
+                moved = 1
+        if not moved and probe_j[best] < j:  # a screened mask is a mask J was measured at: take the best
             mask, j, model_loss = probes[best].reshape(shape).copy(), float(probe_j[best]), float(values[best])
             moved = 1
+        active[mask.reshape(n) < 1.0] = True  # what a move took below 1 is descended on from now on
         picked: list[int] = []
         for i in order:
             if (probe_j[i] >= j and gains[i] <= s.threshold * lambda2 / n) or \

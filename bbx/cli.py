@@ -201,7 +201,8 @@ def explain(
     iterations: int = typer.Option(200, help="optimizer steps"),
     budget: Optional[int] = typer.Option(None, help="total queries allowed (sets pairs per step)"),
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default 8)"),
-    estimator: str = typer.Option("nes", help="nes (Gaussian) or spsa (+-1) directions"),
+    estimator: str = typer.Option("nes", help="active (screen, then checked steps on the elements that move), "
+                                   "nes (Gaussian) or spsa (+-1) directions"),
     seed: int = typer.Option(0, help="random seed; the same seed gives the same mask"),
     lr: float = typer.Option(0.1, help="Adam step size (paper: 0.1)"),
     lambda1: float = typer.Option(1.7, help="weight of the mask's total variation (paper: 1.7)"),
@@ -236,6 +237,10 @@ def explain(
                f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi:.1f}; "
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if e.convergence:
+        from .convergence import Convergence
+
+        typer.echo(Convergence(**e.convergence).line())
 
 
 class _Progress:

@@ -31,8 +31,8 @@ from .model import OnnxClassifier
 from .objective import METHODS as LEARNED
 from .perturb import BlurSpec, Perturber
 
-METHODS = (*LEARNED, "greedy", "occlusion", "random")
-SEEDED = frozenset((*LEARNED, "random"))  # greedy and occlusion are deterministic: one run per image
+METHODS = (*LEARNED, "greedy", "rise", "occlusion", "random")
+SEEDED = frozenset((*LEARNED, "rise", "random"))  # greedy and occlusion are deterministic: one run per image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 RESULTS, SETTINGS = "results.jsonl", "settings.json"
 
@@ -246,7 +246,14 @@ def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> di
         "insertion_queries": len(probs_at_area),
         "input_size": list(e.heatmap.shape),
         "mask": np.round(np.asarray(e.mask, dtype=np.float64), 4).tolist(),
+        **convergence_fields(e.convergence),
     }
+
+
+def convergence_fields(c: dict[str, Any]) -> dict[str, Any]:
+    """The record's convergence columns (None for methods that optimise no objective)."""
+    keys = ("objective_at_ones", "objective_final", "converged", "noise")
+    return {k: c.get(k) for k in keys}
 
 
 def _insertion(model: OnnxClassifier, e: Explanation, areas: Sequence[float], spec: BlurSpec) -> dict[float, float]:

@@ -39,12 +39,15 @@ class Explanation:
     model: str = ""
     source: str = ""
     device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
+    #: whether an optimised mask converged (bbx.convergence.Convergence.summary()); empty for searches
+    convergence: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def build(cls, model: Any, *, image: np.ndarray, source: str, mask: np.ndarray, heatmap: np.ndarray,
               perturbed: np.ndarray, target: int, probs_before: np.ndarray, probs_after: np.ndarray,
               queries: int, seconds: float, config: dict[str, Any],
-              loss_history: list[float] | None = None) -> "Explanation":
+              loss_history: list[float] | None = None,
+              convergence: dict[str, Any] | None = None) -> "Explanation":
         """Fill every derived field (names, top-1, φ, undesirable ratio) the same way for every method."""
         from .metrics import phi, undesirable_ratio
 
@@ -58,6 +61,7 @@ class Explanation:
             phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
             queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
             model=str(model.path), source=source, device=getattr(model, "device", ""),
+            convergence=dict(convergence or {}),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -79,6 +83,7 @@ class Explanation:
             "seconds": self.seconds,
             "device": self.device,
             "config": self.config,
+            "convergence": self.convergence,
             "loss_history": self.loss_history,
             "mask": np.round(self.mask, 6).tolist(),
         }
