@@ -49,11 +49,10 @@ class ActiveSet:
     trials: int = 4  # step lengths scored per step, in one batch
     first_length: float = 0.25  # the longest element move of the first step
     min_step: float = 1e-3
-    combine: bool = True  # also try all the screened moves that lowered J on their own, together
-    neighbours: bool = True  # add the 4-neighbours of each candidate while room is left
-    central: bool = True  # central differences (2 queries per element), else one-sided (1)
-    newton: bool = True  # scale each element's step by its measured curvature
-    max_move: float = 0.5  # with newton: the largest move of one element at length 1 where curvature is flat
+    recheck: int = 1  # elements pinned at a bound are probed every recheck-th step only (1: every step)
+    combine: bool = False  # also try all the screened moves that lowered J on their own, together
+    neighbours: bool = False  # add the 4-neighbours of each candidate while room is left
+    central: bool = False  # central differences (2 queries per element), else one-sided (1)
 
 
 @dataclass
@@ -143,27 +142,35 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         return added + moved
 
     model_loss = loss_at_ones
+    g = np.zeros(n)  # the model part's slope per element, as last measured
+    pinned = np.zeros(n, dtype=bool)
+    steps = 0
     found = grow()
     if not found:  # None: the budget cannot pay for one screen; 0: at M = 1 no element pays its L1 cost
         return ActiveResult(mask, history, used, converged=found == 0, screens=screens)
     while True:
         idx = np.flatnonzero(active)
-        need = (2 if s.central else 1) * len(idx) + s.trials
+        # elements held at a bound by their last slopes are probed again only every recheck-th step
+        fresh = steps % s.recheck == 0
+        probe = idx if fresh else idx[~pinned[idx]]
+        need = (2 if s.central else 1) * len(probe) + s.trials
         if used + need > budget:
-            break
-        g = np.zeros(n)
+            if fresh or used + (2 if s.central else 1) * len(idx[~pinned[idx]]) + s.trials > budget:
+                break
+            probe = idx[~pinned[idx]]
+        steps += 1
         if s.central:
-            probes = np.repeat(mask.reshape(1, n), 2 * len(idx), axis=0)
-            probes[np.arange(len(idx)), idx] += s.step
-            probes[len(idx) + np.arange(len(idx)), idx] -= s.step
+            probes = np.repeat(mask.reshape(1, n), 2 * len(probe), axis=0)
+            probes[np.arange(len(probe)), probe] += s.step
+            probes[len(probe) + np.arange(len(probe)), probe] -= s.step
             values = loss(probes.reshape(-1, *shape))
-            g[idx] = (values[: len(idx)] - values[len(idx):]) / (2 * s.step)
+            g[probe] = (values[: len(probe)] - values[len(probe):]) / (2 * s.step)
         else:  # one probe per element, towards the inside of [0, 1]: half the queries, O(c) error
-            probes = np.repeat(mask.reshape(1, n), len(idx), axis=0)
-            sign = np.where(mask.reshape(n)[idx] >= 0.5, -1.0, 1.0)
-            probes[np.arange(len(idx)), idx] += sign * s.step
+            probes = np.repeat(mask.reshape(1, n), len(probe), axis=0)
+            sign = np.where(mask.reshape(n)[probe] >= 0.5, -1.0, 1.0)
+            probes[np.arange(len(probe)), probe] += sign * s.step
             values = loss(probes.reshape(-1, *shape))
-            g[idx] = (values - model_loss) / (sign * s.step)
+            g[probe] = (values - model_loss) / (sign * s.step)
         used += len(values)
         flat = mask.reshape(n)
         r_down, r_up = one_sided(regularizer, mask, idx)
@@ -176,13 +183,9 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         move[(flat[idx] >= 1.0) & (move > 0)] = 0.0
         grad = np.zeros(n)
         grad[idx] = -move
+        pinned[idx] = (move == 0.0) & ((flat[idx] <= 0.0) | (flat[idx] >= 1.0))
         top = np.abs(grad).max()
-        if top > 0 and s.newton and s.central:
-            # diagonal Newton: each element's own curvature from the same three values (c^2 units)
-            curv = np.zeros(n)
-            curv[idx] = (values[: len(idx)] + values[len(idx):] - 2.0 * model_loss) / s.step ** 2
-            direction = -grad / np.maximum(curv, top / s.max_move)
-        elif top > 0:
+        if top > 0:
             direction = -grad / top
         if top > 0:
             lengths = length * 2.0 ** np.arange(-(s.trials - 2), 2)  # ... length/2, length, 2 length

@@ -201,7 +201,7 @@ def explain(
     iterations: int = typer.Option(200, help="optimizer steps"),
     budget: Optional[int] = typer.Option(None, help="total queries allowed (sets pairs per step)"),
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default 8)"),
-    estimator: str = typer.Option("nes", help="active (screen, then checked steps on the elements that move), "
+    estimator: str = typer.Option("active", help="active (screen, then checked steps on the elements that move), "
                                    "nes (Gaussian) or spsa (+-1) directions"),
     seed: int = typer.Option(0, help="random seed; the same seed gives the same mask"),
     lr: float = typer.Option(0.1, help="Adam step size (paper: 0.1)"),

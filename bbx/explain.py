@@ -34,7 +34,7 @@ class ExplainConfig:
     iterations: int = 200
     pairs: int | None = None  # antithetic pairs per step; default 8, or what the budget allows
     budget: int | None = None  # total queries, including the two for X and the final Q
-    estimator: str = "nes"
+    estimator: str = "active"  # measured: docs/reproduce.md, "The active-set optimiser"
     step: float = 0.1
     resolution: int | None = None  # direction grid; None = full mask resolution (measured best)
     lr: float = 0.1
@@ -88,6 +88,10 @@ class ExplainConfig:
             (0 <= self.seed < 2**63, f"seed must be a non-negative integer, not {self.seed}"),
             (self.query_path in PATHS, f"query path must be one of {', '.join(PATHS)}, not {self.query_path!r}"),
         ]
+        if self.estimator == "active":  # it spends a budget on checked steps: no pairs, no direction grid
+            checks += [(self.pairs is None or self.budget is None,
+                        "the active estimator spends --budget; --pairs is for nes and spsa"),
+                       (self.resolution is None, "the active estimator has no direction grid (resolution)")]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
             raise OptionError("; ".join(bad))

@@ -51,7 +51,7 @@ from bbx.query import MaskQuery  # noqa: E402
 SAMPLES = sorted((ROOT / "models" / "samples").glob("*.*"))
 EXTRA = ("astronaut.png", "motorcycle_left.png", "retina.jpg")  # CC0 photos shipped with scikit-image
 FIELDS = ["image", "estimator", "pairs", "iterations", "queries", "target", "prob_before", "prob_after", "phi",
-          "undesirable_ratio", "objective", "objective_at_ones", "improvement", "pearson_r", "top5_iou", "seconds"]
+          "undesirable_ratio", "objective", "objective_at_ones", "improvement", "pearson_r", "top5_iou", "seconds", "converged"]
 
 
 def default_extra() -> list[Path]:
@@ -205,7 +205,8 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "efficientnet_lite0.onnx")
     ap.add_argument("--variant", default="lite0", help="EfficientNet-Lite variant of the PyTorch original")
     ap.add_argument("--method", default="ftc", choices=["ftc", "fntc", "plain"])
-    ap.add_argument("--estimators", nargs="+", default=["nes", "spsa"], choices=["nes", "spsa"])
+    ap.add_argument("--estimators", nargs="+", default=["nes", "spsa"], choices=["active", "nes", "spsa"],
+                    help="active spends the budget of the same --pairs (2 + 2 x pairs x iterations)")
     ap.add_argument("--pairs", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32])
     ap.add_argument("--iterations", type=int, default=ExplainConfig.iterations)
     ap.add_argument("--seed", type=int, default=0)
@@ -241,10 +242,14 @@ def main() -> None:
                         seconds=ref["seconds"], **common))
         for est in args.estimators:
             for pairs in args.pairs:
-                e = bbx.explain(model, img, method=args.method, config=replace(config, estimator=est, pairs=pairs))
+                budget = 2 + 2 * pairs * args.iterations
+                run = replace(config, estimator=est, budget=budget) if est == "active" else \
+                    replace(config, estimator=est, pairs=pairs)
+                e = bbx.explain(model, img, method=args.method, config=run)
                 rows.append(row(estimator=est, pairs=pairs, queries=e.queries, p0=e.top1_prob_before,
                                 p1=e.top1_prob_after, phi=e.phi, ratio=e.undesirable_ratio, j=exact(e.mask),
                                 mask=e.mask, seconds=e.seconds, **common))
+                rows[-1]["converged"] = e.convergence.get("converged")
                 r = rows[-1]
                 print(f"{img.name:<22} {est:<4} {e.queries:>6} q  phi {e.phi:6.1f} (ref {ref['phi']:5.1f})  "
                       f"J gain {r['improvement']:5.2f}  r {r['pearson_r']:5.2f}  IoU {r['top5_iou']:.2f}  "
