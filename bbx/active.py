@@ -36,8 +36,6 @@ import numpy as np
 LossFn = Callable[[np.ndarray], np.ndarray]  # (B, h, w) masks -> (B,) model losses, one query each
 RegFn = Callable[[np.ndarray], "tuple[float, np.ndarray]"]  # mask -> (R_M, exact gradient)
 Progress = Callable[[int, int, float], None]
-import os
-_DEBUG = os.environ.get("BBX_DEBUG")
 
 
 @dataclass(frozen=True)
@@ -104,7 +102,6 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         screens += 1
         probe_j = values + np.array([regularizer(p.reshape(shape))[0] for p in probes])
         gains = (model_loss - values) / np.maximum(drop, 1e-12)
-        if _DEBUG: print("screen", len(groups), np.sort(gains)[::-1][:8], "dj<0", int((probe_j < j).sum()))
         order = sorted(range(len(groups)), key=lambda i: (probe_j[i] >= j, -gains[i]))
         moved = 0
         best = int(np.argmin(probe_j))
@@ -194,7 +191,6 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
             used += s.trials
             trial_j = np.array([trial_loss[t] + regularizer(trial[t].reshape(shape))[0] for t in range(s.trials)])
             best = int(np.argmin(trial_j))
-        if _DEBUG: print("step", used, len(idx), "top", top, "g", np.sort(grad[idx])[:4], "trial", (trial_j - j) if top > 0 else None, "len", length)
         if top > 0 and trial_j[best] < j:
             mask = trial[best].reshape(shape)
             j, model_loss = float(trial_j[best]), float(trial_loss[best])

@@ -23,6 +23,7 @@ def evaluate(
     budget: Optional[int] = typer.Option(None, help="total queries per explanation (sets pairs per step)"),
     iterations: Optional[int] = typer.Option(None, help="optimizer steps (default: explain's)"),
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default: explain's)"),
+    estimator: Optional[str] = typer.Option(None, help="how ftc, fntc and plain optimise: active (default), nes or spsa"),
     out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
     limit: Optional[int] = typer.Option(None, help="only the first N images"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
@@ -32,7 +33,8 @@ def evaluate(
     from .explain import ExplainConfig
     from .summary import summarise
 
-    explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget)) if v is not None}
+    explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget),
+                                           ("estimator", estimator)) if v is not None}
     names = tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(METHODS)}")

@@ -89,8 +89,7 @@ class ExplainConfig:
             (self.query_path in PATHS, f"query path must be one of {', '.join(PATHS)}, not {self.query_path!r}"),
         ]
         if self.estimator == "active":  # it spends a budget on checked steps: no pairs, no direction grid
-            checks += [(self.pairs is None or self.budget is None,
-                        "the active estimator spends --budget; --pairs is for nes and spsa"),
+            checks += [(self.pairs is None, "--pairs is for the nes and spsa estimators; active spends the budget"),
                        (self.resolution is None, "the active estimator has no direction grid (resolution)")]
         bad = [msg for ok, msg in checks if not ok]
         if bad:

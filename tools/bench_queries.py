@@ -162,6 +162,11 @@ def _median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
+def _budget(r: dict) -> int:
+    """The budget a row was given (active may stop below it: it spends at most that)."""
+    return 2 + 2 * int(r["pairs"]) * int(r["iterations"])
+
+
 def summarise(rows: list[dict], estimators: list[str]) -> str:
     ref = [r for r in rows if r["estimator"] == "reference"]
     ref_phi = float(np.mean([r["phi"] for r in ref]))
@@ -173,10 +178,10 @@ def summarise(rows: list[dict], estimators: list[str]) -> str:
     figures = []
     for est in estimators:
         mine = [r for r in rows if r["estimator"] == est]
-        budgets = sorted({int(r["queries"]) for r in mine})
+        budgets = sorted({_budget(r) for r in mine})
         phis, gains = [], []
         for b in budgets:
-            at = [r for r in mine if int(r["queries"]) == b]
+            at = [r for r in mine if _budget(r) == b]
             phi = float(np.mean([r["phi"] for r in at]))
             gain = float(np.mean([r["objective_at_ones"] - r["objective"] for r in at])) / ref_gain
             phis.append(phi)
@@ -197,6 +202,15 @@ def summarise(rows: list[dict], estimators: list[str]) -> str:
     return "\n".join(lines + [""] + figures)
 
 
+def _typed(r: dict) -> dict:
+    """A CSV row with its numbers as numbers (pairs and queries stay as read where empty)."""
+    out = dict(r)
+    for k in ("prob_before", "prob_after", "phi", "undesirable_ratio", "objective", "objective_at_ones",
+              "improvement", "pearson_r", "top5_iou", "seconds"):
+        out[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="*", type=Path, help="photos (default: the bundled samples + --extra)")
@@ -211,9 +225,15 @@ def main() -> None:
     ap.add_argument("--iterations", type=int, default=ExplainConfig.iterations)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=ROOT / "tools" / "results" / "query_efficiency_reference.jsonl")
+    ap.add_argument("--summarise", type=Path, nargs="+", default=None, metavar="CSV",
+                    help="only print the summary of these CSVs (rows of earlier runs), no run")
     ap.add_argument("--csv", type=Path, default=ROOT / "tools" / "results" / "query_efficiency.csv")
     args = ap.parse_args()
 
+    if args.summarise:
+        rows = [_typed(r) for path in args.summarise for r in csv.DictReader(open(path))]
+        print(summarise(rows, sorted({r["estimator"] for r in rows if r["estimator"] != "reference"})))
+        return
     started = time.perf_counter()
     extra = default_extra() if args.extra is None else args.extra
     if args.extra is None and not args.images and len(extra) < len(EXTRA):
