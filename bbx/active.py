@@ -58,7 +58,7 @@ class ActiveResult:
     mask: np.ndarray
     history: list[float]  # exact J after each step (J(1) first)
     queries: int
-    converged: bool  # the step length shrank to min_step and a new screen found no new candidate
+    converged: bool  # the step length shrank to min_step and a screen of every element found none that pays
     screens: int = 0
     active: list[int] = field(default_factory=list)  # flat indices of the final active set
 
@@ -86,7 +86,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         set the elements whose screen lowered J, then those whose gain beat ``threshold`` x their
         L1 cost, and their neighbours, while room is left. How many were added or moved (None:
         no room to screen)."""
-        nonlocal used, screens, mask, j, model_loss
+        nonlocal used, screens, mask, j, model_loss, fine, screened_at
         active[mask.reshape(n) >= 1.0] = False  # those left at 1 are screened again with the rest
         groups = blocks(shape, ~active, budget - used - 2 * s.trials)
         if groups is None:
@@ -100,6 +100,8 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         values = loss(probes.reshape(len(groups), *shape))
         used += len(groups)
         screens += 1
+        screened_at = mask.copy()
+        fine = all(len(g) == 1 for g in groups)  # element by element, not in blocks
         probe_j = values + np.array([regularizer(p.reshape(shape))[0] for p in probes])
         gains = (model_loss - values) / np.maximum(drop, 1e-12)
         order = sorted(range(len(groups)), key=lambda i: (probe_j[i] >= j, -gains[i]))
@@ -142,9 +144,11 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
     g = np.zeros(n)  # the model part's slope per element, as last measured
     pinned = np.zeros(n, dtype=bool)
     steps = 0
+    fine = False  # whether the last screen looked at each element alone
+    screened_at = None
     found = grow()
     if not found:  # None: the budget cannot pay for one screen; 0: at M = 1 no element pays its L1 cost
-        return ActiveResult(mask, history, used, converged=found == 0, screens=screens)
+        return ActiveResult(mask, history, used, converged=found == 0 and fine, screens=screens)
     while True:
         idx = np.flatnonzero(active)
         # elements held at a bound by their last slopes are probed again only every recheck-th step
@@ -201,9 +205,10 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         if progress is not None:
             progress(len(history) - 1, 0, j)
         if length < s.min_step:
-            found = grow()
+            # the model is deterministic: a screen at the mask last screened would find the same
+            found = 0 if np.array_equal(mask, screened_at) else grow()
             if not found:  # the step shrank to nothing; no new element pays (or no room to look)
-                converged = True
+                converged = found == 0 and fine  # a screen in blocks, or none, certifies nothing
                 break
             length = s.first_length
     return ActiveResult(mask, history, used, converged=converged, screens=screens,

@@ -58,7 +58,9 @@ def assess(at_ones: float, final: float, history: Sequence[float], queries: int,
     """
     trend, noise, falling = tail_trend(history)
     suggestion = max(4, int(queries) * scale)
-    if not final < at_ones:
+    if not final < at_ones - 1e-6 * max(1.0, abs(at_ones)):  # float32 scores: equal within rounding
+        if stopped:  # the optimiser checked every element at M = 1: none pays, M = 1 is the answer
+            return Convergence(at_ones, final, True, trend, noise, "no element pays at M = 1: M = 1 is the optimum")
         return Convergence(at_ones, final, False, trend, noise, "ended no lower than M = 1", suggestion)
     if falling and -trend > TOLERANCE * (at_ones - final):
         why = "the budget ran out while steps still lowered J" if stopped is False else \

@@ -38,9 +38,9 @@ class Explanation:
     config: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     source: str = ""
-    device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
     #: whether an optimised mask converged (bbx.convergence.Convergence.summary()); empty for searches
     convergence: dict[str, Any] = field(default_factory=dict)
+    device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
 
     @classmethod
     def build(cls, model: Any, *, image: np.ndarray, source: str, mask: np.ndarray, heatmap: np.ndarray,
@@ -60,7 +60,7 @@ class Explanation:
             top1_prob_before=float(p0[top1]), top1_prob_after=float(p1[top1]),
             phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
             queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
-            model=str(model.path), source=source, device=getattr(model, "device", ""),
+            model=model.name, source=source, device=getattr(model, "device", ""),
             convergence=dict(convergence or {}),
         )
 

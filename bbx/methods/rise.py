@@ -15,70 +15,44 @@ Undesirable pixels are those whose presence lowers the target: S(x) below the me
 f̄ = mean_i f_k(Q(X; M_i)) (what S would be if keeping x made no difference). The heatmap is
 (f̄ - S) / (f̄ - min S), clipped at 0: 1 where keeping the pixel hurts most, 0 where it does not
 hurt. As for occlusion, the perturbed image blurs, hard, every pixel above 0.6.
-Queries: 1 (the image) + N + 1 (the perturbed image) = ``budget``.
+Queries: 1 (the image) + N + 1 (the perturbed image) = ``budget`` (default 2,000).
 """
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-from typing import Callable
-
 import numpy as np
 
-from ..errors import OptionError
-from ..explain import open_inputs, score_image
+from .. import defaults as d
+from ..config import ExplainConfig
+from ..defaults import THRESHOLD
 from ..explanation import Explanation
 from ..insertion import hard_blur
-from ..metrics import THRESHOLD
-from ..model import OnnxClassifier
 from ..objective import Objective
 from ..perturb import BlurSpec, Perturber, upsample
 from ..query import MaskQuery
+from .context import Context
+from .registry import Method, register
 
-DEFAULT_BUDGET = 2000
-Progress = Callable[[int, int, float], None]  # (masks scored, masks in all, mean target probability so far)
 
-
-def rise(
-    model: OnnxClassifier | str | Path,
-    image: str | Path | np.ndarray,
-    target: int | str | None = None,
-    *,
-    budget: int | None = None,
-    seed: int = 0,
-    sigma: float = 5.0,
-    kernel: int = 11,
-    progress: Progress | None = None,
-    grid: int = 7,
-    keep: float = 0.5,
-    mask_size: int = 28,
-) -> Explanation:
-    """RISE saliency of ``target`` (default: top-1) from ``budget - 2`` random masks (default 2,000 queries)."""
-    budget = DEFAULT_BUDGET if budget is None else int(budget)
-    if budget < 3:
-        raise OptionError(f"budget {budget} is too small: RISE needs the image, one mask and the result (3 queries)")
-    if not 0 < keep < 1:
-        raise OptionError(f"keep must be a probability in (0, 1), not {keep}")
-    if not 1 <= grid <= mask_size:
-        raise OptionError(f"grid must be in 1..{mask_size}, not {grid}")
-    model, x, source = open_inputs(model, image)
-    started, queries_before = time.perf_counter(), model.queries
-    shape = (mask_size, mask_size)
-    pert = Perturber(x, shape, BlurSpec(sigma, kernel))
-    p0, z0, k = score_image(model, x, target)
-    query = MaskQuery(model, pert, target=k)
+def rise(ctx: Context, cfg: ExplainConfig) -> Explanation:
+    """RISE saliency of the target from ``budget - 2`` random masks (default :data:`bbx.defaults.RISE_BUDGET`)."""
+    budget = d.RISE_BUDGET if cfg.budget is None else int(cfg.budget)
+    ctx.require(3, "the image, one mask, the perturbed image")
+    grid, keep, size = d.RISE_GRID, d.RISE_KEEP, cfg.mask_size
+    shape = (size, size)
+    pert = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
+    k, z0 = ctx.target, ctx.logits_before
+    query = MaskQuery(ctx.model, pert, target=k)
     plain = Objective("plain")  # its model loss is -f_k
 
     n = budget - 2
-    masks = random_masks(np.random.default_rng(seed), n, grid, keep, mask_size)
+    masks = random_masks(np.random.default_rng(cfg.seed), n, min(grid, size), keep, size)
     probs = np.empty(n)
-    chunk = max(1, model.max_batch) * 4
+    chunk = max(1, ctx.model.max_batch) * 4
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         probs[start:stop] = -plain.model_loss(query(masks[start:stop]), k, z0)
-        if progress is not None:
-            progress(stop, n, float(probs[:stop].mean()))
+        ctx.report(stop, n, float(probs[:stop].mean()))
     saliency = np.einsum("n,nij->ij", probs, masks) / (n * keep)
     mean = float(probs.mean())
     low = mean - float(saliency.min())
@@ -86,14 +60,9 @@ def rise(
     mask = 1.0 - heat
     heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
     perturbed = hard_blur(pert, heatmap > THRESHOLD)
-    p1 = model.scores(perturbed[None]).probs[0]
-    config = {"method": "rise", "budget": budget, "masks": n, "grid": grid, "keep": keep, "mask_size": mask_size,
-              "seed": seed, "sigma": sigma, "kernel": kernel}
-    return Explanation.build(
-        model, image=x, source=source, mask=mask, heatmap=heatmap, perturbed=perturbed, target=k,
-        probs_before=p0, probs_after=p1, queries=model.queries - queries_before,
-        seconds=time.perf_counter() - started, config=config,
-    )
+    config = {"method": "rise", "budget": budget, "masks": n, "grid": grid, "keep": keep, "mask_size": size,
+              "seed": cfg.seed, "sigma": cfg.sigma, "kernel": cfg.kernel}
+    return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config)
 
 
 def random_masks(rng: np.random.Generator, n: int, grid: int, keep: float, size: int) -> np.ndarray:
@@ -106,3 +75,10 @@ def random_masks(rng: np.random.Generator, n: int, grid: int, keep: float, size:
     rows = dy[:, None] + np.arange(size)[None]
     cols = dx[:, None] + np.arange(size)[None]
     return big[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+register(Method(
+    name="rise", run=rise, options=("mask_size",), seeded=True,
+    summary="RISE: random smooth masks, heat = where keeping a pixel lowers the target",
+    default_budget=f"{d.RISE_BUDGET:,}",
+))
