@@ -88,6 +88,12 @@ class Explanation:
             "mask": np.round(self.mask, 6).tolist(),
         }
 
+    def _repr_png_(self) -> bytes:
+        """The side-by-side figure (photo, heatmap overlay, perturbed photo): what a notebook shows."""
+        from .render import figure_png
+
+        return figure_png(self)
+
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write heatmap, overlay, perturbed image, side-by-side figure, mask and JSON report."""
         from .render import save_explanation
