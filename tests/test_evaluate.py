@@ -251,8 +251,8 @@ def test_summary_of_a_hand_made_jsonl(tmp_path):
     assert np.isnan(lo[0].phi_ci)  # one image
 
     md = s.markdown()
-    assert "| ftc | 2 | 4 | 27.5 ± 158.8 | 3.50 | 0.33 | 0.50 | 100 | 1.00 | 6.0 | 1.5 ▾ |" in md
-    assert "| [0, 0.5) | ftc | 1 | 2 | 15.0 | 2.00 | 1.00 | 1.00 | 100 | 1.00 | 2.0 ▾ | 3.0 |" in md
+    assert "| ftc | 2 | 4 | 27.5 ± 158.8 | 3.50 | 0.33 | 0.50 | 100 | 1.00 | – | – | 6.0 | 1.5 ▾ |" in md
+    assert "| [0, 0.5) | ftc | 1 | 2 | 15.0 | 2.00 | 1.00 | 1.00 | 100 | 1.00 | – | – | 2.0 ▾ | 3.0 |" in md
     assert md.count(BELOW) == 3 + 1  # three cells and the legend
 
     assert s.devices == () and "s/run" not in md.split("\n\n")[-1]  # hand-made records say no device
