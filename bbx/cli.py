@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import typer
 
+from . import cli_remote
 from .errors import BbxError, OptionError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,15 +53,21 @@ def _quiet_onnxruntime() -> None:
     onnxruntime.set_default_logger_severity(4)
 
 
-def _load_model(model: Path, device: str, size: Optional[int], crop_pct: Optional[float], scale: Optional[float],
+def _load_model(model: str | Path, device: str, size: Optional[int], crop_pct: Optional[float], scale: Optional[float],
                 mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
                 preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int],
-                cuda_option: Optional[list[str]]):
+                cuda_option: Optional[list[str]], **remote: Any):
+    """A local ONNX file, or an endpoint when ``model`` is an http(s) URL (bbx.cli_remote)."""
     from .model import OnnxClassifier
+    from .remote import is_url
 
-    _quiet_onnxruntime()
     overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": _floats(mean, "mean"),
                  "std": _floats(std, "std"), "channel_order": channel_order, "layout": layout}
+    if is_url(model):
+        return cli_remote.open_endpoint(str(model), device=device, cuda_option=cuda_option, preprocess=overrides,
+                                        preset=preset, output=output, labels=labels, max_batch=max_batch, remote=remote)
+    cli_remote.refuse_with_file(remote)
+    _quiet_onnxruntime()
     return OnnxClassifier(model, device=device, preprocess=overrides, preset=preset, output=output, labels=labels,
                           max_batch=max_batch, cuda_options=_key_values(cuda_option or [], "cuda-option"))
 
@@ -101,6 +108,8 @@ def _model_options(f):
                    "mean": Optional[str], "std": Optional[str], "channel_order": Optional[str],
                    "layout": Optional[str], "preset": Optional[str], "output": Optional[str],
                    "labels": Optional[Path], "max_batch": Optional[int], "cuda_option": Optional[list[str]]}
+    for name, (option, annotation) in cli_remote.OPTIONS.items():
+        extra[name], annotations[name] = option, annotation
     sig = inspect.signature(f)
     params = [p for p in sig.parameters.values() if p.name != "model_opts"]
     params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v, annotation=annotations[k])
@@ -117,7 +126,7 @@ def _model_options(f):
 
 @app.command()
 @_model_options
-def inspect(model: Path = typer.Argument(..., help="the .onnx classifier"),
+def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
             as_json: bool = typer.Option(False, "--json", help="print JSON"), *, model_opts: dict) -> None:
     """Inputs, outputs, detected conventions, preprocessing in use (and where each field came from)."""
     m = _load_model(model, **model_opts)
@@ -138,6 +147,9 @@ def inspect(model: Path = typer.Argument(..., help="the .onnx classifier"),
     typer.echo(f"scores      {o['name']}: {o['num_classes']} classes, {o['kind']}{bg}")
     if o["kind"] == "probabilities":
         typer.echo("            (softmax already applied: bbx uses centred log-probabilities as logits)")
+    if "reveals" in d:
+        typer.echo(f"reveals     {d['reveals']} (bbx.remote.reveal: what each method needs); "
+                   f"{d['max_batch']} images per request at most")
     typer.echo(f"labels      from {d['labels_source']}")
     typer.echo("preprocess")
     for k, v in d["preprocess"].items():
@@ -174,7 +186,7 @@ def devices(as_json: bool = typer.Option(False, "--json", help="print JSON")) ->
 
 @app.command()
 @_model_options
-def predict(model: Path = typer.Argument(..., help="the .onnx classifier"),
+def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
             images: list[Path] = typer.Argument(..., help="one or more images"),
             top: int = typer.Option(5, help="how many classes to list"), *, model_opts: dict) -> None:
     """Top classes with probabilities for each image."""
@@ -183,9 +195,15 @@ def predict(model: Path = typer.Argument(..., help="the .onnx classifier"),
     if top < 1:
         raise OptionError("--top must be at least 1")
     m = _load_model(model, **model_opts)
+    reveals = getattr(m, "reveals", "scores")
+    if reveals != "scores":  # the rest would be bbx's estimates, not the model's answer
+        top = 1 if reveals == "label" else min(top, m.revealed)
     for path in images:
         p = m.predict(load_rgb(path)).probs[0]
         order = p.argsort()[::-1][:top]
+        if reveals == "label":
+            typer.echo(f"{path}\n  1. {m.labels[order[0]]:<30} (class {order[0]}; the endpoint reveals the label only)")
+            continue
         typer.echo(f"{path}")
         for rank, k in enumerate(order, 1):
             typer.echo(f"  {rank}. {m.labels[k]:<30} {p[k]:.4f}  (class {k})")
@@ -194,7 +212,8 @@ def predict(model: Path = typer.Argument(..., help="the .onnx classifier"),
 @app.command()
 @_model_options
 def explain(
-    model: Optional[Path] = typer.Argument(None, help="the .onnx classifier (default: the bundled EfficientNet-Lite0)"),
+    model: Optional[str] = typer.Argument(None, help="the .onnx classifier or an endpoint http(s)://HOST:PORT/v2/models/NAME "
+                                          "(default: the bundled EfficientNet-Lite0)"),
     image: Optional[Path] = typer.Argument(None, help="the photo (default: the bundled cat photo)"),
     target: Optional[str] = typer.Option(None, help="class index or name (default: top-1)"),
     method: str = typer.Option("ftc", help="ftc, fntc or plain (the paper's), or greedy (hard-blur search)"),
@@ -219,9 +238,10 @@ def explain(
     from ._io import ensure_dir
     from .explain import ExplainConfig
     from .explain import explain as run_explain
+    from .remote import is_url
 
-    if (model is None) != (image is None) and image is None and model is not None and model.suffix.lower() != ".onnx":
-        model, image = None, model
+    if image is None and model is not None and not is_url(model) and Path(model).suffix.lower() != ".onnx":
+        model, image = None, Path(model)
     model = model or DEFAULT_MODEL
     image = image or DEFAULT_IMAGE
     cfg = ExplainConfig(method=method, iterations=iterations, budget=budget, pairs=pairs, estimator=estimator,
@@ -229,12 +249,19 @@ def explain(
                         query_path=query_path.strip().lower()).validate()
     ensure_dir(out)
     m = _load_model(model, **model_opts)
+    remote = getattr(m, "traffic", None) is not None
+    if remote and budget is not None:
+        m.client.cap_more(budget)  # --budget: a hard cap on the images the endpoint answers from here on
     with _Progress(enabled=not quiet) as bar:
         e = run_explain(m, image, target=target, method=method, config=cfg, progress=bar.update)
+    if remote:
+        e.traffic = m.traffic
     paths = e.save(out)
     typer.echo(f"{image}: target {e.target_name!r} (class {e.target}) "
                f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi:.1f}; "
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
+    if remote:
+        typer.echo(cli_remote.traffic_line(m.traffic))
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
 
 

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from .cli import _load_model, _model_options, app
+from .cli_remote import traffic_line
 from .errors import OptionError
 from .evaluate import METHODS, EvalConfig, Job, evaluate as run_evaluate, find_images
 
@@ -16,7 +17,7 @@ from .evaluate import METHODS, EvalConfig, Job, evaluate as run_evaluate, find_i
 @app.command()
 @_model_options
 def evaluate(
-    model: Path = typer.Argument(..., help="the .onnx classifier"),
+    model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
     paths: list[str] = typer.Argument(..., help="images, folders (their images, recursively) or quoted globs"),
     methods: str = typer.Option(",".join(METHODS), help=f"comma list from {','.join(METHODS)}"),
     seeds: int = typer.Option(3, help="seeds per image for ftc, fntc, plain and random (greedy and occlusion run once)"),
@@ -44,6 +45,8 @@ def evaluate(
     summary = summarise(outcome.records)
     md, csv = summary.write(out)
     typer.echo(summary.markdown())
+    if getattr(m, "traffic", None) is not None:
+        typer.echo(traffic_line(m.traffic))
     typer.echo(f"wrote {outcome.path}, {md}, {csv}")
 
 

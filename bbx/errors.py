@@ -27,6 +27,14 @@ class OptionError(BbxError):
     """An option has a wrong value (target, budget, method ...)."""
 
 
+class EndpointError(ModelError):
+    """An inference endpoint cannot be reached, refuses bbx, or answers what is not a classifier's."""
+
+
+class BudgetError(EndpointError):
+    """The hard cap on images an endpoint may answer (``--max-answered``) would be passed."""
+
+
 def exit_on_error(main: Callable[[], object], prog: str) -> None:
     """Run a script's ``main`` so that bad input ends as in the CLI: one line and ``exit_code``.
 

@@ -30,6 +30,7 @@ from .metrics import phi
 from .model import OnnxClassifier
 from .objective import METHODS as LEARNED
 from .perturb import BlurSpec, Perturber
+from .remote.reveal import check_method
 
 METHODS = (*LEARNED, "greedy", "occlusion", "random")
 SEEDED = frozenset((*LEARNED, "random"))  # greedy and occlusion are deterministic: one run per image
@@ -82,9 +83,10 @@ class EvalConfig:
     def settings(self, model: OnnxClassifier) -> dict[str, Any]:
         """Everything that changes a job's numbers (the seed and method are in the job)."""
         cfg = {k: v for k, v in asdict(self.explain).items() if k not in ("method", "seed")}
+        local = isinstance(model, OnnxClassifier)
         return {
-            "model": str(model.path.resolve()),
-            "model_sha256": _sha256(model.path),
+            "model": str(model.path.resolve()) if local else model.name,
+            "model_sha256": _sha256(model.path) if local else model.fingerprint,
             "preprocess": model.spec.to_json(),
             "explain": cfg,
             "plan": list(self.explain.plan()),
@@ -180,6 +182,8 @@ def evaluate(
 ) -> Outcome:
     """Run every job of ``config`` on ``images`` not already in ``out/results.jsonl``."""
     config.validate()
+    for method in config.methods:
+        check_method(model, method)
     out = ensure_dir(out)
     images = [str(Path(p).resolve()) for p in images]
     with _lock(out):
@@ -210,6 +214,7 @@ def run_job(model: OnnxClassifier, job: Job, config: EvalConfig,
             step: Callable[..., None] | None = None) -> dict[str, Any]:
     """One method on one image with one seed, then its blur-insertion curve: one JSON record."""
     cfg = config.explain
+    sent = dict(getattr(model, "traffic", {}))
     if job.method == "occlusion":
         e = occlusion(model, job.image, patch=config.patch, sigma=cfg.sigma, kernel=cfg.kernel)
     elif job.method == "random":
@@ -217,7 +222,10 @@ def run_job(model: OnnxClassifier, job: Job, config: EvalConfig,
                             kernel=cfg.kernel)
     else:
         e = explain(model, job.image, method=job.method, config=replace(cfg, seed=job.seed), progress=step)
-    return to_record(job, e, _insertion(model, e, config.areas, BlurSpec(cfg.sigma, cfg.kernel)))
+    rec = to_record(job, e, _insertion(model, e, config.areas, BlurSpec(cfg.sigma, cfg.kernel)))
+    if sent:  # an endpoint: what this job cost on the wire
+        rec["traffic"] = {k: v - sent[k] for k, v in model.traffic.items()}
+    return rec
 
 
 def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> dict[str, Any]:

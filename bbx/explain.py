@@ -23,6 +23,7 @@ from .objective import Objective
 from .optimize import Adam
 from .perturb import BlurSpec, Perturber
 from .query import PATHS, MaskQuery
+from .remote.reveal import check_method
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,8 @@ def explain(
     :class:`ExplainConfig` can be given as a keyword (``iterations=50, budget=2000, seed=1``).
     """
     cfg = replace(config or ExplainConfig(), method=method, **settings).validate()
+    if not isinstance(model, (str, Path)):
+        check_method(model, cfg.method)  # an endpoint may reveal too little for it (bbx.remote.reveal)
     if cfg.method == "greedy":
         from .greedy import greedy  # bbx.greedy builds on bbx.baselines, which imports this module
 
@@ -173,7 +176,7 @@ def open_inputs(model: OnnxClassifier | str | Path,
                 image: str | Path | np.ndarray) -> tuple[OnnxClassifier, np.ndarray, str]:
     """What every method starts from: the model (opened from a path if need be), the image as the
     model sees it (:func:`model_view`) and the image's name for the report."""
-    model = model if isinstance(model, OnnxClassifier) else OnnxClassifier(model)
+    model = OnnxClassifier(model) if isinstance(model, (str, Path)) else model  # or any other black box
     source = str(image) if isinstance(image, (str, Path)) else "<array>"
     return model, model_view(model, image), source
 

@@ -38,6 +38,7 @@ class Explanation:
     config: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     source: str = ""
+    traffic: dict[str, int] | None = None  # an endpoint's: images answered, requests, retries ... (bbx.remote)
     device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
 
     @classmethod
@@ -57,7 +58,7 @@ class Explanation:
             top1_prob_before=float(p0[top1]), top1_prob_after=float(p1[top1]),
             phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
             queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
-            model=str(model.path), source=source, device=getattr(model, "device", ""),
+            model=model.name, source=source, device=getattr(model, "device", ""),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -81,6 +82,7 @@ class Explanation:
             "config": self.config,
             "loss_history": self.loss_history,
             "mask": np.round(self.mask, 6).tolist(),
+            **({"traffic": self.traffic} if self.traffic is not None else {}),
         }
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:

@@ -277,6 +277,11 @@ class OnnxClassifier:
 
     # -- queries ---------------------------------------------------------------------------
     @property
+    def name(self) -> str:
+        """The model for reports: its file."""
+        return str(self.path)
+
+    @property
     def input_size(self) -> tuple[int, int]:
         return self.input.height, self.input.width
 
@@ -510,8 +515,16 @@ def _input_info(graph_inputs: list[Any], resolved: pp.ResolvedSpec) -> tuple[Inp
         kind = TensorProto.DataType.Name(tt.elem_type) if tt.elem_type in TensorProto.DataType.values() else tt.elem_type
         raise ModelError(f"input {gi.name!r} has element type {kind}; bbx supports float32, float16 and uint8 images")
     dims: list[int | None] = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in tt.shape.dim]
+    return image_input(gi.name, dims, np.dtype(dtype).name, resolved)
+
+
+def image_input(name: str, dims: Sequence[int | None], dtype: str,
+                resolved: pp.ResolvedSpec) -> tuple[InputInfo, pp.ResolvedSpec]:
+    """An image input's conventions from its shape (``None`` where a size varies): layout from the
+    axis of 3 channels (the spec decides when both could be), size from a static height and width."""
+    dims = list(dims)
     if len(dims) != 4:
-        raise ModelError(f"not an image input: {gi.name!r} has shape {_fmt_dims(dims)}, expected 4 dimensions (N,C,H,W or N,H,W,C)")
+        raise ModelError(f"not an image input: {name!r} has shape {_fmt_dims(dims)}, expected 4 dimensions (N,C,H,W or N,H,W,C)")
     c1, c3 = dims[1], dims[3]
     if c1 == 3 and c3 != 3:
         layout = "NCHW"
@@ -520,16 +533,16 @@ def _input_info(graph_inputs: list[Any], resolved: pp.ResolvedSpec) -> tuple[Inp
     elif c1 in (3, None) and c3 in (3, None):
         layout = None  # ambiguous: the spec decides
     else:
-        raise ModelError(f"not an RGB image input: {gi.name!r} has shape {_fmt_dims(dims)} (no axis of 3 channels)")
+        raise ModelError(f"not an RGB image input: {name!r} has shape {_fmt_dims(dims)} (no axis of 3 channels)")
     resolved = pp.with_graph(resolved, layout=layout)
     hw = (dims[2], dims[3]) if resolved.spec.layout == "NCHW" else (dims[1], dims[2])
     size = (int(hw[0]), int(hw[1])) if None not in hw and 0 not in hw else None
     if size is not None and max(size) > pp.MAX_SIDE:
-        raise ModelError(f"input {gi.name!r} is {size[0]}x{size[1]} pixels, above bbx's limit of {pp.MAX_SIDE} per side")
+        raise ModelError(f"input {name!r} is {size[0]}x{size[1]} pixels, above bbx's limit of {pp.MAX_SIDE} per side")
     resolved = pp.with_graph(resolved, size=size)
     batch = dims[0] if dims[0] else None
-    info = InputInfo(name=gi.name, layout=resolved.spec.layout, height=resolved.spec.size[0],
-                     width=resolved.spec.size[1], dtype=np.dtype(dtype).name, batch=batch)
+    info = InputInfo(name=name, layout=resolved.spec.layout, height=resolved.spec.size[0],
+                     width=resolved.spec.size[1], dtype=dtype, batch=batch)
     return info, resolved
 
 

@@ -87,6 +87,11 @@ def read_sidecar(model_path: str | Path) -> dict[str, Any]:
     path = sidecar_path(model_path)
     if not path.is_file():
         return {}
+    return read_sidecar_file(path)
+
+
+def read_sidecar_file(path: Path) -> dict[str, Any]:
+    """A sidecar JSON object (``preprocess``, ``labels``) from a given file."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -115,14 +120,20 @@ def resolve(
     *,
     cli: Mapping[str, Any] | None = None,
     preset: str | None = None,
+    sidecar: str | Path | None = None,
 ) -> ResolvedSpec:
-    """Merge the spec sources field by field, remembering each field's origin."""
+    """Merge the spec sources field by field, remembering each field's origin.
+
+    ``sidecar``: a sidecar file given by the user, read instead of the one beside the model (an
+    endpoint has no folder to look in).
+    """
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if cli:
         layers.append(("cli", {k: v for k, v in cli.items() if v is not None}))
-    side = read_sidecar(model_path).get("preprocess")
+    side_path = Path(sidecar) if sidecar is not None else sidecar_path(model_path)
+    side = (read_sidecar_file(side_path) if sidecar is not None else read_sidecar(model_path)).get("preprocess")
     if side:
-        layers.append(("sidecar", _checked(side, f"sidecar {sidecar_path(model_path)}")))
+        layers.append(("sidecar", _checked(side, f"sidecar {side_path}")))
     if METADATA_KEY in metadata:
         try:
             meta = json.loads(metadata[METADATA_KEY])

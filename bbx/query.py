@@ -34,7 +34,7 @@ import numpy as np
 
 from . import _graphs
 from ._graphs import FrontNames, back_graph, front_graph
-from .errors import ModelError
+from .errors import ModelError, OptionError
 from .model import OnnxClassifier, Scores, TargetTerms, pad_batch
 from .perturb import Perturber
 from .preprocess import normalise
@@ -60,6 +60,9 @@ class MaskQuery:
         self.perturber = perturber
         floating = np.dtype(model.input.dtype).kind == "f"
         chosen = path == "auto"
+        if model.device == "remote" and path not in ("auto", "numpy", "reference"):
+            raise OptionError(f"the {path} query path runs graphs beside the model on its device; "
+                              "an endpoint takes the numpy or reference path")
         if chosen:  # measured fastest on each device (docs/gpu.md)
             path = "fused" if model.device == "cuda" else "numpy"
         if not floating:
