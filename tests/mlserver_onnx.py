@@ -1,7 +1,7 @@
 """A small MLServer runtime that serves an ONNX classifier with onnxruntime (for bbx's remote tests).
 
 The model's ``parameters.uri`` is the ``.onnx`` file; ``parameters.extra`` may hold
-``{"reveal": "full" | "topk" | "label", "k": 5}``: ``full`` returns the model's scores as they are,
+``{"reveal": "full" | "topk" | "label", "k": 5, "threads": 0}``: ``full`` returns the model's scores as they are,
 ``topk`` two outputs (the k highest probabilities and their class indices), ``label`` only the top-1
 index; ``"parameters": {...}`` goes into the model's metadata (``bbx.preprocess``, ``bbx.labels``).
 What the endpoint reveals is the server's choice; bbx must find it out.
@@ -18,11 +18,11 @@ from mlserver.types import InferenceRequest, InferenceResponse, MetadataModelRes
 
 class OnnxRuntime(MLModel):
     async def load(self) -> bool:
+        extra = self.settings.parameters.extra or {}
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1  # the tests' machine has 2 cores, shared with the client
+        opts.intra_op_num_threads = int(extra.get("threads", 0))  # 0: onnxruntime's default, as bbx's own
         self.session = ort.InferenceSession(self.settings.parameters.uri, sess_options=opts,
                                             providers=["CPUExecutionProvider"])
-        extra = self.settings.parameters.extra or {}
         self.reveal = extra.get("reveal", "full")
         self.k = int(extra.get("k", 5))
         self.parameters = extra.get("parameters") or {}

@@ -46,6 +46,7 @@ class Served:
     reveal: str = "full"
     k: int = 5
     parameters: dict[str, Any] = field(default_factory=dict)
+    threads: int = 1  # onnxruntime's threads in the server (0: its default); 1 leaves a core to the client
 
 
 class MLServer:
@@ -80,7 +81,7 @@ class MLServer:
             (repo / name).mkdir()
             (repo / name / "model-settings.json").write_text(json.dumps({
                 "name": name, "implementation": "mlserver_onnx.OnnxRuntime",
-                "parameters": {"uri": str(served.onnx), "extra": {"reveal": served.reveal, "k": served.k,
+                "parameters": {"uri": str(served.onnx), "extra": {"reveal": served.reveal, "k": served.k, "threads": served.threads,
                                                                   "parameters": served.parameters}},
                 "inputs": [{"name": i.name, "datatype": _ONNX_TO_OIP[i.type], "shape": shape}],
                 "outputs": outputs,
