@@ -31,6 +31,10 @@ class EndpointError(ModelError):
     """An inference endpoint cannot be reached, refuses bbx, or answers what is not a classifier's."""
 
 
+class TooLargeError(EndpointError):
+    """The endpoint refused a request as too large (HTTP 413): fewer images per request may pass."""
+
+
 class BudgetError(EndpointError):
     """The hard cap on images an endpoint may answer (``--max-answered``) would be passed."""
 

@@ -4,7 +4,8 @@
 ``tests/mlserver_onnx.py``), starts ``mlserver start`` on free ports, waits until every model is
 ready and stops the server after. :class:`FaultProxy` forwards to it and, per inference request,
 applies the next fault of a script (a delay, a dropped connection, 500, 429 with Retry-After, a
-malformed body, a wrong shape) and records what it saw and what it delivered.
+malformed body, a wrong shape; 413 above a number of images) and records what it saw and what it
+delivered.
 """
 
 from __future__ import annotations
@@ -151,11 +152,12 @@ class FaultProxy:
     get 401 (whose body echoes the header they sent, as careless servers do)."""
 
     def __init__(self, upstream_port: int, faults: list[str] | None = None, token: str | None = None,
-                 delay: float = 0.0):
+                 delay: float = 0.0, max_images: int | None = None):
         self.upstream = upstream_port
         self.faults = list(faults or [])
         self.token = token
         self.delay = delay  # added to every inference request (to see concurrency)
+        self.max_images = max_images  # a request of more images is refused as too large (413)
         self.seen: list[Seen] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -220,11 +222,16 @@ class FaultProxy:
             status, data, _ = self._forward(h.command, h.path, body, h.headers)
             self._reply(h, status, data)
             return
+        images, hashes = _images(body)
+        if self.max_images is not None and images > self.max_images:
+            self.seen.append(Seen("413", images, hashes, False, time.monotonic(), time.monotonic()))
+            self._reply(h, 413, b'{"error": "request entity too large"}')
+            return
         with self._lock:
             fault = self.faults.pop(0) if self.faults else "ok"
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        seen = Seen(fault, *_images(body), delivered=False, started=time.monotonic())
+        seen = Seen(fault, images, hashes, delivered=False, started=time.monotonic())
         try:
             self._inject(h, body, fault, seen)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):

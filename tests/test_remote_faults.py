@@ -57,6 +57,19 @@ def test_concurrency_and_rate_limit_hold(mlserver):
     assert len(starts) == 7 and min(np.diff(starts)) >= 1 / 8 - 0.01
 
 
+def test_requests_too_large_are_halved_until_the_endpoint_takes_them(mlserver):
+    images = ob.random_images(8, seed=6)
+    with FaultProxy(mlserver.port, max_images=3) as proxy:
+        m = EndpointClassifier(mlserver.model_url("tiny", proxy.url), max_batch=8)
+        first = m.scores(images).raw  # 8 refused, 4 refused, 2 + 2 taken; 4 refused, 2 + 2 taken
+        assert m.max_batch == 2
+        m.scores(ob.random_images(4, seed=7))  # 2 + 2 at once
+    assert np.array_equal(first, bbx.OnnxClassifier(mlserver.tiny_onnx).scores(images).raw)
+    assert [s.images for s in proxy.seen] == [2, 8, 4, 2, 2, 4, 2, 2, 2, 2]
+    assert m.traffic["answered"] == sum(s.images for s in proxy.delivered) == 2 + 8 + 4
+    assert m.traffic["failures"] == 3 and m.traffic["retries"] == 0  # no request was sent twice as it was
+
+
 def test_evaluate_resumes_after_a_stop_without_resending_answered_work(mlserver, tmp_path):
     photos = []
     for i in range(2):

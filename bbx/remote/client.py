@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence, TypeVar
 
-from ..errors import BudgetError, EndpointError, OptionError
+from ..errors import BudgetError, EndpointError, OptionError, TooLargeError
 
 #: answers worth another try: the server or something on the way was busy or broken for a moment
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -254,6 +254,10 @@ class Client:
                     self.traffic.bytes_received += len(data)
                 if 200 <= status < 300:
                     return data
+                if status == 413:  # the caller may send fewer images: a failed try, not the end
+                    with self._lock:
+                        self.traffic.failures += 1
+                    raise TooLargeError(self._refusal(status, path, data))
                 if status not in RETRY_STATUS:
                     raise EndpointError(self._refusal(status, path, data))
                 last = f"HTTP {status}"

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .. import preprocess as pp
-from ..errors import EndpointError, ModelError, OptionError
+from ..errors import EndpointError, ModelError, OptionError, TooLargeError
 from ..labels import read_labels_file, resolve_labels
 from ..model import OnnxClassifier, OutputInfo, Scores, _hint_rank, _kind, image_input
 from . import oip
@@ -173,8 +173,17 @@ class EndpointClassifier:
         return out
 
     def _send(self, x: np.ndarray) -> bytes:
+        """One request, or, when the endpoint refuses it as too large (413), halves until it takes
+        them; later requests are no larger than what passed (the batch size is found, not guessed)."""
         body = oip.encode_request(self._input_meta.name, self._input_meta.datatype, x, self._wanted)
-        return self.client.post(self.url.path + "/infer", body, len(x))
+        try:
+            return self.client.post(self.url.path + "/infer", body, len(x))
+        except TooLargeError:
+            if len(x) == 1 or self.input.batch:
+                raise
+        half = (len(x) + 1) // 2
+        self.max_batch = min(self.max_batch, half)
+        return _join(self._send(x[:half]), self._send(x[half:]), self.name)
 
     def _rows(self, body: bytes, n: int) -> list[tuple[np.ndarray, ...]]:
         outs = oip.decode_response(body, self.name)
@@ -286,6 +295,18 @@ def _topk_probs(values: np.ndarray, classes: np.ndarray, num_classes: int) -> np
     probs = np.repeat(rest[:, None], num_classes, axis=1)
     np.put_along_axis(probs, classes.astype(np.int64), values, axis=1)
     return probs
+
+
+def _join(first: bytes, second: bytes, where: str) -> bytes:
+    """Two answers as one: each output's rows of the first, then the second's."""
+    a, b = oip.read_json(first, where), oip.read_json(second, where)
+    try:
+        for out, more in zip(a["outputs"], b["outputs"]):
+            out["data"] = list(out["data"]) + list(more["data"])
+            out["shape"] = [out["shape"][0] + more["shape"][0], *out["shape"][1:]]
+    except (KeyError, TypeError, IndexError) as exc:
+        raise EndpointError(f"{where} answered with a malformed body ({type(exc).__name__})") from None
+    return json.dumps(a).encode()
 
 
 def _squeeze(a: np.ndarray) -> np.ndarray:
