@@ -7,32 +7,39 @@ confidence in a target class, by querying the model only (no gradients, no frame
     >>> model = bbx.OnnxClassifier("models/efficientnet_lite0.onnx")
     >>> e = bbx.explain(model, "models/samples/chelsea.png", method="ftc")
     >>> e.prob_before, e.prob_after, e.queries
+
+Every method (``bbx.methods.names()``) has this one call shape; ``bbx.methods.register`` adds one.
 """
 
-from .baselines import occlusion, random_baseline
-from .errors import BbxError
-from .explain import ExplainConfig, explain
+from . import methods
+from .config import ExplainConfig
+from .errors import BbxError, ImageError, ModelError, OptionError
+from .explain import explain
 from .explanation import Explanation
 from .image import load_rgb
 from .metrics import MASK_CORRELATION, PHI, TOP_IOU, UNDESIRABLE_RATIO, Metric
-from .model import OnnxClassifier
+from .model import BlackBox, OnnxClassifier
 from .preprocess import PreprocessSpec
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BbxError",
+    "BlackBox",
     "ExplainConfig",
     "Explanation",
+    "ImageError",
     "MASK_CORRELATION",
     "Metric",
+    "ModelError",
     "OnnxClassifier",
+    "OptionError",
     "PHI",
     "PreprocessSpec",
     "TOP_IOU",
     "UNDESIRABLE_RATIO",
     "explain",
     "load_rgb",
-    "occlusion",
-    "random_baseline",
+    "methods",
+    "__version__",
 ]

@@ -76,7 +76,7 @@ def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
         with open(path, newline="") as fh:
             header = next(csv.reader(fh), [])
         if set(header) != set(fields):
-            raise ValueError(f"{path} has the columns {header}, not {fields}: write to another file")
+            raise OptionError(f"{path} has the columns {header}, not {fields}: write to another file")
         fields = header
     with open(path, "a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)

@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
+from .defaults import ESTIMATOR, PAIRS, PROBE_STEP
+from .errors import OptionError
 from .perturb import upsample
 
 ESTIMATORS = ("nes", "spsa")
@@ -33,9 +35,9 @@ PairsLossFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 @dataclass(frozen=True)
 class Estimator:
-    kind: str = "nes"
-    pairs: int = 8
-    step: float = 0.1  # c: finite-difference step in mask units
+    kind: str = ESTIMATOR
+    pairs: int = PAIRS
+    step: float = PROBE_STEP  # c: finite-difference step in mask units
     resolution: int | None = None  # direction grid side; None = the mask's own
     #: the probes' dtype. float32 where the loss reads float32 anyway (the model's side, bbx.query):
     #: summed in float64 and rounded once, the same numbers as a float64 array cast later, without
@@ -50,7 +52,7 @@ class Estimator:
         elif self.kind == "spsa":
             v = rng.integers(0, 2, size=(self.pairs, r, rc)) * 2.0 - 1.0
         else:
-            raise ValueError(f"unknown estimator {self.kind!r}")
+            raise OptionError(f"unknown estimator {self.kind!r}: one of {', '.join(ESTIMATORS)}")
         if (r, rc) == tuple(shape):
             return v
         return upsample(v, shape).astype(np.float64) * np.sqrt(r * rc / (shape[0] * shape[1]))
@@ -106,12 +108,12 @@ class Draw:
 class DirectionStream:
     """Each step's directions (a :class:`Draw`) made one step ahead on a worker thread, iterated in order.
 
-    Drawing 2P x 784 normals (about 1 ms on a small CPU) is host work that would otherwise sit
-    between two device batches; the worker overlaps it with the step before (NumPy's generators
-    and onnxruntime's run both release the GIL), and the first draw with whatever the caller sets
-    up meanwhile (the blur, scoring X). One worker draws in order, so the numbers are those of
-    drawing each step in turn. The worker is shared and stays: starting a thread per explanation
-    cost 0.6 ms.
+    Drawing 2P x 784 normals is host work that would otherwise sit between two device batches;
+    the worker overlaps it with the step before (NumPy's generators and onnxruntime's run both
+    release the GIL), and the first draw with whatever the caller sets up meanwhile (the blur,
+    scoring X). One worker draws in order, so the numbers are those of drawing each step in turn.
+    The worker is shared and stays: a thread per explanation costs more than a step's host work
+    (docs/gpu.md has the figures).
     """
 
     def __init__(self, draw: Callable[[], Any], steps: int):

@@ -3,7 +3,7 @@
 A job is (image, method, seed). Each finished job is appended to ``results.jsonl`` as one
 synced line (:func:`bbx._io.append_line`), so a killed run loses at most the job in flight; a
 rerun reads the file, drops a torn last line and runs only what is missing. ``settings.json``
-pins what changes the numbers (model file, explain settings, patch, areas): resuming with
+pins what changes the numbers (the model, explain settings, areas): resuming with
 other settings would mix incomparable results, so it is refused. The tables are computed
 from the lines alone (:mod:`bbx.summary`).
 """
@@ -11,29 +11,26 @@ from the lines alone (:mod:`bbx.summary`).
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
+import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
+from . import methods as registry
 from ._io import append_line, atomic_write, ensure_dir, write_json
-from .baselines import occlusion, random_baseline
+from .config import ExplainConfig
 from .errors import OptionError
-from .explain import ExplainConfig, explain
+from .explain import explain
 from .explanation import Explanation
 from .insertion import AREAS, blur_top
 from .metrics import phi
-from .model import OnnxClassifier
-from .objective import METHODS as LEARNED
+from .model import BlackBox
 from .perturb import BlurSpec, Perturber
-from .remote.reveal import check_method
 
-METHODS = (*LEARNED, "greedy", "occlusion", "random")
-SEEDED = frozenset((*LEARNED, "random"))  # greedy and occlusion are deterministic: one run per image
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 RESULTS, SETTINGS = "results.jsonl", "settings.json"
 
@@ -51,46 +48,62 @@ class Job:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """What to run: methods x images x seeds, each method with these settings."""
+    """What to run: methods x images x seeds, each method with the settings of ``explain`` it reads.
 
-    methods: tuple[str, ...] = METHODS
+    ``methods``: registered names (default: every registered method). An option set in
+    ``explain`` goes to the methods that read it; one that none of them reads is refused.
+    """
+
+    methods: tuple[str, ...] = field(default_factory=lambda: registry.names())
     seeds: int = 3
     explain: ExplainConfig = field(default_factory=ExplainConfig)
-    patch: int = 16
     areas: tuple[float, ...] = AREAS  # percent of pixels
 
     def validate(self) -> "EvalConfig":
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown or not self.methods:
-            given = ",".join(self.methods) or "(none)"
-            raise OptionError(f"methods must be a comma list from {','.join(METHODS)}, not {given}")
+        if not self.methods:
+            raise OptionError(f"methods must be a comma list from {','.join(registry.names())}, not (none)")
+        for m in self.methods:
+            registry.get(m)
         if len(set(self.methods)) != len(self.methods):
             raise OptionError(f"a method is listed twice: {','.join(self.methods)}")
         if not 1 <= self.seeds <= 1000:
             raise OptionError(f"seeds must be in 1..1000, not {self.seeds}")
-        if self.patch < 1:
-            raise OptionError(f"patch must be at least 1 pixel, not {self.patch}")
         if not self.areas or not all(0 < a <= 100 for a in self.areas):
             raise OptionError(f"areas must be percentages in (0, 100], not {list(self.areas)}")
         self.explain.validate()
+        given = self.explain.given()
+        unread = [o for o in given if all(o in registry.get(m).unused(given) for m in self.methods)]
+        if unread:
+            raise OptionError(f"no method of {','.join(self.methods)} uses {', '.join(unread)}")
         return self
+
+    def unused_by(self) -> dict[str, list[str]]:
+        """Per method, the given options it does not read (they go to the other methods)."""
+        given = self.explain.given()
+        return {m: registry.get(m).unused(given) for m in self.methods if registry.get(m).unused(given)}
+
+    def for_method(self, method: str, seed: int) -> ExplainConfig:
+        """The settings one job runs with: the given options this method reads, and the seed."""
+        spec = registry.get(method)
+        keep = {k: v for k, v in self.explain.given().items() if k in spec.reads()}
+        if spec.seeded:
+            keep["seed"] = seed
+        return ExplainConfig(method=method, **keep)
 
     def jobs(self, images: Sequence[str]) -> list[Job]:
         """Image-major, so a partial run holds every method for its first images."""
         return [Job(img, m, s) for img in images for m in self.methods
-                for s in (range(self.seeds) if m in SEEDED else (0,))]
+                for s in (range(self.seeds) if registry.get(m).seeded else (0,))]
 
-    def settings(self, model: OnnxClassifier) -> dict[str, Any]:
+    def settings(self, model: BlackBox) -> dict[str, Any]:
         """Everything that changes a job's numbers (the seed and method are in the job)."""
-        cfg = {k: v for k, v in asdict(self.explain).items() if k not in ("method", "seed")}
-        local = isinstance(model, OnnxClassifier)
+        cfg = {k: v for k, v in asdict(self.explain).items() if k not in ("method", "seed", "patch")}
         return {
-            "model": str(model.path.resolve()) if local else model.name,
-            "model_sha256": _sha256(model.path) if local else model.fingerprint,
+            **model.identity(),
             "preprocess": model.spec.to_json(),
             "explain": cfg,
             "plan": list(self.explain.plan()),
-            "patch": self.patch,
+            "patch": self.explain.patch,
             "areas": list(self.areas),
             "target": "top1",
         }
@@ -174,7 +187,7 @@ def record_key(rec: dict[str, Any]) -> tuple[str, str, int]:
 
 
 def evaluate(
-    model: OnnxClassifier,
+    model: BlackBox,
     images: Sequence[str | Path],
     config: EvalConfig,
     out: str | Path,
@@ -182,8 +195,13 @@ def evaluate(
 ) -> Outcome:
     """Run every job of ``config`` on ``images`` not already in ``out/results.jsonl``."""
     config.validate()
-    for method in config.methods:
-        check_method(model, method)
+    for method in config.methods:  # before any job: an endpoint may reveal too little for one
+        registry.check_reveals(model, method)
+    unused = config.unused_by()
+    if unused:
+        options = sorted({o for names in unused.values() for o in names})
+        warnings.warn(f"{', '.join(options)} only go to the methods that read them (not to {', '.join(unused)})",
+                      RuntimeWarning, stacklevel=2)
     out = ensure_dir(out)
     images = [str(Path(p).resolve()) for p in images]
     with _lock(out):
@@ -210,18 +228,12 @@ def evaluate(
                        queries=model.queries - queries_before, path=path)
 
 
-def run_job(model: OnnxClassifier, job: Job, config: EvalConfig,
+def run_job(model: BlackBox, job: Job, config: EvalConfig,
             step: Callable[..., None] | None = None) -> dict[str, Any]:
     """One method on one image with one seed, then its blur-insertion curve: one JSON record."""
     cfg = config.explain
     sent = dict(getattr(model, "traffic", {}))
-    if job.method == "occlusion":
-        e = occlusion(model, job.image, patch=config.patch, sigma=cfg.sigma, kernel=cfg.kernel)
-    elif job.method == "random":
-        e = random_baseline(model, job.image, seed=job.seed, mask_size=cfg.mask_size, sigma=cfg.sigma,
-                            kernel=cfg.kernel)
-    else:
-        e = explain(model, job.image, method=job.method, config=replace(cfg, seed=job.seed), progress=step)
+    e = explain(model, job.image, config=config.for_method(job.method, job.seed), progress=step)
     rec = to_record(job, e, _insertion(model, e, config.areas, BlurSpec(cfg.sigma, cfg.kernel)))
     if sent:  # an endpoint: what this job cost on the wire
         rec["traffic"] = {k: v - sent[k] for k, v in model.traffic.items()}
@@ -257,7 +269,7 @@ def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> di
     }
 
 
-def _insertion(model: OnnxClassifier, e: Explanation, areas: Sequence[float], spec: BlurSpec) -> dict[float, float]:
+def _insertion(model: BlackBox, e: Explanation, areas: Sequence[float], spec: BlurSpec) -> dict[float, float]:
     """Top-1 probability after blurring the top a% of the heatmap, for each area a."""
     probs = blur_top(model, Perturber(e.image, blur_spec=spec), e.heatmap, [a / 100 for a in areas], e.top1)
     return dict(zip(areas, probs))
@@ -299,11 +311,3 @@ def _lock(folder: Path) -> Iterator[None]:
 
 def _is_image(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

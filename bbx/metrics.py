@@ -13,6 +13,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .defaults import THRESHOLD
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -31,8 +33,6 @@ def phi(prob_before: float, prob_after: float) -> float:
     return 100.0 * (prob_after - prob_before) / residual
 
 
-#: Heatmap level above which a pixel counts as undesirable (paper, Table 2).
-THRESHOLD = 0.6
 
 
 def undesirable_ratio(heatmap: np.ndarray, threshold: float = THRESHOLD) -> float:

@@ -17,18 +17,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .model import Scores, TargetTerms
+from .defaults import BETA, GAMMA, LAMBDA1, LAMBDA2
+from .errors import OptionError
+from .model.scores import Scores, TargetTerms
 
-METHODS = ("ftc", "fntc", "plain")
+METHODS = ("ftc", "fntc", "plain")  # the losses, by the name of the method that minimises each
 
 
 @dataclass(frozen=True)
 class Objective:
-    method: str = "ftc"
-    lambda1: float = 1.7
-    lambda2: float = 3.0
-    beta: float = 2.0
-    gamma: float = 0.3
+    method: str = METHODS[0]
+    lambda1: float = LAMBDA1
+    lambda2: float = LAMBDA2
+    beta: float = BETA
+    gamma: float = GAMMA
     tv_eps: float = 1e-8  # keeps TV differentiable where the mask is flat
 
     def model_loss(self, scores: Scores | TargetTerms, target: int, reference_logits: np.ndarray) -> np.ndarray:
@@ -43,7 +45,7 @@ class Objective:
             return -t.prob + self.gamma * np.abs(t.others_mean - others0)
         if self.method == "fntc":
             return t.rest + self.gamma * np.abs(t.logit - z0[k])
-        raise ValueError(f"unknown method {self.method!r}")
+        raise OptionError(f"unknown loss {self.method!r}: one of {', '.join(METHODS)}")
 
     def regularizer(self, mask: np.ndarray) -> tuple[float, np.ndarray]:
         """R_M and its exact gradient for one ``(h, w)`` mask."""
@@ -54,7 +56,7 @@ class Objective:
         return self.lambda1 * tv + self.lambda2 * l1, self.lambda1 * g_tv + self.lambda2 * g_l1
 
 
-def total_variation(mask: np.ndarray, beta: float = 2.0, eps: float = 1e-8) -> tuple[float, np.ndarray]:
+def total_variation(mask: np.ndarray, beta: float = BETA, eps: float = 1e-8) -> tuple[float, np.ndarray]:
     """Mean over elements of ((dx)^beta + (dy)^beta)^(1/beta), forward differences, and its gradient."""
     m = np.asarray(mask, dtype=np.float64)
     dx = np.zeros_like(m)

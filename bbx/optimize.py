@@ -6,12 +6,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .defaults import BETA1, BETA2, LR
+
 
 @dataclass
 class Adam:
-    lr: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.999
+    lr: float = LR
+    beta1: float = BETA1
+    beta2: float = BETA2
     eps: float = 1e-8
     _m: np.ndarray | None = field(default=None, repr=False)
     _v: np.ndarray | None = field(default=None, repr=False)

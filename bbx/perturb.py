@@ -13,13 +13,16 @@ from functools import lru_cache
 
 import numpy as np
 
-MASK_SHAPE = (28, 28)
+from .defaults import KERNEL, MASK_SIZE, SIGMA
+from .errors import OptionError
+
+MASK_SHAPE = (MASK_SIZE, MASK_SIZE)
 
 
-def blur(image: np.ndarray, sigma: float = 5.0, kernel: int = 11) -> np.ndarray:
+def blur(image: np.ndarray, sigma: float = SIGMA, kernel: int = KERNEL) -> np.ndarray:
     """Gaussian blur of an ``(H, W, C)`` image with an odd ``kernel`` size (edges mirrored)."""
     if kernel < 1 or kernel % 2 == 0:
-        raise ValueError(f"kernel size must be odd and positive, got {kernel}")
+        raise OptionError(f"kernel size must be odd and positive, not {kernel}")
     if sigma <= 0:
         return image.astype(np.float32, copy=True)
     from scipy.ndimage import gaussian_filter  # imported here: keeps every CLI start fast
@@ -65,8 +68,8 @@ def upsample(masks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class BlurSpec:
-    sigma: float = 5.0
-    kernel: int = 11
+    sigma: float = SIGMA
+    kernel: int = KERNEL
 
 
 class Perturber:

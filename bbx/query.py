@@ -34,12 +34,13 @@ import numpy as np
 
 from . import _graphs
 from ._graphs import FrontNames, back_graph, front_graph
+from .config import QUERY_PATHS
 from .errors import ModelError, OptionError
-from .model import OnnxClassifier, Scores, TargetTerms, pad_batch
+from .model import BlackBox, OnnxClassifier, Scores, TargetTerms, pad_batch
 from .perturb import Perturber
 from .preprocess import normalise
 
-PATHS = ("auto", "onnx", "device", "fused", "numpy", "reference")
+_GRAPH_PATHS = ("onnx", "device", "fused")  # graphs run by onnxruntime beside the model
 
 
 class MaskQuery:
@@ -47,47 +48,49 @@ class MaskQuery:
 
     Returns :class:`~bbx.model.Scores`, or, on the ``device`` and ``fused`` paths with a target,
     only the :class:`~bbx.model.TargetTerms` of ``target`` (what
-    :meth:`bbx.objective.Objective.model_loss` reads). :attr:`path` is the path taken.
+    :meth:`bbx.objective.Objective.model_loss` reads). :attr:`query_path` is the path taken.
     """
 
-    def __init__(self, model: OnnxClassifier, perturber: Perturber, path: str = "auto",
+    def __init__(self, model: BlackBox, perturber: Perturber, query_path: str = "auto",
                  target: int | None = None):
-        if path not in PATHS:
-            raise ValueError(f"unknown query path {path!r}; one of {', '.join(PATHS)}")
-        if path == "device" and target is None:
-            raise ValueError("the device query path needs the target class")
+        if query_path not in QUERY_PATHS:
+            raise OptionError(f"unknown query path {query_path!r}; one of {', '.join(QUERY_PATHS)}")
+        if query_path == "device" and target is None:
+            raise OptionError("the device query path needs the target class")
+        on_onnxruntime = isinstance(model, OnnxClassifier)
+        if query_path in _GRAPH_PATHS and not on_onnxruntime:
+            raise OptionError(f"the {query_path} query path runs graphs beside an ONNX model; "
+                              f"{model.name} is queried with the numpy or reference path")
         self.model = model
         self.perturber = perturber
         floating = np.dtype(model.input.dtype).kind == "f"
-        chosen = path == "auto"
-        if model.device == "remote" and path not in ("auto", "numpy", "reference"):
-            raise OptionError(f"the {path} query path runs graphs beside the model on its device; "
-                              "an endpoint takes the numpy or reference path")
+        chosen = query_path == "auto"
         if chosen:  # measured fastest on each device (docs/gpu.md)
-            path = "fused" if model.device == "cuda" else "numpy"
+            query_path = "fused" if on_onnxruntime and model.device == "cuda" else "numpy"
         if not floating:
-            path = "reference"
-        # the terms are Scores.target's logit case: with probabilities the losses read centred log-probabilities
-        terms = target if target is not None and model.output.kind == "logits" else None
-        if path == "device" and terms is None:
-            path = "onnx"
+            query_path = "reference"
+        # the class whose terms a back graph reduces the scores to: Scores.target's logit case only,
+        # since with probabilities the losses read centred log-probabilities
+        reduced = target if target is not None and model.output.kind == "logits" else None
+        if query_path == "device" and reduced is None:
+            query_path = "onnx"
         self._engine: Any = None
-        if path != "reference":
+        if query_path != "reference":
             base, delta = _normalised_parts(model, perturber)
             self._base, self._delta = base, delta  # (C, H, W) in the model's channel order
             self._dtype = np.dtype(model.input.dtype)
-            if path == "fused":
+            if query_path == "fused":
                 try:
-                    self._engine = _Fused(model, base, delta, terms)
+                    self._engine = _Fused(model, base, delta, reduced)
                 except _graphs.CannotCompose as exc:
-                    path = "onnx" if terms is None else "device"
+                    query_path = "onnx" if reduced is None else "device"
                     if not chosen:  # "auto" chains quietly: nobody asked for the composed graph
                         warnings.warn(f"the fused query path cannot compose {model.path.name} ({exc}); "
-                                      f"running the {path} path instead", RuntimeWarning, stacklevel=2)
-            if path in ("onnx", "device"):
-                back = _OnnxBack(model, terms) if path == "device" else None
+                                      f"running the {query_path} path instead", RuntimeWarning, stacklevel=2)
+            if query_path in ("onnx", "device"):
+                back = _OnnxBack(model, reduced) if query_path == "device" else None
                 self._engine = _OnnxFront(model, base, delta, back)
-        self.path = path
+        self.query_path = query_path
 
     def __call__(self, masks: np.ndarray) -> Scores | TargetTerms:
         masks = np.asarray(masks, dtype=np.float32)
@@ -106,7 +109,7 @@ class MaskQuery:
         the device: only the mask and the P offsets cross, not 2P masks. Needs
         :meth:`pairs_on_device`."""
         if not self.pairs_on_device(len(offsets)):
-            raise ValueError(f"{2 * len(offsets)} probes do not go to the model in one call on the {self.path} path")
+            raise ValueError(f"{2 * len(offsets)} probes do not go to the model in one call on the {self.query_path} path")
         return self._engine(_Feed.antithetic(centre, offsets), 2 * len(offsets))
 
     def _score(self, masks: np.ndarray, size: int) -> Any:
@@ -115,7 +118,7 @@ class MaskQuery:
         if self._engine is not None:
             return self._engine(_Feed.given(masks, size), n)
         masks = pad_batch(masks, size)
-        if self.path == "reference":
+        if self.query_path == "reference":
             return self.model.scores(self.perturber(masks), n)
         up = self.perturber.upsample(masks)[:, None]  # (B, 1, H, W)
         x = np.multiply(self._delta, up)  # the step's one image-sized allocation
@@ -125,7 +128,7 @@ class MaskQuery:
         return self.model.score_tensor(np.ascontiguousarray(x, dtype=self._dtype), n)
 
 
-def _normalised_parts(model: OnnxClassifier, perturber: Perturber) -> tuple[np.ndarray, np.ndarray]:
+def _normalised_parts(model: BlackBox, perturber: Perturber) -> tuple[np.ndarray, np.ndarray]:
     """``norm(h(X))`` and ``gain * (X - h(X))`` as (C, H, W) float32 in the model's channel order."""
     base = normalise(perturber.blurred[None], model.spec, channels_first=True)
     delta = normalise(perturber.delta[None], model.spec, channels_first=True, offset=False)
@@ -145,71 +148,41 @@ def sessions(model: OnnxClassifier) -> list[Any]:
     return [s for s in (_FRONT_SESSIONS.get(model), _BACK_SESSIONS.get(model), *fused) if s is not None]
 
 
-def _new_session(model: OnnxClassifier, proto: Any, small: bool = False) -> Any:
-    """A session on the model's providers with its options (TF32, cuDNN's search, the layout): the
-    composed graph must run the model's nodes as the model's own session does. ``small``: a graph
-    of next to no CPU work gets one thread that does not spin, so that it does not take the cores
-    from the model's own pool (on a 2-core CPU, spinning pools of chained sessions cost 20 % of
-    the loop: docs/gpu.md)."""
-    import onnxruntime as ort
-
-    opts = model.session_options
-    if small:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = model.session_options.graph_optimization_level
-        opts.log_severity_level = model.session_options.log_severity_level
-        opts.intra_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(proto.SerializeToString(), sess_options=opts, providers=model.provider_config)
-
-
 def _front_session(model: OnnxClassifier) -> Any:
     """The front graph depends on the model's input only."""
     if model not in _FRONT_SESSIONS:
-        _FRONT_SESSIONS[model] = _new_session(model, front_graph(
+        _FRONT_SESSIONS[model] = model.runtime.new_session(front_graph(
             model.input_size, model.input.layout, np.dtype(model.input.dtype)), small=True)
     return _FRONT_SESSIONS[model]
-
-
-def _scores_type(model: OnnxClassifier) -> tuple[int, int]:
-    """The onnx element type and rank of the model's scores output."""
-    from onnx import TensorProto
-
-    out = next(o for o in model.session.get_outputs() if o.name == model.output.name)
-    elem = {"tensor(float)": TensorProto.FLOAT, "tensor(float16)": TensorProto.FLOAT16,
-            "tensor(double)": TensorProto.DOUBLE}.get(out.type)
-    if elem is None:
-        raise ModelError(f"the device query path cannot read scores of type {out.type}")
-    return elem, len(out.shape)
 
 
 def _back_session(model: OnnxClassifier) -> Any:
     """The back graph depends on the model's output type and class count only."""
     if model not in _BACK_SESSIONS:
-        _BACK_SESSIONS[model] = _new_session(model, back_graph(model.num_classes, *_scores_type(model)), small=True)
+        _BACK_SESSIONS[model] = model.runtime.new_session(back_graph(model.num_classes, *model.scores_type()), small=True)
     return _BACK_SESSIONS[model]
 
 
-def _fused_session(model: OnnxClassifier, terms: bool) -> tuple[Any, _graphs.Composed]:
+def _fused_session(model: OnnxClassifier, with_back: bool) -> tuple[Any, _graphs.Composed]:
     """The composed graph (with the back graph or without) and its names; a model that cannot be
     composed is tried once (``bbx evaluate`` asks again for every image)."""
     made = _FUSED_SESSIONS.setdefault(model, {})
-    if terms not in made:
+    if with_back not in made:
         import onnx
 
         try:
             composed = _graphs.compose(
                 onnx.load(str(model.path.resolve())),  # its external data, if any, was checked when it opened
                 model.input.name, model.output.name, model.input_size, model.input.layout,
-                np.dtype(model.input.dtype), model.num_classes if terms else None)
-            made[terms] = (_new_session(model, composed.proto), composed)
+                np.dtype(model.input.dtype), model.num_classes if with_back else None)
+            made[with_back] = (model.runtime.new_session(composed.proto), composed)
         except _graphs.CannotCompose as exc:
-            made[terms] = exc
+            made[with_back] = exc
         except Exception as exc:
-            made[terms] = _graphs.CannotCompose(f"the composed graph did not open: {str(exc).strip()[:200]}")
-    if isinstance(made[terms], _graphs.CannotCompose):
-        raise made[terms]
-    return made[terms]
+            made[with_back] = _graphs.CannotCompose(f"the composed graph did not open: {str(exc).strip()[:200]}")
+    if isinstance(made[with_back], _graphs.CannotCompose):
+        raise made[with_back]
+    return made[with_back]
 
 
 def _bind_images(session: Any, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray,

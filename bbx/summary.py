@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from . import methods as registry
 from ._io import atomic_write
 from .metrics import mask_correlation, mean_ci, top_iou
 from .perturb import upsample
@@ -26,7 +27,6 @@ from .perturb import upsample
 CONFIDENCE_BINS = (0.0, 0.5, 0.8, 0.95, 1.0)
 REFERENCE = "occlusion"  # the method every other one is compared with at equal area
 BELOW = "▾"
-ORDER = ("ftc", "fntc", "plain", "greedy", "occlusion", "random")
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,8 @@ def _rows(recs: list[dict[str, Any]], areas: tuple[float, ...]) -> list[Row]:
         groups[r["method"]][r["image"]].append(r)
     curves = {m: {img: np.mean([r["phi_at_area"] for r in runs], axis=0) for img, runs in by_img.items()}
               for m, by_img in groups.items()}
-    methods = sorted(groups, key=lambda m: (ORDER.index(m) if m in ORDER else len(ORDER), m))
+    order = registry.names()  # the registry's order; methods no longer registered last
+    methods = sorted(groups, key=lambda m: (order.index(m) if m in order else len(order), m))
     return [_row(m, groups[m], curves[m], curves.get(REFERENCE) if m != REFERENCE else None, areas)
             for m in methods]
 

@@ -64,10 +64,10 @@ def assert_fused_matches_reference(model: bbx.OnnxClassifier) -> None:
     masks = np.random.default_rng(1).uniform(-0.1, 1.1, (9, 28, 28))
     reference = MaskQuery(model, pert, "reference")(masks)
     scores = MaskQuery(model, pert, "fused")
-    assert scores.path == "fused"
+    assert scores.query_path == "fused"
     np.testing.assert_allclose(scores(masks).probs, reference.probs, atol=1e-5)
     terms = MaskQuery(model, pert, "fused", target=0)
-    assert terms.path == "fused"
+    assert terms.query_path == "fused"
     got, want = terms(masks), reference.target(0)
     for field in ("prob", "rest", "logit", "others_mean"):
         np.testing.assert_allclose(getattr(got, field), getattr(want, field), rtol=1e-5, atol=1e-6, err_msg=field)
@@ -89,14 +89,14 @@ def test_a_model_before_opset_11_is_chained_with_a_warning(tmp_path, monkeypatch
     masks = np.random.default_rng(2).uniform(0, 1, (4, 28, 28))
     with pytest.warns(RuntimeWarning, match=r"cannot compose old\.onnx \(its opset 10 predates .*running the device path"):
         query = MaskQuery(model, pert, "fused", target=0)
-    assert query.path == "device"
+    assert query.query_path == "device"
     np.testing.assert_allclose(query(masks).prob, MaskQuery(model, pert, "reference")(masks).probs[:, 0], atol=1e-6)
     with pytest.warns(RuntimeWarning, match="cannot compose"):
         e = bbx.explain(model, planted.photo(), iterations=2, pairs=2, query_path="fused")
     assert e.config["query_path"] == "device"
     monkeypatch.setattr(onnx, "load", lambda *a, **k: pytest.fail("composition was tried again"))
     with pytest.warns(RuntimeWarning, match="cannot compose"):  # every explanation of an evaluation asks
-        assert MaskQuery(model, pert, "fused", target=0).path == "device"
+        assert MaskQuery(model, pert, "fused", target=0).query_path == "device"
 
 
 def test_auto_on_cuda_chains_quietly_where_the_model_cannot_be_composed(tmp_path, monkeypatch):
@@ -108,9 +108,9 @@ def test_auto_on_cuda_chains_quietly_where_the_model_cannot_be_composed(tmp_path
     pert = Perturber(planted.photo())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert MaskQuery(model, pert, "auto", target=0).path == "device"
+        assert MaskQuery(model, pert, "auto", target=0).query_path == "device"
     with pytest.warns(RuntimeWarning, match="cannot compose"):
-        assert MaskQuery(model, pert, "fused", target=0).path == "device"
+        assert MaskQuery(model, pert, "fused", target=0).query_path == "device"
 
 
 def test_names_that_clash_with_bbx_names_are_stepped_around(tmp_path):

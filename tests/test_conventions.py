@@ -272,7 +272,7 @@ def _layered_model(folder, layers):
 def test_spec_source_precedence(tmp_path, layers, mean_source, mean):
     path = _layered_model(tmp_path, layers)
     cli = {"mean": list(CLI_MEAN), "scale": None} if "cli" in layers else None
-    m = OnnxClassifier(path, preprocess=cli)
+    m = OnnxClassifier(path, preprocess_overrides=cli)
     assert m.spec_sources["mean"] == mean_source
     assert m.spec.mean == pytest.approx(mean)
     assert m.spec_sources["size"] == "graph" and m.spec_sources["layout"] == "graph"
@@ -281,7 +281,7 @@ def test_spec_source_precedence(tmp_path, layers, mean_source, mean):
 
 def test_spec_sources_field_by_field(tmp_path):
     path = _layered_model(tmp_path, ("cli", "sidecar", "metadata", "preset"))
-    m = OnnxClassifier(path, preprocess={"mean": list(CLI_MEAN), "channel_order": "bgr", "std": None})
+    m = OnnxClassifier(path, preprocess_overrides={"mean": list(CLI_MEAN), "channel_order": "bgr", "std": None})
     src = m.spec_sources
     assert src["mean"] == "cli" and m.spec.mean == pytest.approx(CLI_MEAN)
     assert src["channel_order"] == "cli" and m.spec.channel_order == "BGR"
@@ -304,16 +304,16 @@ def test_graph_fixes_size_and_cli_cannot_contradict_it(tmp_path):
     m = OnnxClassifier(path)
     assert m.spec.size == (ob.SIZE, ob.SIZE) and m.spec_sources["size"] == "graph"
     with pytest.raises(OptionError, match="contradicts the model"):
-        OnnxClassifier(path, preprocess={"size": 32})
+        OnnxClassifier(path, preprocess_overrides={"size": 32})
     with pytest.raises(OptionError, match="contradicts the model"):
-        OnnxClassifier(path, preprocess={"layout": "NHWC"})
+        OnnxClassifier(path, preprocess_overrides={"layout": "NHWC"})
 
 
 def test_symbolic_size_follows_precedence(tmp_path):
     path = ob.build_symbolic_size(tmp_path, metadata={"size": [40, 40]}, sidecar={"preprocess": {"size": 24}})
     assert OnnxClassifier(path).input_size == (24, 24)
     assert OnnxClassifier(path).spec_sources["size"] == "sidecar"
-    m = OnnxClassifier(path, preprocess={"size": 12})
+    m = OnnxClassifier(path, preprocess_overrides={"size": 12})
     assert m.input_size == (12, 12) and m.spec_sources["size"] == "cli"
     assert m.scores(np.full((2, 12, 12, 3), 0.5, np.float32)).probs.shape == (2, ob.CLASSES)
     path.with_name("anysize.bbx.json").unlink()

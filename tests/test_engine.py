@@ -65,13 +65,13 @@ def test_query_paths_agree(tmp_path, variant, classifier_on_test_device):
     tol = 3e-3 if variant == "float16" else 1e-4
     for path in ("numpy", "onnx", "fused"):  # fused without a target: front and model composed, scores back
         query = MaskQuery(model, pert, path)
-        assert query.path == ("reference" if variant == "uint8" else path)
+        assert query.query_path == ("reference" if variant == "uint8" else path)
         np.testing.assert_allclose(query(masks).probs, reference.probs, rtol=tol, atol=tol)
     k = int(np.argmax(reference.probs[0]))
     want = reference.target(k)
     for path in ("device", "fused"):
         query = MaskQuery(model, pert, path, target=k)
-        assert query.path == ("reference" if variant == "uint8" else path)
+        assert query.query_path == ("reference" if variant == "uint8" else path)
         terms = query(masks)
         if variant == "uint8":
             terms = terms.target(k)
@@ -113,7 +113,7 @@ def test_device_path_needs_a_target_and_reports_nan_scores(tmp_path):
 
     model = bbx.OnnxClassifier(ob.build_nan_on_white(tmp_path))
     pert = Perturber(np.ones((ob.SIZE, ob.SIZE, 3), np.float32))
-    with pytest.raises(ValueError, match="needs the target class"):
+    with pytest.raises(bbx.OptionError, match="needs the target class"):
         MaskQuery(model, pert, "device")
     with pytest.raises(ModelError, match="NaN or infinite scores"):
         MaskQuery(model, pert, "device", target=0)(np.ones((2, 28, 28)))
@@ -190,7 +190,7 @@ def test_onnx_path_follows_changing_batch_sizes(tmp_path, classifier_on_test_dev
     for n in (5, 2, 70):
         masks = rng.uniform(0, 1, (n, 28, 28))
         for query in bound:
-            np.testing.assert_allclose(query(masks).probs, reference(masks).probs, atol=1e-5, err_msg=query.path)
+            np.testing.assert_allclose(query(masks).probs, reference(masks).probs, atol=1e-5, err_msg=query.query_path)
 
 
 @pytest.mark.parametrize("path", ["device", "fused"])
@@ -251,7 +251,7 @@ def test_bbx_graphs_beside_the_model_take_one_thread_that_does_not_spin(tmp_path
         opts = session.get_session_options()
         assert opts.intra_op_num_threads == 1
         assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    assert fused[0].get_session_options().intra_op_num_threads == model.session_options.intra_op_num_threads
+    assert fused[0].get_session_options().intra_op_num_threads == model.runtime.options.intra_op_num_threads
 
 
 def test_large_probe_batches_are_split(target_model):
@@ -498,3 +498,11 @@ def test_bundled_model_seed_reproduces_the_mask_bit_for_bit(lite0):
     a = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11)
     b = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11)
     assert np.array_equal(a.mask, b.mask) and a.mask.min() < 1.0
+
+
+def test_the_readme_explanation_gives_the_readme_figures(lite0):
+    """`bbx explain` with no arguments, as the README shows it (CPU, seed 0, 3,202 queries)."""
+    e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png")
+    assert (e.target_name, e.queries) == ("tiger cat", 3202)
+    assert (round(e.prob_before, 4), round(e.prob_after, 4)) == (0.3834, 0.6344)
+    assert (round(e.phi, 1), round(100 * e.undesirable_ratio, 2)) == (40.7, 2.34)

@@ -17,10 +17,11 @@ from PIL import Image
 from scipy.stats import t as student_t
 
 import planted
-from bbx.baselines import cell_map, occlusion, random_baseline
+from bbx.methods.cells import cell_map
 from bbx.errors import OptionError
 from bbx.evaluate import EvalConfig, evaluate, find_images, read_records, record_key
-from bbx.explain import ExplainConfig
+from bbx.config import ExplainConfig
+from bbx.explain import explain
 from bbx.insertion import blur_top
 from bbx.model import OnnxClassifier
 from bbx.summary import BELOW, summarise
@@ -50,7 +51,7 @@ def lines(path: Path) -> list[dict]:
 
 def test_occlusion_finds_patch_a_with_one_query_per_cell(world):
     m = OnnxClassifier(world["model"])
-    e = occlusion(m, planted.photo(0), target="target")
+    e = explain(m, planted.photo(0), target="target", method="occlusion")
     grid = (4, 4)  # ceil(56 / 16)
     assert e.queries == grid[0] * grid[1] + 2 == m.queries  # image, one per cell, perturbed image
     assert e.mask.shape == grid and e.heatmap.shape == (planted.SIZE, planted.SIZE)
@@ -76,11 +77,11 @@ def test_blur_top_at_the_area_of_a(world):
     x = planted.photo(0)
     area = planted.patch_mask(planted.A).mean()
     p0 = m.scores(x[None]).probs[0, 0]
-    occ = occlusion(m, x, target=0, patch=8)  # 8 px cells resolve A
+    occ = explain(m, x, target=0, method="occlusion", patch=8)  # 8 px cells resolve A
     before = m.queries
     gain_occ = blur_top(m, x, occ.heatmap, [area], cls=0)[0] - p0
     assert m.queries == before + 1  # one query per area
-    gains_random = [blur_top(m, x, random_baseline(m, x, seed=s).heatmap, [area], cls=0)[0] - p0 for s in range(4)]
+    gains_random = [blur_top(m, x, explain(m, x, method="random", seed=s).heatmap, [area], cls=0)[0] - p0 for s in range(4)]
     assert gain_occ > 0.4, gain_occ
     assert max(gains_random) < 0.1, gains_random
     assert blur_top(m, x, occ.heatmap, [], cls=0) == []
@@ -88,7 +89,7 @@ def test_blur_top_at_the_area_of_a(world):
 
 def test_random_baseline_is_seeded_and_cheap(world):
     m = OnnxClassifier(world["model"])
-    a, b, c = (random_baseline(m, planted.photo(0), seed=s) for s in (1, 1, 2))
+    a, b, c = (explain(m, planted.photo(0), method="random", seed=s) for s in (1, 1, 2))
     np.testing.assert_array_equal(a.heatmap, b.heatmap)
     assert not np.array_equal(a.heatmap, c.heatmap)
     assert a.queries == 2 and m.queries == 6

@@ -9,10 +9,13 @@ import bbx
 import planted
 from bbx.errors import OptionError
 from bbx.evaluate import EvalConfig
-from bbx.greedy import greedy
 from bbx.metrics import iou, top_mask
 
 FINE = {"patch": 8, "stride": 4, "window": 12}  # 12 px windows at a 4 px stride: A (12 x 12 at 8, 8) is one
+
+
+def greedy(model, image, target=None, **options):
+    return bbx.explain(model, image, target, method="greedy", **options)
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +54,10 @@ def test_perturbed_image_blurs_exactly_the_undesirable_pixels_and_its_probabilit
 
 def test_through_explain_deterministic_and_defaults(target_model):
     a = bbx.explain(target_model, planted.photo(), target=0, method="greedy", budget=200)
-    b = bbx.explain(target_model, planted.photo(), target=0, method="greedy", budget=200, seed=5)
+    b = bbx.explain(target_model, planted.photo(), target=0, method="greedy", budget=200)
     assert np.array_equal(a.heatmap, b.heatmap) and a.queries == b.queries <= 200  # no randomness
+    with pytest.raises(OptionError, match="greedy does not use seed"):  # so a seed is refused, not dropped
+        bbx.explain(target_model, planted.photo(), target=0, method="greedy", budget=200, seed=5)
     assert a.config["method"] == "greedy" and a.config["window"] == 16 and a.config["stride"] == 8
     truth = planted.patch_mask(planted.A)
     assert (a.heatmap[truth] > 0.6).mean() > 0.9  # 16 px windows: A sits inside the first one

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 
 import onnx_builders as ob
-from bbx import model as bm
+from bbx.model import providers as bm
 from bbx.errors import OptionError
 from bbx.model import OnnxClassifier
 
@@ -62,7 +62,7 @@ def test_library_cuda_runs_or_warns(tmp_path):
 
 
 def test_cuda_options_go_over_bbx_own():
-    name, options = bm._providers("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    name, options = bm.provider_list("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"],
                                   {"prefer_nhwc": 1, "use_tf32": "0"})[0]
     assert name == "CUDAExecutionProvider"
     assert options["prefer_nhwc"] == "1" and options["use_tf32"] == "0"  # as strings, the user's over bbx's
@@ -76,7 +76,7 @@ def test_cuda_options_on_the_cpu_say_they_do_nothing(tmp_path):
 
 def _cuda_that_refuses_options(monkeypatch) -> None:
     """onnxruntime-gpu refusing any CUDA option, as an older build refuses one it does not know."""
-    monkeypatch.setattr(bm, "_providers", lambda device, available, options=None: [
+    monkeypatch.setattr(bm, "provider_list", lambda device, available, options=None: [
         ("CUDAExecutionProvider", {"use_tf32": "1", **(options or {})}), "CPUExecutionProvider"])
     real = ort.InferenceSession
 
@@ -97,7 +97,7 @@ def test_refused_user_cuda_options_are_one_clear_error(tmp_path, monkeypatch):
 def test_refused_bbx_cuda_options_fall_back_to_the_providers_defaults(tmp_path, monkeypatch):
     _cuda_that_refuses_options(monkeypatch)
     model = OnnxClassifier(ob.build_plain(tmp_path), device="cuda")
-    assert model.provider_config == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # names, no options
+    assert model.runtime.provider_config == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # names, no options
 
 
 def test_bbx_sessions_beside_the_model_open_with_its_providers_and_options(tmp_path, monkeypatch):
@@ -107,7 +107,7 @@ def test_bbx_sessions_beside_the_model_open_with_its_providers_and_options(tmp_p
     from bbx.query import MaskQuery
 
     config = [("CPUExecutionProvider", {"bbx_test_marker": "1"})]
-    monkeypatch.setattr(bm, "_providers", lambda *args, **kwargs: list(config))
+    monkeypatch.setattr(bm, "provider_list", lambda *args, **kwargs: list(config))
     seen, real = [], ort.InferenceSession
 
     def session(*args, providers=None, **kwargs):
@@ -135,14 +135,14 @@ def test_without_onnxruntime_gpu_the_fix_is_the_extra(monkeypatch):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, "version", version)
-    assert bm._no_cuda_provider() == "onnxruntime has no CUDAExecutionProvider here (install bbx[gpu])"
+    assert bm.no_cuda_provider() == "onnxruntime has no CUDAExecutionProvider here (install bbx[gpu])"
 
 
 def test_hint_when_the_cpu_package_shadows_onnxruntime_gpu_names_the_fix(monkeypatch):
     # pip install bbx[gpu] installs both packages; they share the `onnxruntime` module
     real = metadata.version
     monkeypatch.setattr(metadata, "version", lambda name: "1.31.1" if name == "onnxruntime-gpu" else real(name))
-    hint = bm._no_cuda_provider()
+    hint = bm.no_cuda_provider()
     assert "onnxruntime-gpu 1.31.1 is installed" in hint
     assert "pip install --force-reinstall --no-deps onnxruntime-gpu==1.31.1" in hint
 
@@ -161,24 +161,24 @@ def test_failure_reason_names_the_missing_cuda_library(monkeypatch, tmp_path):
         raise OSError("libcublasLt.so.13: cannot open shared object file: No such file or directory")
 
     monkeypatch.setattr(ctypes, "CDLL", cdll)
-    reason = bm._cuda_failure_reason()
+    reason = bm.cuda_failure_reason()
     assert reason.startswith("libcublasLt.so.13 not found: install the CUDA and cuDNN"), reason
 
 
 def test_failure_reason_when_libraries_load_is_the_gpu_or_driver(monkeypatch, tmp_path):
     _fake_ort(monkeypatch, tmp_path, with_library=True)
     monkeypatch.setattr(ctypes, "CDLL", lambda path: object())
-    assert bm._cuda_failure_reason() == "no usable NVIDIA GPU or driver"
+    assert bm.cuda_failure_reason() == "no usable NVIDIA GPU or driver"
 
 
 def test_failure_reason_of_a_build_without_the_cuda_provider(monkeypatch, tmp_path):
     _fake_ort(monkeypatch, tmp_path, with_library=False)
-    assert bm._cuda_failure_reason() == "its library is not in this onnxruntime build"
+    assert bm.cuda_failure_reason() == "its library is not in this onnxruntime build"
 
 
 def test_failure_reason_reports_other_loader_errors_as_they_are(monkeypatch, tmp_path):
     _fake_ort(monkeypatch, tmp_path, with_library=True)  # four bytes: not a loadable library
-    reason = bm._cuda_failure_reason()
+    reason = bm.cuda_failure_reason()
     assert reason.startswith("its library does not load: "), reason
     assert "libonnxruntime_providers_cuda.so" in reason, reason
 

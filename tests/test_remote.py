@@ -17,7 +17,7 @@ import bbx
 import onnx_builders as ob
 from bbx.errors import BudgetError, EndpointError, OptionError
 from bbx.remote import ClientConfig, EndpointClassifier
-from remote_support import FaultProxy, free_port
+from remote_support import FaultProxy, free_port, self_signed
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "models" / "efficientnet_lite0.onnx"
@@ -78,9 +78,9 @@ def test_explanation_through_the_endpoint_equals_the_local_one(mlserver):
     m = EndpointClassifier(mlserver.model_url("tiny"))
     local = bbx.OnnxClassifier(mlserver.tiny_onnx)
     image = ob.random_images(1, seed=9)[0]
-    for method in ("ftc", "greedy"):
-        a = bbx.explain(m, image, method=method, budget=130, seed=4, mask_size=8)
-        b = bbx.explain(local, image, method=method, budget=130, seed=4, mask_size=8)
+    for method, options in (("ftc", {"seed": 4, "mask_size": 8}), ("greedy", {})):
+        a = bbx.explain(m, image, method=method, budget=130, **options)
+        b = bbx.explain(local, image, method=method, budget=130, **options)
         assert np.array_equal(a.mask, b.mask) and a.queries == b.queries <= 130, method
         assert a.prob_after == b.prob_after
     assert m.traffic["answered"] + m.traffic["cached"] == 2 + m.queries
@@ -190,3 +190,16 @@ def test_a_token_appears_in_no_output_log_or_error(mlserver, tmp_path):
     texts = [p.stdout + p.stderr for p in (ok, inspect, refused, missing)]
     texts += [f.read_bytes().decode("latin-1") for f in (tmp_path / "out").rglob("*") if f.is_file()]
     assert texts and not any(TOKEN in t for t in texts)
+
+
+def test_tls_is_verified_unless_told_otherwise(mlserver, tmp_path):
+    tls = self_signed(tmp_path)
+    if tls is None:
+        pytest.skip("no openssl command to make a certificate")
+    with FaultProxy(mlserver.port, tls=tls) as proxy:
+        url = mlserver.model_url("tiny", proxy.url)
+        one_error_line(bbx_cli("inspect", url), "TLS certificate", "not trusted", "--ca-file")
+        trusted = bbx_cli("inspect", url, "--ca-file", tls[0])
+        unchecked = bbx_cli("inspect", url, "--insecure")
+    assert trusted.returncode == unchecked.returncode == 0, trusted.stderr + unchecked.stderr
+    assert "reveals     scores" in trusted.stdout

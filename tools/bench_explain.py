@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
 from bbx.errors import exit_on_error  # noqa: E402
-from bbx.explain import DEFAULT_PAIRS  # noqa: E402
+from bbx.defaults import PAIRS as DEFAULT_PAIRS  # noqa: E402
 from bbx.perturb import Perturber  # noqa: E402
 
 

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
-from bbx.cli import _key_values  # noqa: E402  (the CLI's --cuda-option parsing)
+from bbx.cli.app import key_values  # noqa: E402  (the CLI's --cuda-option parsing)
 from bbx.errors import OptionError, exit_on_error  # noqa: E402
-from bbx.query import PATHS, sessions  # noqa: E402  (sessions: bbx's own graphs around the model, device work)
+from bbx.query import QUERY_PATHS as PATHS, sessions  # noqa: E402  (sessions: bbx's own graphs around the model, device work)
 
 
 #: the paths a row can time; "reference" is what every row is checked against (paths_agree)
@@ -257,7 +257,7 @@ def main() -> None:
     if unknown:
         ap.error(f"unknown models: {', '.join(sorted(unknown))} (resnet18, vgg19, tiny)")
     try:
-        args.cuda_options = _key_values(args.cuda_option, "cuda-option")
+        args.cuda_options = key_values(args.cuda_option, "cuda-option")
     except OptionError as exc:
         ap.error(str(exc))
     args.query_paths = args.query_paths.split(",")

@@ -41,8 +41,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
+import bbx.defaults  # noqa: E402
 from bbx.errors import exit_on_error  # noqa: E402
-from bbx.explain import ExplainConfig, score_image  # noqa: E402
+from bbx.config import ExplainConfig
+from bbx.methods import Context  # noqa: E402
 from bbx.metrics import mask_correlation, mean_ci, top_iou  # noqa: E402
 from bbx.objective import Objective  # noqa: E402
 from bbx.perturb import BlurSpec, Perturber  # noqa: E402
@@ -78,9 +80,10 @@ class ExactObjective:
         x = model.prepare(bbx.load_rgb(image))
         size = config.mask_size
         self.pert = Perturber(x, (size, size), BlurSpec(config.sigma, config.kernel))
-        self.obj = Objective(config.method, config.lambda1, config.lambda2, config.beta, config.gamma)
+        self.obj = Objective(config.method or bbx.defaults.METHOD, config.lambda1, config.lambda2, config.beta, config.gamma)
         self.query = MaskQuery(model, self.pert)
-        _, self.z0, self.k = score_image(model, x, None)  # the top-1, as bbx.explain's default target
+        ctx = Context(model, x, None, "ftc", None)  # the top-1, as bbx.explain's default target
+        self.z0, self.k = ctx.logits_before, ctx.target
         self.at_ones = self(np.ones((size, size)))
 
     def __call__(self, mask: np.ndarray) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -73,6 +74,7 @@ def main() -> None:
                     "overhead_ms_per_request": round(1000 * (report["seconds"] - local["seconds"]) / t["requests"], 1)
                     if where == "mlserver" else "",
                     "mask_equal_to_local": same,
+                    "load_1min": round(os.getloadavg()[0], 1),  # a shared machine: what else ran
                 })
             print(rows[-2], rows[-1], sep="\n", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

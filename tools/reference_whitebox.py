@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bbx import OnnxClassifier, load_rgb  # noqa: E402
 from bbx.errors import BbxError, exit_on_error  # noqa: E402
-from bbx.explain import ExplainConfig  # noqa: E402
+from bbx.config import ExplainConfig  # noqa: E402
 from bbx.metrics import phi, undesirable_ratio  # noqa: E402
 from bbx.model import softmax  # noqa: E402
 from bbx.objective import Objective  # noqa: E402

@@ -4,10 +4,10 @@
 input's conventions from it as :class:`~bbx.model.OnnxClassifier` does from a graph, resolves the
 preprocessing from its sources (flags, a sidecar file given with a flag, a preset matched by the
 model's name, the endpoint's ``bbx.preprocess`` parameter), sends one real request to see what the
-endpoint reveals, and from then on scores batches of images over HTTP. What it needs of bbx's
-models beyond "run one batch in the model's input format" it borrows from ``OnnxClassifier``.
+endpoint reveals, and from then on scores batches of images over HTTP. The rest of bbx's black-box
+protocol comes from :class:`~bbx.model.protocol.Classifier`, as for a file.
 
-What an endpoint reveals decides what can run (:data:`bbx.remote.reveal.METHOD_NEEDS`):
+What an endpoint reveals decides what can run (each method's ``needs`` in :mod:`bbx.methods`):
 
 * ``scores``: every class's score (logits or probabilities): every method;
 * ``topk``: the k best classes with their probabilities: greedy, occlusion and random, which read
@@ -29,7 +29,8 @@ import numpy as np
 from .. import preprocess as pp
 from ..errors import EndpointError, ModelError, OptionError, TooLargeError
 from ..labels import read_labels_file, resolve_labels
-from ..model import OnnxClassifier, OutputInfo, Scores, _hint_rank, _kind, image_input
+from ..model import Classifier, OutputInfo, Scores
+from ..model.conventions import _hint_rank, _kind, image_input
 from . import oip
 from .client import Client, ClientConfig, Credentials
 
@@ -37,7 +38,7 @@ DEFAULT_MAX_BATCH = 32  # images per request unless the endpoint fixes a batch o
 CACHE_ROWS = 8192  # answers kept so that a probe asked for again is not sent again
 
 
-class EndpointClassifier:
+class EndpointClassifier(Classifier):
     """An image classifier behind ``http(s)://HOST:PORT/v2/models/NAME``, queried only through
     :meth:`scores`; every image asked for counts in :attr:`queries` (answered from the cache or not),
     every image sent counts in ``traffic``."""
@@ -48,7 +49,7 @@ class EndpointClassifier:
         self,
         url: str,
         *,
-        preprocess: dict[str, Any] | None = None,
+        preprocess_overrides: dict[str, Any] | None = None,
         preset: str | None = None,
         sidecar: str | Path | None = None,
         output: str | None = None,
@@ -68,13 +69,12 @@ class EndpointClassifier:
         self.metadata = params
         side = pp.read_sidecar_file(Path(sidecar)) if sidecar is not None else {}
         # the model's name stands for a file name: presets match it as they match a file's
-        resolved = pp.resolve(Path(f"{self.url.model}.onnx"), params, cli=preprocess, preset=preset, sidecar=sidecar)
+        resolved = pp.resolve(Path(f"{self.url.model}.onnx"), params, cli=preprocess_overrides, preset=preset, sidecar=sidecar)
         self._input_meta = self._image_input()
         dims = [d if d > 0 else None for d in self._input_meta.shape]
         self.input, resolved = image_input(self._input_meta.name, dims, oip.IMAGE_DATATYPES[self._input_meta.datatype],
                                            resolved)
         self.spec, self.spec_sources = resolved.spec, resolved.sources
-        self._np_dtype = np.dtype(self.input.dtype)
         self.max_batch = self.input.batch or max_batch or DEFAULT_MAX_BATCH
         self._cache: OrderedDict[bytes, tuple[np.ndarray, ...]] = OrderedDict()
         explicit = None
@@ -86,48 +86,38 @@ class EndpointClassifier:
                                                          metadata=params)
         self.queries = 0  # the detection request is traffic, not a query of the user's
 
-    # -- what OnnxClassifier does the same way over any "one batch in the model's format" ------
-    input_size = OnnxClassifier.input_size
-    num_classes = OnnxClassifier.num_classes
-    prepare = OnnxClassifier.prepare
-    scores = OnnxClassifier.scores
-    predict = OnnxClassifier.predict
-    class_index = OnnxClassifier.class_index
-    batches = OnnxClassifier.batches
-
     @property
     def traffic(self) -> dict[str, int]:
         return self.client.traffic.as_dict()
 
-    @property
-    def fingerprint(self) -> str:
-        """What pins the model for a resumed evaluation: its URL and metadata as the endpoint sent them."""
+    def identity(self) -> dict[str, Any]:
+        """What pins the model for a resumed evaluation: its URL, and its metadata as the endpoint
+        sent them (a change of weights behind the same metadata is not seen)."""
         text = json.dumps([self.name, self.meta.raw], sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return {"model": self.name, "model_sha256": hashlib.sha256(text.encode()).hexdigest()}
 
     def score_tensor(self, x: np.ndarray, real: int | None = None) -> Scores:
         """Score a batch in the model's input format; counts ``N`` (or ``real``: rows after it pad a
-        local call to one shape and are never sent)."""
+        local call to one shape and are never sent). Requests go out in parallel, an image asked
+        for before is answered from the cache."""
         n = len(x) if real is None else real
         rows = self._answers(np.asarray(x)[:n])
-        self.queries += n
+        self.count(n)
         return self._to_scores(rows)
+
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        """The scores (or what the endpoint reveals, as probabilities) of one batch, counting nothing."""
+        return self._to_scores(self._answers(np.asarray(x))).raw
 
     def describe(self) -> dict[str, Any]:
         """Everything ``bbx inspect`` reports (no credential: only the header's name)."""
         creds = self.client.credentials
         return {
-            "model": self.name,
             "providers": [f"endpoint ({self.meta.platform or 'platform not given'})"],
             "inputs": [_io(t) for t in self.meta.inputs],
             "outputs": [_io(t) for t in self.meta.outputs],
-            "input": vars(self.input),
-            "output": vars(self.output),
+            **super().describe(),
             "reveals": self.reveals,
-            "preprocess": self.spec.to_json(),
-            "preprocess_sources": dict(self.spec_sources),
-            "labels_source": self.labels_source,
-            "num_classes": self.num_classes,
             "max_batch": self.max_batch,
             "auth_header": creds.header if creds is not None else None,
             "traffic": self.traffic,
@@ -239,7 +229,7 @@ class EndpointClassifier:
         rng = np.random.default_rng(0)
         probe = np.concatenate([np.full((1, h, w, 3), 0.5, np.float32),
                                 rng.random((max(n - 1, 0), h, w, 3), dtype=np.float32)])[:n]
-        x = pp.to_model_input(probe, self.spec, self._np_dtype)
+        x = pp.to_model_input(probe, self.spec, np.dtype(self.input.dtype))
         body = self.client.post(self.url.path + "/infer",
                                 oip.encode_request(self._input_meta.name, self._input_meta.datatype, x, names), n)
         outs = {k: _squeeze(v) for k, v in oip.decode_response(body, self.name).items()}

@@ -2,7 +2,7 @@
 
 A query-only search for the pixels whose blurring raises the target most, built on occlusion:
 
-1. occlusion (:func:`bbx.baselines.cell_gains`): blur each 16 px cell alone, one query each, and
+1. occlusion (:func:`.cells.cell_gains`): blur each 16 px cell alone, one query each, and
    keep the rise of the target probability as every window's first priority;
 2. lazy greedy search over 16 x 16 windows at an 8 px stride: each step scores, in one batch, the
    highest-priority windows *added to what is already blurred*, keeps the best, and stores the
@@ -16,64 +16,37 @@ the grid. The heatmap ranks the chosen cells in the order they were chosen, then
 their occlusion gain. The undesirable pixels (heatmap > 0.6) are the prefix of chosen windows
 whose blurring gave the highest target probability; the perturbed image blurs exactly those, and
 its probabilities were measured during the search, so no extra query is needed.
-
-Measured on the bundled model and 6 photos (docs/reproduce.md) at 2,000 queries: above occlusion
-on the mean at every area of the blur-insertion curve (below it on one photo at 0.5% and 1%),
-where the paper's F-TC at the same budget is below occlusion at every area.
+How it compares with occlusion and the paper's methods is measured in docs/reproduce.md.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from .baselines import cell_gains, cell_map
-from .errors import OptionError
-from .explain import open_inputs, score_image
-from .explanation import Explanation
-from .insertion import hard_blur
-from .metrics import THRESHOLD
-from .model import OnnxClassifier
-from .perturb import BlurSpec, Perturber
-
-DEFAULT_BUDGET = 2000
-DEFAULT_AREA = 0.10  # the largest area of bbx evaluate's blur-insertion curve
-
-Progress = Callable[[int, int, float], None]  # (step, estimated total steps, loss = -target probability)
+from ..config import ExplainConfig
+from ..defaults import GREEDY_BUDGET, THRESHOLD
+from ..errors import OptionError
+from ..explanation import Explanation
+from ..insertion import hard_blur
+from ..perturb import BlurSpec, Perturber
+from .cells import cell_gains, cell_map
+from .context import Context
+from .registry import Method, register
 
 
-def greedy(
-    model: OnnxClassifier | str | Path,
-    image: str | Path | np.ndarray,
-    target: int | str | None = None,
-    *,
-    budget: int | None = None,
-    area: float = DEFAULT_AREA,
-    patch: int = 16,
-    stride: int = 8,
-    window: int = 16,
-    sigma: float = 5.0,
-    kernel: int = 11,
-    progress: Progress | None = None,
-) -> Explanation:
-    """Greedy hard-blur search from occlusion priorities; at most ``budget`` queries (default 2,000).
+def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
+    """Greedy hard-blur search from occlusion priorities; at most ``budget`` queries.
 
     ``patch``: occlusion cell (px); ``stride``: cell of the search grid and of the mask (px);
     ``window``: side of a window added per step (px, rounded to whole ``stride`` cells); ``area``:
     share of the image's pixels blurred before the search stops. Queries: 1 (the image) + one per
     occlusion cell + the search (the rest of the budget, unless ``area`` is reached first).
     """
-    budget = DEFAULT_BUDGET if budget is None else int(budget)
-    if min(patch, stride, window) < 1:
-        raise OptionError(f"patch, stride and window must be at least 1 pixel, not {patch}, {stride}, {window}")
-    if not 0 < area <= 1:
-        raise OptionError(f"area must be a fraction in (0, 1], not {area}")
-    model, x, source = open_inputs(model, image)
-    started, queries_before = time.perf_counter(), model.queries
+    budget = GREEDY_BUDGET if cfg.budget is None else cfg.budget
+    patch, stride, window, area = cfg.patch, cfg.stride, cfg.window, cfg.area
+    model, x = ctx.model, ctx.image
     h, w = x.shape[:2]
     coarse = cell_map((h, w), (math.ceil(h / patch), math.ceil(w / patch)))
     n_coarse = int(coarse.max()) + 1
@@ -81,8 +54,8 @@ def greedy(
         raise OptionError(f"budget {budget} is too small for greedy on a {h}x{w} input: it needs "
                           f"{n_coarse + 2} queries (the image, {n_coarse} occlusion cells, one search step)")
 
-    pert = Perturber(x, blur_spec=BlurSpec(sigma, kernel))
-    p0, _, k = score_image(model, x, target)
+    pert = Perturber(x, blur_spec=BlurSpec(cfg.sigma, cfg.kernel))
+    p0, k = ctx.probs_before, ctx.target
     gains = cell_gains(model, pert, coarse, k, float(p0[k]))  # occlusion: one query per cell
 
     grid = (math.ceil(h / stride), math.ceil(w / stride))
@@ -103,7 +76,7 @@ def greedy(
     probs_now = p0
     trail = [p0]  # probabilities after each step (trail[0]: nothing blurred)
     history: list[float] = []
-    left = budget - (model.queries - queries_before)
+    left = budget - ctx.spent
     while px[chosen].sum() < goal and left > 0:
         fresh = np.array([(~chosen[c]).any() for c in windows])
         if not fresh.any():
@@ -127,9 +100,8 @@ def greedy(
         probs_now = probs[best]
         trail.append(probs_now)
         history.append(-float(probs_now[k]))
-        if progress is not None:
-            progress(len(history), len(history) + math.ceil(max(0.0, goal - px[chosen].sum()) / window_px),
-                     history[-1])
+        ctx.report(len(history), len(history) + math.ceil(max(0.0, goal - px[chosen].sum()) / window_px),
+                   history[-1])
 
     steps = len(history)
     prefix = int(np.argmax([p[k] for p in trail]))  # the steps whose blurring raised the target most
@@ -138,13 +110,9 @@ def greedy(
     perturbed = hard_blur(pert, heatmap > THRESHOLD)
     p1 = trail[prefix]  # measured during the search: blurring exactly these cells
     config = {"method": "greedy", "budget": budget, "area": area, "patch": patch, "stride": stride,
-              "window": side * stride, "sigma": sigma, "kernel": kernel, "steps": steps, "prefix": prefix}
-    return Explanation.build(
-        model, image=x, source=source, mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap,
-        perturbed=perturbed, target=k, probs_before=p0, probs_after=p1,
-        queries=model.queries - queries_before, seconds=time.perf_counter() - started,
-        loss_history=history, config=config,
-    )
+              "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
+    return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
+                      probs_after=p1, loss_history=history, config=config)
 
 
 def _heat(order: np.ndarray, steps: int, prefix: int, prior: np.ndarray) -> np.ndarray:
@@ -158,3 +126,10 @@ def _heat(order: np.ndarray, steps: int, prefix: int, prior: np.ndarray) -> np.n
     heat[early] = 1.0 - 0.4 * s[early] / max(prefix, 1)
     heat[late] = 0.5 + 0.1 * (steps - s[late]) / (steps - prefix + 1)
     return heat
+
+
+register(Method(
+    name="greedy", run=greedy, options=("patch", "stride", "window", "area"), seeded=False,
+    summary="hard-blur window search from occlusion's priorities (not in the paper)",
+    default_budget=f"{GREEDY_BUDGET:,}", needs="topk",
+))

@@ -1,4 +1,4 @@
-"""``bbx evaluate``: the command line of :mod:`bbx.evaluate` (registered by :mod:`bbx.cli`)."""
+"""``bbx evaluate``: the command line of :mod:`bbx.evaluate`."""
 
 from __future__ import annotations
 
@@ -8,20 +8,24 @@ from typing import Optional
 
 import typer
 
-from .cli import _load_model, _model_options, app
-from .cli_remote import traffic_line
-from .errors import OptionError
-from .evaluate import METHODS, EvalConfig, Job, evaluate as run_evaluate, find_images
+from .. import methods as registry
+from ..errors import OptionError
+from ..evaluate import EvalConfig, Job, find_images
+from ..evaluate import evaluate as run_evaluate
+from .app import app, load_model, model_options
+from .remote import traffic_line
 
 
 @app.command()
-@_model_options
+@model_options
 def evaluate(
     model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
     paths: list[str] = typer.Argument(..., help="images, folders (their images, recursively) or quoted globs"),
-    methods: str = typer.Option(",".join(METHODS), help=f"comma list from {','.join(METHODS)}"),
-    seeds: int = typer.Option(3, help="seeds per image for ftc, fntc, plain and random (greedy and occlusion run once)"),
-    budget: Optional[int] = typer.Option(None, help="total queries per explanation (sets pairs per step)"),
+    methods: Optional[str] = typer.Option(None, help="comma list of methods (default: every registered one: "
+                                          f"{','.join(registry.names())})"),
+    seeds: int = typer.Option(3, help="runs per image of each seeded method (the others run once)"),
+    budget: Optional[int] = typer.Option(None, help="at most this many queries per explanation (default: each "
+                                         "method's own)"),
     iterations: Optional[int] = typer.Option(None, help="optimizer steps (default: explain's)"),
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default: explain's)"),
     out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
@@ -30,16 +34,16 @@ def evaluate(
     *, model_opts: dict,
 ) -> None:
     """Every method on every image (resumable JSON lines), then φ, area, consistency and cost tables."""
-    from .explain import ExplainConfig
-    from .summary import summarise
+    from ..config import ExplainConfig
+    from ..summary import summarise
 
     explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget)) if v is not None}
-    names = tuple(m.strip().lower() for m in methods.split(",") if m.strip())
+    names = registry.names() if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
-        raise OptionError(f"--methods needs a comma list from {','.join(METHODS)}")
+        raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
     config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain)).validate()
     images = find_images(paths, limit)
-    m = _load_model(model, **model_opts)
+    m = load_model(model, **model_opts)
     with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
         outcome = run_evaluate(m, images, config, out, progress=bar)
     summary = summarise(outcome.records)

@@ -1,0 +1,40 @@
+"""The ``bbx`` command: inspect, devices, predict, explain, evaluate.
+
+Every bad input ends in one line on stderr and exit code 2, never a traceback. Each command lives
+in its own module and registers itself on the shared app (:mod:`.app`) when imported here.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Optional
+
+import typer
+
+from ..errors import BbxError
+from . import evaluate, explain, model_commands  # noqa: F401  each registers its commands on the app
+from .app import app, fail, warn_line
+
+__all__ = ["app", "main"]
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Console entry point: one line and exit code 2 for bad input, never a traceback."""
+    warnings.showwarning = warn_line
+    try:
+        app(args=argv, prog_name="bbx", standalone_mode=False)
+    except BbxError as exc:
+        fail(str(exc), exc.exit_code)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:  # usage errors and anything unforeseen: still one line
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # click/typer usage error
+            msg = exc.format_message()
+            if not msg.strip():  # "no arguments: show help" carries no message
+                raise SystemExit(exc.exit_code) from None
+            fail(msg, 2)
+        if type(exc).__name__ == "Abort":
+            fail("aborted", 1)
+        fail(f"internal error: {type(exc).__name__}: {exc}", 1)

@@ -1,0 +1,121 @@
+"""The ``bbx`` Typer app and what its commands share: one-line errors, the options of every
+command that opens a model, and the files bundled with bbx."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from ..errors import OptionError
+from . import remote
+
+BUNDLED = Path(__file__).resolve().parent.parent / "_data" / "bundled"  # package data: works when installed
+DEFAULT_MODEL = BUNDLED / "efficientnet_lite0.onnx"
+DEFAULT_IMAGE = BUNDLED / "samples" / "chelsea.png"
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Black-box explanations of ONNX image classifiers: find the undesirable pixels.")
+
+_PRE_HELP = "Preprocessing override"
+
+
+def fail(msg: str, code: int = 2) -> None:
+    msg = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())  # one line, always
+    typer.echo(f"bbx: error: {msg}", err=True)
+    raise SystemExit(code)
+
+
+def warn_line(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    typer.echo(f"bbx: warning: {message}", err=True)
+
+
+def floats(text: Optional[str], name: str) -> Optional[list[float]]:
+    if text is None:
+        return None
+    try:
+        return [float(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise OptionError(f"--{name} needs numbers separated by commas, not {text!r}") from None
+
+
+def quiet_onnxruntime() -> None:
+    """The CLI owns the process: onnxruntime's own log lines (a CUDA provider that cannot load logs two
+    coloured paragraphs) give way to bbx's one-line warnings and errors."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(4)
+
+
+def load_model(model: str | Path, device: str, size: Optional[int], crop_pct: Optional[float],
+               scale: Optional[float], mean: Optional[str], std: Optional[str], channel_order: Optional[str],
+               layout: Optional[str], preset: Optional[str], output: Optional[str], labels: Optional[Path],
+               max_batch: Optional[int], cuda_option: Optional[list[str]], **endpoint: Any):
+    """The model a command names, opened with the command line's model options: an ONNX file, or an
+    endpoint when ``model`` is an http(s) URL (:mod:`.remote`, whose options are ``endpoint``)."""
+    from ..model import OnnxClassifier
+    from ..remote import is_url
+
+    overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": floats(mean, "mean"),
+                 "std": floats(std, "std"), "channel_order": channel_order, "layout": layout}
+    if is_url(model):
+        return remote.open_endpoint(str(model), device=device, cuda_option=cuda_option, preprocess=overrides,
+                                    preset=preset, output=output, labels=labels, max_batch=max_batch, remote=endpoint)
+    remote.refuse_with_file(endpoint)
+    quiet_onnxruntime()
+    return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, output=output,
+                          labels=labels, max_batch=max_batch, cuda_options=key_values(cuda_option or [], "cuda-option"))
+
+
+def key_values(items: list[str], name: str) -> dict[str, str]:
+    """``["prefer_nhwc=1", "device_id=1"]`` as a dict; anything else is one clear error."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise OptionError(f"--{name} needs KEY=VALUE, such as prefer_nhwc=1, not {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _model_option_specs() -> dict[str, tuple[Any, Any]]:
+    """Fresh option objects per command (Typer keeps state on them)."""
+    return {
+        "device": (str, typer.Option("cpu", help="cpu, cuda or auto (cuda falls back to cpu with a warning)")),
+        "size": (Optional[int], typer.Option(None, help=f"{_PRE_HELP}: input side in pixels (symbolic sizes only)")),
+        "crop_pct": (Optional[float], typer.Option(None, "--crop-pct", help=f"{_PRE_HELP}: centre-crop fraction")),
+        "scale": (Optional[float], typer.Option(None, help=f"{_PRE_HELP}: pixel scale, 1 (0-1) or 255 (0-255)")),
+        "mean": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: per-channel mean, e.g. 0.485,0.456,0.406")),
+        "std": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: per-channel std")),
+        "channel_order": (Optional[str], typer.Option(None, "--channel-order", help=f"{_PRE_HELP}: RGB or BGR")),
+        "layout": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: NCHW or NHWC")),
+        "preset": (Optional[str], typer.Option(None, help="bundled preprocessing preset (resnet, efficientnet_lite0, "
+                                                          "inception ...)")),
+        "output": (Optional[str], typer.Option(None, help="name of the output holding class scores")),
+        "labels": (Optional[Path], typer.Option(None, help="class names: a text file (one per line) or a JSON list")),
+        "max_batch": (Optional[int], typer.Option(None, "--max-batch", help="largest batch per model call "
+                                                                            "(default 64 on cpu, 256 on cuda)")),
+        "cuda_option": (Optional[list[str]], typer.Option(None, "--cuda-option", help="onnxruntime CUDA provider "
+                        "option KEY=VALUE, repeatable: device_id=1, prefer_nhwc=1, gpu_mem_limit=...")),
+        **remote.option_specs(),
+    }
+
+
+def model_options(f):
+    """Give command ``f`` the options of every command that opens a model, passed as ``model_opts``."""
+    specs = _model_option_specs()
+    sig = inspect.signature(f)
+    params = [p for p in sig.parameters.values() if p.name != "model_opts"]
+    params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=kind)
+               for k, (kind, option) in specs.items()]
+
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        opts = {k: kwargs.pop(k) for k in specs}
+        return f(*args, model_opts=opts, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=params)
+    return wrapper

@@ -1,0 +1,106 @@
+"""``bbx explain``: one photo, one method, heatmaps and a report in an output folder.
+
+Every method option defaults to unset: only what is given overrides :class:`~bbx.config.ExplainConfig`,
+and the registry refuses an option the method does not read.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .. import defaults as d
+from .. import methods
+from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, load_model, model_options
+from .remote import traffic_line
+
+_METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
+
+
+@app.command()
+@model_options
+def explain(
+    model: Optional[str] = typer.Argument(None, help="the .onnx classifier or an endpoint http(s)://HOST:PORT/v2/"
+                                          "models/NAME (default: the bundled EfficientNet-Lite0)"),
+    image: Optional[Path] = typer.Argument(None, help="the photo (default: the bundled cat photo)"),
+    target: Optional[str] = typer.Option(None, help="class index or name (default: top-1)"),
+    method: Optional[str] = typer.Option(None, help=_METHOD_HELP),
+    budget: Optional[int] = typer.Option(None, help="at most this many queries (default: the method's own; "
+                                         "ftc, fntc, plain spend it: pairs per step follow)"),
+    seed: Optional[int] = typer.Option(None, help=f"random seed of seeded methods (default {d.SEED}); "
+                                       "the same seed gives the same mask"),
+    iterations: Optional[int] = typer.Option(None, help=f"optimizer steps (paper: {d.ITERATIONS})"),
+    pairs: Optional[int] = typer.Option(None, help=f"antithetic pairs per step (default {d.PAIRS})"),
+    estimator: Optional[str] = typer.Option(None, help=f"nes (Gaussian) or spsa (+-1) directions (default {d.ESTIMATOR})"),
+    lr: Optional[float] = typer.Option(None, help=f"Adam step size (paper: {d.LR})"),
+    lambda1: Optional[float] = typer.Option(None, help=f"weight of the mask's total variation (paper: {d.LAMBDA1})"),
+    lambda2: Optional[float] = typer.Option(None, help=f"weight of the blurred area, ||1-M||_1 averaged (paper: {d.LAMBDA2:g})"),
+    beta: Optional[float] = typer.Option(None, help=f"TV exponent (paper: {d.BETA:g})"),
+    gamma: Optional[float] = typer.Option(None, help=f"weight of the F-TC / F-NTC logit term (paper: {d.GAMMA})"),
+    query_path: Optional[str] = typer.Option(None, "--query-path", help="where each batch of perturbed images is "
+                                             "built: auto (numpy on cpu, fused on cuda), numpy, onnx, device, fused "
+                                             "or reference (the same numbers; docs/gpu.md)"),
+    patch: Optional[int] = typer.Option(None, help=f"occlusion's and greedy's cell, px (default {d.PATCH})"),
+    area: Optional[float] = typer.Option(None, help=f"share of the image greedy blurs before it stops (default {d.GREEDY_AREA:g})"),
+    stride: Optional[int] = typer.Option(None, help=f"greedy's search grid, px (default {d.GREEDY_STRIDE})"),
+    window: Optional[int] = typer.Option(None, help=f"greedy's window side, px (default {d.GREEDY_WINDOW})"),
+    out: Path = typer.Option(Path("bbx-out"), help="output folder"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    *, model_opts: dict,
+) -> None:
+    """Find the undesirable pixels of IMAGE for a target class and write heatmap, figures and report."""
+    from .._io import ensure_dir
+    from ..explain import explain as run_explain
+    from ..explain import resolve
+    from ..remote import is_url
+
+    if image is None and model is not None and not is_url(model) and Path(model).suffix.lower() != ".onnx":
+        model, image = None, Path(model)  # `bbx explain photo.jpg`: the bundled model
+    model = model or DEFAULT_MODEL
+    image = image or DEFAULT_IMAGE
+    given = {"budget": budget, "seed": seed, "iterations": iterations, "pairs": pairs, "estimator": estimator,
+             "lr": lr, "lambda1": lambda1, "lambda2": lambda2, "beta": beta, "gamma": gamma,
+             "query_path": query_path.strip().lower() if query_path else None, "patch": patch, "area": area,
+             "stride": stride, "window": window}
+    cfg = resolve(method, None, {k: v for k, v in given.items() if v is not None})  # refused before any work
+    ensure_dir(out)
+    m = load_model(model, **model_opts)
+    endpoint = getattr(m, "traffic", None) is not None
+    if endpoint and cfg.budget is not None:
+        m.client.cap_more(cfg.budget)  # --budget: a hard cap on the images the endpoint answers from here on
+    with _Progress(enabled=not quiet) as bar:
+        e = run_explain(m, image, target=target, config=cfg, progress=bar.update)
+    if endpoint:
+        e.traffic = m.traffic
+    paths = e.save(out)
+    typer.echo(f"{image}: target {e.target_name!r} (class {e.target}) "
+               f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi:.1f}; "
+               f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
+    if endpoint:
+        typer.echo(traffic_line(m.traffic))
+    typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+
+
+class _Progress:
+    """A one-line progress bar on stderr (none when stderr is not a terminal or when disabled)."""
+
+    def __init__(self, enabled: bool = True, width: int = 30):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.width = width
+
+    def __enter__(self) -> "_Progress":
+        return self
+
+    def update(self, step: int, total: int, loss: float) -> None:
+        if not self.enabled:
+            return
+        done = int(self.width * step / max(total, 1))
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (self.width - done)}] {step}/{total} loss {loss:+.4f}")
+        sys.stderr.flush()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")

@@ -1,0 +1,110 @@
+"""``ExplainConfig``: every option of every method, with its default (from :mod:`bbx.defaults`).
+
+One object for all methods (the call shape is one): each method declares in the registry
+(:mod:`bbx.methods.registry`) which fields it reads, and :func:`bbx.explain` refuses a field set
+away from its default for a method that would not read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from . import defaults as d
+from .errors import OptionError
+from .estimate import ESTIMATORS
+
+QUERY_PATHS = ("auto", "onnx", "device", "fused", "numpy", "reference")
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    """All settings of one explanation. ``method=None``: the one :func:`bbx.explain` is given, else
+    :data:`bbx.defaults.METHOD`."""
+
+    method: str | None = None
+    #: at most this many queries (the image, every probe, the final perturbed image); None: the
+    #: method's own default (each method's registry entry says what it is)
+    budget: int | None = None
+    seed: int = d.SEED
+    sigma: float = d.SIGMA
+    kernel: int = d.KERNEL
+    mask_size: int = d.MASK_SIZE
+    # the paper's optimisation (ftc, fntc, plain)
+    iterations: int = d.ITERATIONS
+    pairs: int | None = None  # antithetic pairs per step; default PAIRS, or what the budget allows
+    estimator: str = d.ESTIMATOR
+    step: float = d.PROBE_STEP
+    resolution: int | None = None  # direction grid; None = full mask resolution (measured best)
+    lr: float = d.LR
+    beta1: float = d.BETA1
+    lambda1: float = d.LAMBDA1
+    lambda2: float = d.LAMBDA2
+    beta: float = d.BETA
+    gamma: float = d.GAMMA
+    query_path: str = d.QUERY_PATH  # where a batch of probes is built: bbx.query
+    # window methods (occlusion, greedy)
+    patch: int = d.PATCH
+    area: float = d.GREEDY_AREA
+    stride: int = d.GREEDY_STRIDE
+    window: int = d.GREEDY_WINDOW
+
+    def plan(self) -> tuple[int, int]:
+        """(iterations, pairs) of the paper's optimisation, so that 2 + 2*pairs*iterations never
+        exceeds the budget.
+
+        With a budget and no ``pairs``, the budget is spent: pairs per step follow from the
+        iterations, then the iterations from what is left. With both given, it is only a cap.
+        """
+        iterations, pairs = self.iterations, self.pairs
+        if self.budget is None:
+            return iterations, pairs or d.PAIRS
+        room = self.budget - 2
+        if pairs is None:
+            pairs = max(1, room // (2 * iterations))
+            iterations = room // (2 * pairs)
+        else:
+            iterations = min(iterations, room // (2 * pairs))
+        if iterations < 1:
+            raise OptionError(f"budget {self.budget} is too small: one step needs {2 + 2 * (pairs or 1)} queries")
+        return iterations, pairs
+
+    def given(self) -> dict[str, Any]:
+        """The fields set away from their defaults (``method`` aside): what the user asked for."""
+        return {f.name: getattr(self, f.name) for f in fields(self)
+                if f.name != "method" and getattr(self, f.name) != f.default}
+
+    def validate(self) -> "ExplainConfig":
+        """Every field in range, or one :class:`OptionError` naming all that are not."""
+        finite = all(np.isfinite(v) for v in (self.step, self.lr, self.beta1, self.lambda1, self.lambda2,
+                                               self.beta, self.gamma, self.sigma, self.area))
+        checks = [
+            (finite, "step, lr, beta1, lambda1, lambda2, beta, gamma, sigma and area must be finite numbers"),
+            (self.estimator in ESTIMATORS, f"estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}"),
+            (1 <= self.iterations <= 1_000_000, f"iterations must be in 1..1,000,000, not {self.iterations}"),
+            (self.pairs is None or 1 <= self.pairs <= 100_000, f"pairs must be in 1..100,000, not {self.pairs}"),
+            (self.budget is None or 4 <= self.budget <= 10**9, f"budget must be in 4..10^9 queries, not {self.budget}"),
+            (0 < self.step <= 1, f"step must be in (0, 1], not {self.step}"),
+            (2 <= self.mask_size <= 512, f"mask size must be in 2..512, not {self.mask_size}"),
+            (self.resolution is None or 1 <= self.resolution <= self.mask_size,
+             f"resolution must be in 1..mask size ({self.mask_size}), not {self.resolution}"),
+            (0 < self.lr <= 10, f"lr must be in (0, 10], not {self.lr}"),
+            (0 <= self.beta1 < 1, f"beta1 must be in [0, 1), not {self.beta1}"),
+            (min(self.lambda1, self.lambda2, self.gamma) >= 0, "lambda1, lambda2 and gamma must be non-negative"),
+            (self.beta >= 1, f"beta must be at least 1, not {self.beta}"),
+            (self.sigma >= 0 and self.kernel >= 1 and self.kernel % 2 == 1, "blur needs sigma >= 0 and an odd kernel size"),
+            (0 <= self.seed < 2**63, f"seed must be a non-negative integer, not {self.seed}"),
+            (self.query_path in QUERY_PATHS, f"query path must be one of {', '.join(QUERY_PATHS)}, not {self.query_path!r}"),
+            (min(self.patch, self.stride, self.window) >= 1,
+             f"patch, stride and window must be at least 1 pixel, not {self.patch}, {self.stride}, {self.window}"),
+            (0 < self.area <= 1, f"area must be a fraction in (0, 1], not {self.area}"),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise OptionError("; ".join(bad))
+        return self
+
+
+FIELDS = tuple(f.name for f in fields(ExplainConfig))

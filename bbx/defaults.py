@@ -1,0 +1,36 @@
+"""Every default of bbx, written once: the paper's settings (Sect. 4.1) and bbx's own.
+
+The dataclasses that carry these values (:class:`bbx.config.ExplainConfig`,
+:class:`bbx.perturb.BlurSpec`, :class:`bbx.objective.Objective`, :class:`bbx.optimize.Adam`) take
+their defaults from here, and the command line leaves an option unset unless it is given, so a
+value changed here changes everywhere.
+"""
+
+from __future__ import annotations
+
+# -- the paper's settings ----------------------------------------------------------------------
+SIGMA = 5.0  # Gaussian blur h of Q(X; M)
+KERNEL = 11
+MASK_SIZE = 28  # M is MASK_SIZE x MASK_SIZE, upsampled bilinearly to the input
+LAMBDA1 = 1.7  # weight of TV_beta(M)
+LAMBDA2 = 3.0  # weight of ||1 - M||_1
+BETA = 2.0  # TV exponent
+GAMMA = 0.3  # weight of the F-TC / F-NTC logit term
+LR = 0.1  # Adam's step size
+ITERATIONS = 200  # optimiser steps
+THRESHOLD = 0.6  # a pixel is undesirable where 1 - M' exceeds this (Table 2)
+
+# -- bbx's own ---------------------------------------------------------------------------------
+METHOD = "ftc"  # what bbx explain runs when no method is named
+BETA1 = 0.99  # Adam's momentum, a time prior over noisy estimates (docs/reproduce.md)
+BETA2 = 0.999
+PAIRS = 8  # antithetic pairs per step when neither pairs nor a budget is given
+ESTIMATOR = "nes"
+PROBE_STEP = 0.1  # finite-difference step c, in mask units
+QUERY_PATH = "auto"
+SEED = 0
+PATCH = 16  # occlusion's cell, pixels
+GREEDY_BUDGET = 2000  # greedy's queries when no budget is given
+GREEDY_AREA = 0.10  # share of the image greedy blurs before it stops
+GREEDY_STRIDE = 8
+GREEDY_WINDOW = 16

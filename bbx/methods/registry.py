@@ -1,0 +1,100 @@
+"""The method registry: every explanation method, registered once, with one call shape.
+
+A :class:`Method` is a function ``run(context, config) -> Explanation`` (:mod:`.context` opens the
+inputs, scores the image, counts queries and builds the result) and what it declares about
+itself: the :class:`~bbx.config.ExplainConfig` fields it reads, whether seeds change its answer,
+what it spends without a budget, a line for ``--help``. :func:`bbx.explain`, ``bbx explain
+--method``, ``bbx evaluate --methods`` and the evaluation's tables all read this registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from ..errors import OptionError
+
+if TYPE_CHECKING:  # types only: the registry imports no method and no config
+    from ..config import ExplainConfig
+    from ..explanation import Explanation
+    from .context import Context
+
+#: fields every method reads: which method, its query cap, and the blur of Q(X; M)
+COMMON = ("method", "budget", "sigma", "kernel")
+#: what a model's answer reveals, most to least: every class's score, the top k classes with their
+#: probabilities, the top-1 label (a local file reveals every score; an endpoint may not: bbx.remote)
+REVEALS = ("scores", "topk", "label")
+_REVEAL_WORDS = {"scores": "every class's score", "topk": "only the top-k classes", "label": "only the top-1 label"}
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: "Callable[[Context, ExplainConfig], Explanation]"
+    #: the ExplainConfig fields it reads besides :data:`COMMON` (and ``seed`` when ``seeded``)
+    options: tuple[str, ...]
+    #: whether the seed changes its answer (``bbx evaluate`` runs ``--seeds`` of it, else one)
+    seeded: bool
+    #: one line for ``--help``
+    summary: str
+    #: what it spends when no budget is given, in words
+    default_budget: str
+    #: the least a model must reveal for it to run (:data:`REVEALS`): "topk" for a method that
+    #: reads only the target's probability, "scores" for one that reads every class
+    needs: str = "scores"
+
+    def reads(self) -> frozenset[str]:
+        return frozenset((*COMMON, *self.options, *(("seed",) if self.seeded else ())))
+
+    def unused(self, given: dict[str, object]) -> list[str]:
+        """The given options this method would not read."""
+        return sorted(set(given) - self.reads())
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add ``method``; a name is registered once."""
+    if method.needs not in REVEALS:
+        raise OptionError(f"method {method.name!r} needs {method.needs!r}: one of {', '.join(REVEALS)}")
+    if method.name in _METHODS:
+        raise OptionError(f"a method named {method.name!r} is registered already")
+    if not method.name or not method.name.replace("_", "").isalnum() or method.name != method.name.lower():
+        raise OptionError(f"a method name is lower-case letters, digits and _, not {method.name!r}")
+    _METHODS[method.name] = method
+    return method
+
+
+def check_reveals(model: object, name: str) -> None:
+    """Refuse, in one line, method ``name`` on a model that reveals less than it needs."""
+    reveals = getattr(model, "reveals", "scores")
+    needs = get(name).needs
+    if REVEALS.index(reveals) <= REVEALS.index(needs):
+        return
+    can = [m.name for m in _METHODS.values() if REVEALS.index(reveals) <= REVEALS.index(m.needs)]
+    runs = f"methods that run on it: {', '.join(can)}" if can else "no method of bbx runs on it (bbx predict does)"
+    raise OptionError(f"{get(name).name} needs {_REVEAL_WORDS[needs]}, but the endpoint reveals "
+                      f"{_REVEAL_WORDS[reveals]}; {runs}")
+
+
+def unregister(name: str) -> None:
+    """Remove a method (a plug-in's, or a test's)."""
+    _METHODS.pop(name, None)
+
+
+def get(name: str) -> Method:
+    key = str(name).strip().lower()
+    if key not in _METHODS:
+        raise OptionError(f"unknown method {name!r}: methods are {', '.join(_METHODS)}")
+    return _METHODS[key]
+
+
+def names() -> tuple[str, ...]:
+    """Registered methods, in the order they were registered (the tables' order)."""
+    return tuple(_METHODS)
+
+
+def describe() -> str:
+    """One line per method, for ``--help``."""
+    return "; ".join(f"{m.name}: {m.summary}" for m in _METHODS.values())

@@ -1,0 +1,72 @@
+"""Opening an ONNX file safely: a readable graph whose external data stays in the model's folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+from ..errors import ModelError
+from .providers import first_line
+
+
+def load_graph(path: Path) -> Any:
+    """The graph of ``path`` without its external data (never read here), or one clear error."""
+    import onnx
+
+    if not path.is_file():
+        raise ModelError(f"model not found: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(f"not a readable ONNX model: {path} ({first_line(exc)})") from None
+    if not proto.graph.node and not proto.graph.output:
+        raise ModelError(f"not a readable ONNX model: {path} (empty graph)")
+    check_external_data(path, proto)
+    return proto
+
+
+def check_external_data(model_path: Path, proto: Any) -> None:
+    """Refuse tensors whose external data would be read from outside the model's folder.
+
+    Runs on the graph loaded *without* external data, before onnxruntime opens anything; looks
+    at every tensor onnxruntime might read (initialisers dense and sparse, node attributes,
+    subgraphs, functions) and only at path strings (``resolve`` follows links, opens no file).
+    """
+    folder = model_path.resolve().parent
+    for tensor in _all_tensors(proto):
+        if tensor.data_location != tensor.EXTERNAL and not len(tensor.external_data):
+            continue
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+        try:
+            bad = (not location or os.path.isabs(location) or ".." in Path(location).parts
+                   or folder not in (folder / location).resolve().parents)
+        except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop ...
+            bad = True
+        if bad:
+            shown = repr(location) if len(location) <= 120 else repr(location[:120]) + "..."
+            raise ModelError(f"refusing model {model_path.name}: tensor {tensor.name!r} reads external data "
+                             f"from {shown}, outside the model's folder")
+
+
+def _all_tensors(proto: Any) -> Iterator[Any]:
+    yield from _graph_tensors(proto.graph)
+    for function in proto.functions:
+        yield from _graph_tensors(function)
+
+
+def _graph_tensors(graph: Any) -> Iterator[Any]:
+    """Tensors of a graph or function, its nodes' attributes and their subgraphs (any depth)."""
+    yield from getattr(graph, "initializer", ())
+    for sparse in getattr(graph, "sparse_initializer", ()):
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for a in node.attribute:
+            if a.HasField("t"):
+                yield a.t
+            yield from a.tensors
+            for sparse in [*([a.sparse_tensor] if a.HasField("sparse_tensor") else []), *a.sparse_tensors]:
+                yield from (sparse.values, sparse.indices)
+            for sub in [*([a.g] if a.HasField("g") else []), *a.graphs]:
+                yield from _graph_tensors(sub)
+

@@ -1,0 +1,185 @@
+"""The small protocol every black box satisfies, and the behaviour all of them share.
+
+bbx's methods only ever *score* images: :class:`BlackBox` is all they may use of a model, so an
+ONNX file run by onnxruntime (:class:`~bbx.model.onnx_classifier.OnnxClassifier`) and a model
+behind an endpoint are explained alike. :class:`Classifier` implements the protocol once its
+conventions are known; an implementation supplies those and :meth:`Classifier.run_batch`, one
+call of the model on a batch already in its input format.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .. import preprocess as pp
+from ..errors import ModelError, OptionError
+from .conventions import InputInfo, OutputInfo, squeeze
+from .scores import Scores, pad_batch
+
+
+@runtime_checkable
+class BlackBox(Protocol):
+    """What bbx may know of and do with a model.
+
+    * the input spec: :attr:`input` (layout, size, dtype, static batch), :attr:`spec` (how a photo
+      becomes the model's input) with each field's source in :attr:`spec_sources`;
+    * the output: :attr:`output` (which scores, logits or probabilities) and :attr:`labels`;
+    * batched scoring: :meth:`scores` of ``(N, H, W, 3)`` 0-1 RGB images, in calls of the shapes
+      :meth:`batches` gives;
+    * query counting: :attr:`queries` grows by one for every image scored, never otherwise.
+    """
+
+    name: str  # a file's path or an endpoint's address, for reports
+    input: InputInfo
+    output: OutputInfo
+    spec: pp.PreprocessSpec
+    spec_sources: dict[str, str]
+    labels: list[str]
+    labels_source: str
+    device: str
+    max_batch: int
+    queries: int
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray: ...
+
+    def scores(self, images: np.ndarray, real: int | None = None) -> Scores: ...
+
+    def batches(self, n: int) -> tuple[list[slice], int]: ...
+
+    def class_index(self, target: int | str) -> int: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def identity(self) -> dict[str, Any]: ...
+
+
+class Classifier:
+    """:class:`BlackBox` for any model whose conventions are set: subclasses set the attributes
+    the protocol lists (:class:`BlackBox`'s annotations) and implement :meth:`run_batch` and
+    :meth:`identity`."""
+
+    queries: int = 0
+
+    # -- what a subclass supplies ---------------------------------------------------------------
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        """The model's scores output for one call on ``x``, a batch in the model's input format of
+        a size :meth:`batches` gives. Counts nothing: :meth:`score_tensor` does."""
+        raise NotImplementedError
+
+    def identity(self) -> dict[str, Any]:
+        """What pins this model in an evaluation's settings (a file and its hash, an address ...)."""
+        raise NotImplementedError
+
+    # -- the protocol ------------------------------------------------------------------------------
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.input.height, self.input.width
+
+    @property
+    def num_classes(self) -> int:
+        return self.output.num_classes
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        """A photo (uint8 RGB) resized and cropped to the model's input, 0-1 float32 HWC."""
+        return pp.prepare(rgb, self.spec)
+
+    def predict(self, rgb: np.ndarray) -> Scores:
+        return self.scores(self.prepare(rgb)[None])
+
+    def scores(self, images: np.ndarray, real: int | None = None) -> Scores:
+        """Score an ``(N, H, W, 3)`` batch of 0-1 RGB images; counts ``N`` queries.
+
+        ``real``: only the first ``real`` images were asked for, the rest pad the call to one
+        shape (:meth:`batches`); only those are counted and returned.
+        """
+        images = np.asarray(images, dtype=np.float32)
+        if images.ndim == 3:
+            images = images[None]
+        if images.shape[1:] != (self.input.height, self.input.width, 3):
+            raise OptionError(f"images of shape {images.shape[1:]} do not match the model's input "
+                              f"{(self.input.height, self.input.width, 3)}")
+        if len(images) == 0:
+            raise OptionError("no images to score: the batch is empty")
+        return self.score_tensor(pp.to_model_input(images, self.spec, np.dtype(self.input.dtype)), real)
+
+    def score_tensor(self, x: np.ndarray, real: int | None = None) -> Scores:
+        """Score a batch already in the model's own input format (layout, scale, dtype) in calls of
+        one shape (:meth:`batches`); counts ``N`` (or ``real``, as in :meth:`scores`)."""
+        n = len(x) if real is None else real
+        chunks, size = self.batches(len(x))
+        parts = []
+        for part in chunks:
+            chunk = pad_batch(x[part], size)
+            parts.append(squeeze(self.run_batch(chunk), len(chunk))[: part.stop - part.start])
+        self.count(n)
+        return self.to_scores(np.concatenate(parts)[:n])
+
+    def count(self, n: int) -> None:
+        """``n`` more images scored: the one place where queries are counted."""
+        self.queries += n
+
+    def batches(self, n: int) -> tuple[list[slice], int]:
+        """Split ``n`` images into model calls of one shape: equal chunks of at most :attr:`max_batch`
+        and the batch each call is padded to.
+
+        One shape per explanation step means one cuDNN algorithm search and one memory plan on a
+        GPU (300 probes go as 150 + 150, not 256 + 44). Padding rows repeat a chunk's last image;
+        their scores are dropped and not counted (at most one row per chunk, or up to a fixed batch).
+        """
+        if n <= 0:
+            return [], self.input.batch or 0
+        calls = -(-n // self.max_batch)
+        size = -(-n // calls)
+        return [slice(i, min(n, i + size)) for i in range(0, n, size)], max(size, self.input.batch or 0)
+
+    def class_index(self, target: int | str) -> int:
+        """A class given by index or by name (exact, then case-insensitive) as an output index."""
+        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdecimal()):
+            k = int(target)
+            if not 0 <= k < self.num_classes:
+                raise OptionError(f"target {k} is out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
+            return k
+        name = str(target).strip()
+        if not name:
+            raise OptionError("the target class is empty: give a class index or name")
+        if name in self.labels:
+            return self.labels.index(name)
+        low = [lab.lower() for lab in self.labels]
+        if name.lower() in low:
+            return low.index(name.lower())
+        near = [lab for lab in self.labels if name.lower() in lab.lower()][:5]
+        hint = f"; did you mean: {', '.join(near)}" if near else ""
+        raise OptionError(f"unknown target class {name!r}{hint}")
+
+    def describe(self) -> dict[str, Any]:
+        """Everything ``bbx inspect`` reports."""
+        return {
+            "model": self.name,
+            "input": vars(self.input),
+            "output": vars(self.output),
+            "preprocess": self.spec.to_json(),
+            "preprocess_sources": dict(self.spec_sources),
+            "labels_source": self.labels_source,
+            "num_classes": self.num_classes,
+        }
+
+    # -- shared helpers ---------------------------------------------------------------------------
+    def read_scores(self, raw: np.ndarray, rows: int, n: int) -> Scores:
+        """The scores of the first ``n`` of a call's ``rows`` images, from this model's raw output."""
+        return self.to_scores(squeeze(raw, rows)[:n])
+
+    def to_scores(self, raw: np.ndarray) -> Scores:
+        raw = np.asarray(raw)
+        if raw.ndim != 2 or raw.shape[1] != self.num_classes:
+            raise ModelError(f"the model returned scores of shape {raw.shape}, expected (N, {self.num_classes})")
+        if not np.isfinite(raw).all():
+            raise ModelError("the model returned NaN or infinite scores")
+        return Scores(raw, self.output.kind)
