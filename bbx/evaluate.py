@@ -23,16 +23,18 @@ import numpy as np
 from . import methods as registry
 from ._io import append_line, atomic_write, ensure_dir, write_json
 from .config import ExplainConfig
-from .errors import OptionError
+from .defaults import EVAL_SEEDS
+from .errors import OptionError, OutputError
 from .explain import explain
 from .explanation import Explanation
-from .insertion import AREAS, blur_top
+from .insertion import AREAS, blur_top_probs
 from .metrics import phi
 from .model import BlackBox
 from .perturb import BlurSpec, Perturber
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 RESULTS, SETTINGS = "results.jsonl", "settings.json"
+LOSS_POINTS = 21  # the loss history a record keeps, evenly thinned: enough to see its trend
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class EvalConfig:
     """
 
     methods: tuple[str, ...] = field(default_factory=lambda: registry.names())
-    seeds: int = 3
+    seeds: int = EVAL_SEEDS
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     areas: tuple[float, ...] = AREAS  # percent of pixels
 
@@ -234,13 +236,17 @@ def run_job(model: BlackBox, job: Job, config: EvalConfig,
     cfg = config.explain
     sent = dict(getattr(model, "traffic", {}))
     e = explain(model, job.image, config=config.for_method(job.method, job.seed), progress=step)
-    rec = to_record(job, e, _insertion(model, e, config.areas, BlurSpec(cfg.sigma, cfg.kernel)))
+    probs = blur_top_probs(model, Perturber(e.image, blur_spec=BlurSpec(cfg.sigma, cfg.kernel)), e.heatmap,
+                           [a / 100 for a in config.areas])
+    rec = to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
+                     top1_at_area=[int(k) for k in probs.argmax(axis=1)])
     if sent:  # an endpoint: what this job cost on the wire
         rec["traffic"] = {k: v - sent[k] for k, v in model.traffic.items()}
     return rec
 
 
-def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> dict[str, Any]:
+def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float],
+              top1_at_area: Sequence[int] | None = None) -> dict[str, Any]:
     """The JSON line: enough to recompute every table (masks rounded to 1e-4)."""
     return {
         "image": job.image,
@@ -264,15 +270,20 @@ def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> di
         "prob_at_area": list(probs_at_area.values()),
         "phi_at_area": [phi(e.top1_prob_before, p) for p in probs_at_area.values()],
         "insertion_queries": len(probs_at_area),
+        **({} if top1_at_area is None else {"top1_at_area": list(top1_at_area)}),  # which class wins after the blur
+        "loss_trend": thin(e.loss_history, LOSS_POINTS),
         "input_size": list(e.heatmap.shape),
         "mask": np.round(np.asarray(e.mask, dtype=np.float64), 4).tolist(),
     }
 
 
-def _insertion(model: BlackBox, e: Explanation, areas: Sequence[float], spec: BlurSpec) -> dict[float, float]:
-    """Top-1 probability after blurring the top a% of the heatmap, for each area a."""
-    probs = blur_top(model, Perturber(e.image, blur_spec=spec), e.heatmap, [a / 100 for a in areas], e.top1)
-    return dict(zip(areas, probs))
+def thin(values: Sequence[float], points: int) -> list[float]:
+    """At most ``points`` evenly spaced values, the first and the last included (rounded to 6 digits)."""
+    if len(values) <= points:
+        picked = list(values)
+    else:
+        picked = [values[i] for i in np.linspace(0, len(values) - 1, points).round().astype(int)]
+    return [round(float(v), 6) for v in picked]
 
 
 def _check_settings(path: Path, settings: dict[str, Any]) -> None:
@@ -284,7 +295,7 @@ def _check_settings(path: Path, settings: dict[str, Any]) -> None:
         if old != settings:
             keys = settings.keys() | (old.keys() if isinstance(old, dict) else set())
             changed = ", ".join(sorted(k for k in keys if not isinstance(old, dict) or old.get(k) != settings.get(k)))
-            raise OptionError(f"{path.parent} holds an evaluation with other settings ({changed}); "
+            raise OutputError(f"{path.parent} holds an evaluation with other settings ({changed}); "
                               f"use another --out or delete {path.parent}")
         return
     write_json(path, settings)
@@ -302,7 +313,7 @@ def _lock(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise OptionError(f"another bbx evaluate is writing to {folder}") from None
+            raise OutputError(f"another bbx evaluate is writing to {folder}") from None
         try:
             yield
         finally:

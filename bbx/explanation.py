@@ -85,6 +85,12 @@ class Explanation:
             **({"traffic": self.traffic} if self.traffic is not None else {}),
         }
 
+    def _repr_png_(self) -> bytes:
+        """The side-by-side figure (photo, heatmap overlay, perturbed photo): what a notebook shows."""
+        from .render import figure_png
+
+        return figure_png(self)
+
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write heatmap, overlay, perturbed image, side-by-side figure, mask and JSON report."""
         from .render import save_explanation

@@ -101,10 +101,20 @@ def figure(e: "Explanation", over: np.ndarray | None = None, pert: np.ndarray | 
     return np.asarray(canvas)
 
 
-def _save_png(path: Path, arr: np.ndarray) -> Path:
+def figure_png(e: Explanation) -> bytes:
+    """:func:`figure` as PNG bytes."""
+    return _png(figure(e))
+
+
+def _png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+    return buf.getvalue()
+
+
+def _save_png(path: Path, arr: np.ndarray) -> Path:
+    data = _png(arr)
+    return atomic_write(path, lambda fh: fh.write(data))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -4,6 +4,7 @@ the hard cap, and one clear line for every way an endpoint can be wrong."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -187,8 +188,12 @@ def test_a_token_appears_in_no_output_log_or_error(mlserver, tmp_path):
         one_error_line(refused, "HTTP 401", "check the credential")
         missing = bbx_cli("inspect", url)
         one_error_line(missing, "HTTP 401", "--auth-env")
-    texts = [p.stdout + p.stderr for p in (ok, inspect, refused, missing)]
-    texts += [f.read_bytes().decode("latin-1") for f in (tmp_path / "out").rglob("*") if f.is_file()]
+        audited = bbx_cli("audit", url, PHOTO, "--methods", "random", "--auth-env", "BBX_TEST_TOKEN",
+                          "--out", tmp_path / "audit", "-q", env=env_ok) if importlib.util.find_spec("matplotlib") else None
+    runs = [p for p in (ok, inspect, refused, missing, audited) if p is not None]
+    assert audited is None or audited.returncode == 0, audited.stderr
+    texts = [p.stdout + p.stderr for p in runs]
+    texts += [f.read_bytes().decode("latin-1") for d in ("out", "audit") for f in (tmp_path / d).rglob("*") if f.is_file()]
     assert texts and not any(TOKEN in t for t in texts)
 
 

@@ -22,6 +22,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 _PRE_HELP = "Preprocessing override"
 
+ARGV: list[str] = []  # this run's arguments (set by :func:`bbx.cli.main`), for reports that record their command
+
+
+def command_line() -> str:
+    """This run's command as a shell would take it back."""
+    import shlex
+
+    return shlex.join(["bbx", *ARGV])
+
 
 def fail(msg: str, code: int = 2) -> None:
     msg = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())  # one line, always

@@ -14,7 +14,7 @@ import typer
 
 from .. import defaults as d
 from .. import methods
-from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, load_model, model_options
+from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, command_line, load_model, model_options
 from .remote import traffic_line
 
 _METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
@@ -49,6 +49,7 @@ def explain(
     window: Optional[int] = typer.Option(None, help=f"greedy's window side, px (default {d.GREEDY_WINDOW})"),
     out: Path = typer.Option(Path("bbx-out"), help="output folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    html: bool = typer.Option(False, "--html", help="also write index.html, the one-photo page of bbx audit"),
     *, model_opts: dict,
 ) -> None:
     """Find the undesirable pixels of IMAGE for a target class and write heatmap, figures and report."""
@@ -76,6 +77,10 @@ def explain(
     if endpoint:
         e.traffic = m.traffic
     paths = e.save(out)
+    if html:
+        from ..audit.single import explanation_page
+
+        paths["page"] = explanation_page(e, m, out, command_line())
     typer.echo(f"{image}: target {e.target_name!r} (class {e.target}) "
                f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi:.1f}; "
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")

@@ -39,6 +39,9 @@ class Method:
     summary: str
     #: what it spends when no budget is given, in words
     default_budget: str
+    #: how its ``mask`` becomes the picture: "soft", Q(X; M') with M' the bilinear upsampling of the
+    #: mask; "cells", the heatmap constant per grid cell of the mask, blurred hard above the threshold
+    mask: str = "soft"
     #: the least a model must reveal for it to run (:data:`REVEALS`): "topk" for a method that
     #: reads only the target's probability, "scores" for one that reads every class
     needs: str = "scores"
@@ -76,6 +79,11 @@ def check_reveals(model: object, name: str) -> None:
     runs = f"methods that run on it: {', '.join(can)}" if can else "no method of bbx runs on it (bbx predict does)"
     raise OptionError(f"{get(name).name} needs {_REVEAL_WORDS[needs]}, but the endpoint reveals "
                       f"{_REVEAL_WORDS[reveals]}; {runs}")
+
+
+def mask_kind(name: str) -> str:
+    """How a method's stored mask is drawn (``Method.mask``); "soft" for a method not registered here."""
+    return _METHODS[name].mask if name in _METHODS else "soft"
 
 
 def unregister(name: str) -> None:
