@@ -16,13 +16,13 @@ import onnx_builders as ob
 from bbx.remote import ClientConfig, EndpointClassifier
 from remote_support import FaultProxy
 
-FAULTS = ["delay:1.0", "drop_before", "drop_after", "status:500", "429:1", "status:503"]
+FAULTS = ["delay:3.0", "drop_before", "drop_after", "status:500", "429:1", "status:503"]
 
 
 def test_faults_lose_nothing_and_answer_nothing_twice(mlserver):
     # the detection request and X pass; then each fault hits one try and its retry passes
     script = ["ok", "ok"] + [step for fault in FAULTS for step in (fault, "ok")]
-    config = ClientConfig(timeout=0.5, retries=3, backoff=0.01)
+    config = ClientConfig(timeout=1.5, retries=3, backoff=0.01)  # a tiny model answers well within 1.5 s
     image = ob.random_images(1, seed=11)[0]
     local = bbx.explain(bbx.OnnxClassifier(mlserver.tiny_onnx), image, budget=130, seed=2, mask_size=8)
     with FaultProxy(mlserver.port, faults=script) as proxy:
@@ -39,22 +39,24 @@ def test_faults_lose_nothing_and_answer_nothing_twice(mlserver):
     ordered = sorted(proxy.seen, key=lambda s: s.started)
     after = ordered[[s.fault for s in ordered].index("429:1") + 1]
     slowed = next(s for s in ordered if s.fault == "429:1")
-    assert after.started - slowed.ended >= 0.95  # Retry-After: 1 beats a backoff of 0.01 s
+    assert after.started - slowed.ended >= 0.8  # Retry-After: 1 (less scheduling slack) beats a backoff of 0.01 s
 
 
 def test_concurrency_and_rate_limit_hold(mlserver):
     images = ob.random_images(12, seed=4)
-    with FaultProxy(mlserver.port, delay=0.2) as proxy:
+    with FaultProxy(mlserver.port, delay=0.5) as proxy:  # long enough that the 3 overlap on a busy machine
         m = EndpointClassifier(mlserver.model_url("tiny", proxy.url), max_batch=2,
                                client=ClientConfig(concurrency=3))
         m.scores(images)  # 6 requests of 2
         assert proxy.max_in_flight == 3
     with FaultProxy(mlserver.port) as proxy:
         m = EndpointClassifier(mlserver.model_url("tiny", proxy.url), max_batch=2,
-                               client=ClientConfig(concurrency=3, max_rps=8))
+                               client=ClientConfig(concurrency=3, max_rps=4))
         m.scores(images)
         starts = sorted(s.started for s in proxy.seen)
-    assert len(starts) == 7 and min(np.diff(starts)) >= 1 / 8 - 0.01
+    # the client spaces its starts by 1/4 s; the proxy sees them later by a varying delay, so the span
+    # (6/4 s at least, less the first one's delay) is what is checked, not each gap
+    assert len(starts) == 7 and starts[-1] - starts[0] >= 6 / 4 - 0.1
 
 
 def test_requests_too_large_are_halved_until_the_endpoint_takes_them(mlserver):
