@@ -35,3 +35,5 @@ GREEDY_AREA = 0.10  # share of the image greedy blurs before it stops
 GREEDY_STRIDE = 8
 GREEDY_WINDOW = 16
 EVAL_SEEDS = 3  # bbx evaluate's runs per image of a seeded method
+PHI_MIN_RESIDUAL = 1e-3  # below this 1 - f_h(X), φ is shown with its raw probabilities (unstable)
+EMPTY_MASK = 1e-3  # a mask whose every cell is within this of 1 blurred nothing

@@ -506,3 +506,8 @@ def test_the_readme_explanation_gives_the_readme_figures(lite0):
     assert (e.target_name, e.queries) == ("tiger cat", 3202)
     assert (round(e.prob_before, 4), round(e.prob_after, 4)) == (0.3834, 0.6344)
     assert (round(e.phi, 1), round(100 * e.undesirable_ratio, 2)) == (40.7, 2.34)
+    # the line the README quotes is the line bbx explain prints (bbx/cli/explain.py), figure for figure
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    printed = (f"chelsea.png: target {e.target_name!r} (class {e.target}) {e.prob_before:.4f} -> {e.prob_after:.4f}; "
+               f"phi {e.phi_text}; undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries\n")
+    assert printed in readme.split("<!-- readme-cpu-run:", 1)[1].split("```text\n", 1)[1]

@@ -113,7 +113,7 @@ def test_top_k_endpoint_runs_greedy_and_refuses_ftc(mlserver, tmp_path):
     url = mlserver.model_url("tiny_topk")
     with pytest.raises(OptionError, match="--labels"):
         EndpointClassifier(url)  # how many classes is not revealed
-    m = EndpointClassifier(url, sidecar=mlserver.tiny_sidecar)
+    m = EndpointClassifier(url, spec_file=mlserver.tiny_sidecar)
     local = bbx.OnnxClassifier(mlserver.tiny_onnx)
     assert (m.reveals, m.revealed, m.num_classes, m.labels_source) == ("topk", 3, ob.CLASSES, "sidecar")
     images = ob.random_images(5, seed=2)
@@ -125,13 +125,13 @@ def test_top_k_endpoint_runs_greedy_and_refuses_ftc(mlserver, tmp_path):
     assert e.queries <= 60 and e.target == int(q[0].argmax())
     with pytest.raises(OptionError, match="ftc needs every class's score.*greedy, occlusion, random"):
         bbx.explain(m, images[0], method="ftc", budget=60)
-    proc = bbx_cli("explain", url, PHOTO, "--sidecar", mlserver.tiny_sidecar, "--out", tmp_path)
+    proc = bbx_cli("explain", url, PHOTO, "--spec", mlserver.tiny_sidecar, "--out", tmp_path)
     one_error_line(proc, "ftc needs every class's score", "only the top-k classes")
 
 
 def test_label_only_endpoint_predicts_and_refuses_every_method(mlserver, tmp_path):
     url = mlserver.model_url("tiny_label")
-    m = EndpointClassifier(url, sidecar=mlserver.tiny_sidecar)
+    m = EndpointClassifier(url, spec_file=mlserver.tiny_sidecar)
     local = bbx.OnnxClassifier(mlserver.tiny_onnx)
     images = ob.random_images(4, seed=8)
     assert m.reveals == "label"
@@ -143,10 +143,10 @@ def test_label_only_endpoint_predicts_and_refuses_every_method(mlserver, tmp_pat
     from PIL import Image
 
     Image.fromarray((images[0] * 255).astype(np.uint8)).save(photo)
-    proc = bbx_cli("predict", url, photo, "--sidecar", mlserver.tiny_sidecar)
+    proc = bbx_cli("predict", url, photo, "--spec", mlserver.tiny_sidecar)
     top1 = local.predict(np.asarray(Image.open(photo).convert("RGB"))).probs[0].argmax()
     assert proc.returncode == 0 and f"class{top1}" in proc.stdout and "label only" in proc.stdout, proc.stderr
-    one_error_line(bbx_cli("evaluate", url, photo, "--methods", "occlusion", "--sidecar", mlserver.tiny_sidecar,
+    one_error_line(bbx_cli("evaluate", url, photo, "--methods", "occlusion", "--spec", mlserver.tiny_sidecar,
                            "--out", tmp_path / "ev"), "occlusion needs only the top-k classes")
 
 

@@ -59,24 +59,51 @@ def quiet_onnxruntime() -> None:
     onnxruntime.set_default_logger_severity(4)
 
 
-def load_model(model: str | Path, device: str, size: Optional[int], crop_pct: Optional[float],
-               scale: Optional[float], mean: Optional[str], std: Optional[str], channel_order: Optional[str],
-               layout: Optional[str], preset: Optional[str], output: Optional[str], labels: Optional[Path],
+def load_model(model: str | Path, device: str, size: Optional[str], crop_pct: Optional[float], scale: Optional[float],
+               mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
+               resize: Optional[str], pad_value: Optional[str], interpolation: Optional[str],
+               preset: Optional[str], spec: Optional[Path], output: Optional[str], labels: Optional[Path],
                max_batch: Optional[int], cuda_option: Optional[list[str]], **endpoint: Any):
     """The model a command names, opened with the command line's model options: an ONNX file, or an
     endpoint when ``model`` is an http(s) URL (:mod:`.remote`, whose options are ``endpoint``)."""
     from ..model import OnnxClassifier
+    from ..preprocess import parse_size
     from ..remote import is_url
 
-    overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": floats(mean, "mean"),
-                 "std": floats(std, "std"), "channel_order": channel_order, "layout": layout}
+    try:
+        sides = None if size is None else parse_size(size)
+    except (TypeError, ValueError, OverflowError):
+        raise OptionError(f"--size needs a side or HEIGHT,WIDTH in pixels, such as 224 or 48,192, not {size!r}") from None
+    overrides = {"size": sides, "crop_pct": crop_pct, "scale": scale, "mean": floats(mean, "mean"),
+                 "std": floats(std, "std"), "channel_order": channel_order, "layout": layout,
+                 "resize_mode": resize, "pad_value": floats(pad_value, "pad-value"), "interpolation": interpolation}
     if is_url(model):
         return remote.open_endpoint(str(model), device=device, cuda_option=cuda_option, preprocess=overrides,
-                                    preset=preset, output=output, labels=labels, max_batch=max_batch, remote=endpoint)
+                                    preset=preset, spec_file=spec, output=output, labels=labels, max_batch=max_batch,
+                                    remote=endpoint)
     remote.refuse_with_file(endpoint)
     quiet_onnxruntime()
-    return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, output=output,
-                          labels=labels, max_batch=max_batch, cuda_options=key_values(cuda_option or [], "cuda-option"))
+    return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, spec_file=spec,
+                          output=output, labels=labels, max_batch=max_batch,
+                          cuda_options=key_values(cuda_option or [], "cuda-option"))
+
+
+def default_note(m: Any) -> Optional[str]:
+    """One line when the fields that change every answer (value scale, mean, std, channel order) are
+    bbx's defaults rather than anything the model or the user said; None otherwise."""
+    from ..preprocess import VALUE_FIELDS
+
+    left = [k for k in VALUE_FIELDS if m.spec_sources.get(k) == "default"]
+    if not left:
+        return None
+    names = ", ".join(k.replace("_", " ") for k in left)
+    return (f"{names} {'is' if len(left) == 1 else 'are'} bbx's default{'s' * (len(left) > 1)} (ImageNet: RGB, "
+            f"0-1, mean 0.485,0.456,0.406, std 0.229,0.224,0.225), not the model's: if it was trained otherwise "
+            f"the answer is wrong; give --preset, --spec FILE or the flags (bbx inspect shows every field's source)")
+
+
+def note(msg: str) -> None:
+    typer.echo(f"bbx: note: {msg}", err=True)
 
 
 def key_values(items: list[str], name: str) -> dict[str, str]:
@@ -94,7 +121,14 @@ def _model_option_specs() -> dict[str, tuple[Any, Any]]:
     """Fresh option objects per command (Typer keeps state on them)."""
     return {
         "device": (str, typer.Option("cpu", help="cpu, cuda or auto (cuda falls back to cpu with a warning)")),
-        "size": (Optional[int], typer.Option(None, help=f"{_PRE_HELP}: input side in pixels (symbolic sizes only)")),
+        "size": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: input side, or HEIGHT,WIDTH (48,192), in "
+                                                       "pixels (symbolic sizes only)")),
+        "resize": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: crop (centre crop, default), stretch, "
+                                                         "letterbox or pad (height, then pad the right)")),
+        "pad_value": (Optional[str], typer.Option(None, "--pad-value", help=f"{_PRE_HELP}: letterbox/pad colour, "
+                                                  "0-255 before normalisation, one value or R,G,B")),
+        "interpolation": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: bilinear, bicubic, nearest or "
+                                                                "lanczos")),
         "crop_pct": (Optional[float], typer.Option(None, "--crop-pct", help=f"{_PRE_HELP}: centre-crop fraction")),
         "scale": (Optional[float], typer.Option(None, help=f"{_PRE_HELP}: pixel scale, 1 (0-1) or 255 (0-255)")),
         "mean": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: per-channel mean, e.g. 0.485,0.456,0.406")),
@@ -102,7 +136,9 @@ def _model_option_specs() -> dict[str, tuple[Any, Any]]:
         "channel_order": (Optional[str], typer.Option(None, "--channel-order", help=f"{_PRE_HELP}: RGB or BGR")),
         "layout": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: NCHW or NHWC")),
         "preset": (Optional[str], typer.Option(None, help="bundled preprocessing preset (resnet, efficientnet_lite0, "
-                                                          "inception ...)")),
+                                                          "inception, caffe ...)")),
+        "spec": (Optional[Path], typer.Option(None, help="preprocessing sidecar JSON kept anywhere "
+                                              "({\"preprocess\": {...}, \"labels\": [...]})")),
         "output": (Optional[str], typer.Option(None, help="name of the output holding class scores")),
         "labels": (Optional[Path], typer.Option(None, help="class names: a text file (one per line) or a JSON list")),
         "max_batch": (Optional[int], typer.Option(None, "--max-batch", help="largest batch per model call "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -13,7 +12,8 @@ from ..defaults import EVAL_SEEDS
 from ..errors import OptionError
 from ..evaluate import EvalConfig, Job, find_images
 from ..evaluate import evaluate as run_evaluate
-from .app import app, load_model, model_options
+from .app import app, default_note, load_model, model_options, note
+from .progress import bar
 from .remote import traffic_line
 
 
@@ -47,6 +47,9 @@ def evaluate(
                         **({} if seeds is None else {"seeds": seeds})).validate()
     images = find_images(paths, limit)
     m = load_model(model, **model_opts)
+    line = default_note(m)
+    if line:
+        note(line)
     with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
         outcome = run_evaluate(m, images, config, out, progress=bar)
     summary = summarise(outcome.records)
@@ -58,12 +61,13 @@ def evaluate(
 
 
 class _Bar:
-    """The plan, then one line on stderr: runs done, the one in flight and its step (terminals only)."""
+    """The plan (one line on stderr, always), then a bar on terminals: runs done, elapsed, time left,
+    and the run in flight with its step."""
 
-    def __init__(self, title: str, enabled: bool = True, width: int = 30):
+    def __init__(self, title: str, enabled: bool = True):
         self.title = title
-        self.enabled = enabled and sys.stderr.isatty()
-        self.width = width
+        self.enabled = enabled
+        self.progress = None
 
     def __enter__(self) -> "_Bar":
         return self
@@ -71,15 +75,15 @@ class _Bar:
     def start(self, done_before: int, todo: int) -> None:
         """The plan, always (one line on stderr): how much a rerun will skip."""
         typer.echo(f"{self.title}: {done_before + todo} runs, {done_before} done before, {todo} to do", err=True)
+        self.progress = bar("evaluate", self.enabled)
 
     def update(self, done: int, total: int, job: Job, step: int, steps: int) -> None:
-        if not self.enabled:
+        if self.progress is None:
             return
-        filled = int(self.width * (done + step / max(steps, 1)) / max(total, 1)) if done < total else self.width
         what = f"{Path(job.image).name} {job.method} seed {job.seed} step {step}/{steps}" if done < total else "done"
-        sys.stderr.write(f"\r\x1b[K[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}")
-        sys.stderr.flush()
+        self.progress.update(self.progress.task_ids[0], completed=done + (step / max(steps, 1) if done < total else 0),
+                             total=total, status=what)
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+        if self.progress is not None:
+            self.progress.stop()

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from ..errors import OptionError
-from .app import app, load_model, model_options, quiet_onnxruntime
+from ..preprocess import VALUE_FIELDS
+from .app import app, default_note, load_model, model_options, note, quiet_onnxruntime
 
 
 @app.command()
@@ -37,6 +38,8 @@ def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an e
     if "reveals" in d:
         typer.echo(f"reveals     {d['reveals']} (what each method needs: bbx explain --help); "
                    f"{d['max_batch']} images per request at most")
+    if o.get("constant"):
+        typer.echo("            (the same scores for every image tried: a constant model, nothing to explain)")
     typer.echo(f"labels      from {d['labels_source']}")
     typer.echo("preprocess")
     for k, v in d["preprocess"].items():
@@ -75,24 +78,40 @@ def devices(as_json: bool = typer.Option(False, "--json", help="print JSON")) ->
 @model_options
 def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
             images: list[Path] = typer.Argument(..., help="one or more images"),
-            top: int = typer.Option(5, help="how many classes to list"), *, model_opts: dict) -> None:
+            top: int = typer.Option(5, help="how many classes to list"),
+            as_json: bool = typer.Option(False, "--json", help="print JSON: per image its top classes, and the "
+                                         "preprocessing with each field's source"),
+            *, model_opts: dict) -> None:
     """Top classes with probabilities for each image."""
     from ..image import load_rgb
 
     if top < 1:
         raise OptionError("--top must be at least 1")
     m = load_model(model, **model_opts)
+    line = default_note(m)
+    if line:
+        note(line)
     reveals = getattr(m, "reveals", "scores")
     if reveals != "scores":  # the rest would be bbx's estimates, not the model's answer
         top = 1 if reveals == "label" else min(top, m.revealed)
+    results = []
     for path in images:
         p = m.predict(load_rgb(path)).probs[0]
         order = p.argsort()[::-1][:top]
+        results.append({"image": str(path), "top": [{"rank": rank, "class": int(k), "label": m.labels[k],
+                                                     "probability": float(p[k])} for rank, k in enumerate(order, 1)]})
+        if as_json:
+            continue
         if reveals == "label":
             typer.echo(f"{path}\n  1. {m.labels[order[0]]:<30} (class {order[0]}; the endpoint reveals the label only)")
             continue
         typer.echo(f"{path}")
         for rank, k in enumerate(order, 1):
             typer.echo(f"  {rank}. {m.labels[k]:<30} {p[k]:.4f}  (class {k})")
+    if as_json:
+        typer.echo(json.dumps({"model": str(model), "preprocess": m.spec.to_json(),
+                               "preprocess_sources": dict(m.spec_sources), "labels_source": m.labels_source,
+                               "defaults_used": [k for k in VALUE_FIELDS if m.spec_sources.get(k) == "default"],
+                               "predictions": results}, indent=2))
 
 

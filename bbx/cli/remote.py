@@ -24,8 +24,6 @@ def option_specs() -> dict[str, tuple[Any, Any]]:
         "auth_file": (Optional[Path], typer.Option(None, "--auth-file", help=f"{_HELP}: file holding the credential")),
         "auth_header": (Optional[str], typer.Option(None, "--auth-header", help=f"{_HELP}: header the credential "
                         "goes in (default Authorization: Bearer ...)")),
-        "sidecar": (Optional[Path], typer.Option(None, "--sidecar", help=f"{_HELP}: a JSON file with \"preprocess\" "
-                    "and/or \"labels\" (a local model reads MODEL.bbx.json beside it)")),
         "max_rps": (Optional[float], typer.Option(None, "--max-rps", help=f"{_HELP}: at most this many requests per "
                     "second")),
         "concurrency": (Optional[int], typer.Option(None, "--concurrency", help=f"{_HELP}: requests in flight at once "
@@ -45,8 +43,8 @@ def option_specs() -> dict[str, tuple[Any, Any]]:
 
 
 def open_endpoint(url: str, *, device: str, cuda_option: Optional[list[str]], preprocess: dict[str, Any],
-                  preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int],
-                  remote: dict[str, Any]) -> Any:
+                  preset: Optional[str], spec_file: Optional[Path], output: Optional[str], labels: Optional[Path],
+                  max_batch: Optional[int], remote: dict[str, Any]) -> Any:
     from ..remote import ClientConfig, Credentials, EndpointClassifier
 
     if device.lower() != "cpu":
@@ -59,7 +57,7 @@ def open_endpoint(url: str, *, device: str, cuda_option: Optional[list[str]], pr
     if remote["ca_file"] is not None:
         config["ca_file"] = str(remote["ca_file"])
     creds = Credentials.from_sources(remote["auth_env"], remote["auth_file"], remote["auth_header"])
-    return EndpointClassifier(url, preprocess_overrides=preprocess, preset=preset, sidecar=remote["sidecar"], output=output,
+    return EndpointClassifier(url, preprocess_overrides=preprocess, preset=preset, spec_file=spec_file, output=output,
                               labels=labels, max_batch=max_batch, client=ClientConfig(**config), credentials=creds)
 
 

@@ -2,7 +2,7 @@
 
 :class:`EndpointClassifier` reads the model's metadata (``GET /v2/models/NAME``), works out the
 input's conventions from it as :class:`~bbx.model.OnnxClassifier` does from a graph, resolves the
-preprocessing from its sources (flags, a sidecar file given with a flag, a preset matched by the
+preprocessing from its sources (flags, a spec file given with --spec, a preset matched by the
 model's name, the endpoint's ``bbx.preprocess`` parameter), sends one real request to see what the
 endpoint reveals, and from then on scores batches of images over HTTP. The rest of bbx's black-box
 protocol comes from :class:`~bbx.model.protocol.Classifier`, as for a file.
@@ -51,7 +51,7 @@ class EndpointClassifier(Classifier):
         *,
         preprocess_overrides: dict[str, Any] | None = None,
         preset: str | None = None,
-        sidecar: str | Path | None = None,
+        spec_file: str | Path | None = None,
         output: str | None = None,
         labels: str | Path | Sequence[str] | None = None,
         max_batch: int | None = None,
@@ -67,10 +67,12 @@ class EndpointClassifier(Classifier):
         params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.meta.parameters.items()
                   if k in (pp.METADATA_KEY, pp.LABELS_KEY)}
         self.metadata = params
-        side = pp.read_sidecar_file(Path(sidecar)) if sidecar is not None else {}
-        # the model's name stands for a file name: presets match it as they match a file's
-        resolved = pp.resolve(Path(f"{self.url.model}.onnx"), params, cli=preprocess_overrides, preset=preset, sidecar=sidecar)
+        name_as_file = Path(f"{self.url.model}.onnx")  # presets match the model's name as they match a file's
+        side = pp.read_sidecar(name_as_file, spec_file) if spec_file is not None else {}
         self._input_meta = self._image_input()
+        resolved = pp.resolve(name_as_file, params, cli=preprocess_overrides, preset=preset, spec_file=spec_file,
+                              facts=pp.GraphFacts(input_dtype=oip.IMAGE_DATATYPES[self._input_meta.datatype]),
+                              beside=False)
         dims = [d if d > 0 else None for d in self._input_meta.shape]
         self.input, resolved = image_input(self._input_meta.name, dims, oip.IMAGE_DATATYPES[self._input_meta.datatype],
                                            resolved)
@@ -270,7 +272,7 @@ class EndpointClassifier(Classifier):
             if names:
                 return len(json.loads(names) if isinstance(names, str) else names)
         raise OptionError(f"the endpoint reveals {what}, not how many classes it has: give the class names "
-                          "with --labels (or \"labels\" in the --sidecar file)")
+                          "with --labels (or \"labels\" in the --spec file)")
 
 
 def _topk_probs(values: np.ndarray, classes: np.ndarray, num_classes: int) -> np.ndarray:
