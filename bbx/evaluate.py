@@ -274,7 +274,14 @@ def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float],
         "loss_trend": thin(e.loss_history, LOSS_POINTS),
         "input_size": list(e.heatmap.shape),
         "mask": np.round(np.asarray(e.mask, dtype=np.float64), 4).tolist(),
+        **convergence_fields(e.convergence),
     }
+
+
+def convergence_fields(c: dict[str, Any]) -> dict[str, Any]:
+    """The record's convergence columns (None for methods that optimise no objective)."""
+    keys = ("objective_at_ones", "objective_final", "converged", "noise")
+    return {k: c.get(k) for k in keys}
 
 
 def thin(values: Sequence[float], points: int) -> list[float]:

@@ -38,6 +38,8 @@ class Explanation:
     config: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     source: str = ""
+    #: whether an optimised mask converged (bbx.convergence.Convergence.summary()); empty for searches
+    convergence: dict[str, Any] = field(default_factory=dict)
     traffic: dict[str, int] | None = None  # an endpoint's: images answered, requests, retries ... (bbx.remote)
     device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
     #: one line for each way it found nothing (:mod:`bbx.findings`): empty mask, worse target, constant model
@@ -61,7 +63,8 @@ class Explanation:
               perturbed: np.ndarray, target: int, probs_before: np.ndarray, probs_after: np.ndarray,
               queries: int, seconds: float, config: dict[str, Any],
               loss_history: list[float] | None = None, photo: np.ndarray | None = None,
-              provenance: dict[str, Any] | None = None, geometry: Any = None) -> "Explanation":
+              provenance: dict[str, Any] | None = None, geometry: Any = None,
+              convergence: dict[str, Any] | None = None) -> "Explanation":
         """Fill every derived field (names, top-1, φ, undesirable ratio) the same way for every method."""
         from .findings import notes
         from .metrics import phi, undesirable_ratio
@@ -78,6 +81,7 @@ class Explanation:
             model=model.name, source=source, device=getattr(model, "device", ""),
             notes=notes(mask, float(p0[k]), float(p1[k]), getattr(model.output, "constant", None)),
             photo=photo, provenance=dict(provenance or {}), geometry=geometry,
+            convergence=dict(convergence or {}),
         )
 
     def on_photo(self) -> tuple[np.ndarray, np.ndarray] | None:
@@ -115,6 +119,7 @@ class Explanation:
             "photo_size": None if self.photo is None else list(self.photo.shape[:2]),
             "input_size": list(np.shape(self.heatmap)[:2]),
             "config": self.config,
+            "convergence": self.convergence,
             "loss_history": self.loss_history,
             "mask": np.round(self.mask, 6).tolist(),
             **({"traffic": self.traffic} if self.traffic is not None else {}),

@@ -49,6 +49,8 @@ class Row:
     seconds: float  # per run, the method's own
     phi_at_area: tuple[float, ...]  # blur-insertion curve
     below_reference: tuple[bool, ...]  # φ at that area under occlusion's, on the images both have
+    converged: float = float("nan")  # share of runs whose objective converged (bbx.convergence); nan: none report it
+    objective_gain: float = float("nan")  # mean J(1) - J(M) over runs that report it: > 0 = below M = 1
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,9 @@ def _row(method: str, by_image: dict[str, list[dict[str, Any]]], curve: dict[str
         phi_at_area=(tuple(float(v) for v in np.mean(list(curve.values()), axis=0)) if curve
                      else (float("nan"),) * len(areas)),
         below_reference=below,
+        converged=_nanmean([float(r["converged"]) for r in runs if r.get("converged") is not None]),
+        objective_gain=_nanmean([r["objective_at_ones"] - r["objective_final"] for r in runs
+                                 if r.get("objective_final") is not None]),
     )
 
 
@@ -165,7 +170,7 @@ def _area(a: float) -> str:
 
 def _md_table(rows: list[Row], areas: tuple[float, ...], first: tuple[str, str] | None = None) -> list[str]:
     head = ["method", "images", "runs", "φ (Eq. 8) ± 95% CI", "φ left out", "Δp top-1 (pp)", "undesirable %", "r seeds", "IoU top 5%",
-            "queries/run", "s/run", *[f"φ@{_area(a)}" for a in areas]]
+            "queries/run", "s/run", "converged", "J(1) − J", *[f"φ@{_area(a)}" for a in areas]]
     if first:
         head.insert(0, first[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
@@ -174,6 +179,8 @@ def _md_table(rows: list[Row], areas: tuple[float, ...], first: tuple[str, str] 
         cells = [r.method, str(r.images), str(r.runs), _f(r.phi, ".1f") + ci, str(r.unstable),
                  _f(r.delta_p, "+.2f"), _f(r.undesirable, ".2f"),
                  _f(r.correlation, ".2f"), _f(r.top_iou, ".2f"), _f(r.queries, ".0f"), _f(r.seconds, ".2f"),
+                 _f(100 * r.converged, ".0f") + ("%" if math.isfinite(r.converged) else ""),
+                 _f(r.objective_gain, ".4f"),
                  *[_f(v, ".1f") + (f" {BELOW}" if low else "") for v, low in zip(r.phi_at_area, r.below_reference)]]
         if first:
             cells.insert(0, first[1])
@@ -202,7 +209,10 @@ def to_markdown(s: Summary) -> str:
         "mean pairwise IoU of the top 5% heatmap pixels that are marked (> 0). queries and s per run "
         "are the method's own (the insertion curve adds one query per area). "
         f"φ@a%: φ after blurring, hard, the top a% pixels of the heatmap; {BELOW} = below "
-        f"{REFERENCE} at that area (on the images both have).",
+        f"{REFERENCE} at that area (on the images both have). converged: share of runs whose "
+        "objective stopped improving below its value at M = 1 (bbx.convergence); J(1) − J: mean drop of "
+        "the objective from M = 1 (positive = the mask is better than no mask); – for methods that "
+        "optimise no objective.",
         "",
     ]
     if len(s.devices) > 1:
@@ -219,14 +229,15 @@ def to_csv(s: Summary) -> str:
     w.writerow(["section", "method", "images", "runs", "phi", "phi_ci95", "phi_left_out", "delta_p_top1_pp",
                 "undesirable_pct", "seed_correlation",
                 "top5_iou", "queries", "seconds", *[f"phi_at_{a:g}pct" for a in s.areas],
-                f"below_{REFERENCE}_at_pct"])
+                f"below_{REFERENCE}_at_pct", "converged_share", "objective_gain"])
     sections = [("overall", s.overall)] + [(f"p_top1 {label}", rows) for label, rows in s.by_confidence]
     for name, rows in sections:
         for r in rows:
             w.writerow([name, r.method, r.images, r.runs, _num(r.phi), _num(r.phi_ci), r.unstable, _num(r.delta_p),
                         *map(_num, (r.undesirable, r.correlation,
                         r.top_iou, r.queries, r.seconds, *r.phi_at_area)),
-                        ";".join(f"{a:g}" for a, low in zip(s.areas, r.below_reference) if low)])
+                        ";".join(f"{a:g}" for a, low in zip(s.areas, r.below_reference) if low),
+                        _num(r.converged), _num(r.objective_gain)])
     return buf.getvalue()
 
 

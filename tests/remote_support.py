@@ -249,15 +249,16 @@ class FaultProxy:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         seen = Seen(fault, images, hashes, delivered=False, started=time.monotonic())
+        with self._lock:  # recorded before the answer goes out: the client may read `seen` as soon as it has it
+            self.seen.append(seen)
         try:
             self._inject(h, body, fault, seen)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             seen.delivered = False
         finally:
-            seen.ended = time.monotonic()
+            seen.ended = seen.ended or time.monotonic()
             with self._lock:
                 self.in_flight -= 1
-                self.seen.append(seen)
 
     def _inject(self, h: Any, body: bytes, fault: str, seen: Seen) -> None:
         kind, _, arg = fault.partition(":")
@@ -270,6 +271,7 @@ class FaultProxy:
             self._reply(h, int(arg), b'{"error": "injected"}')
             return
         if kind == "429":
+            seen.ended = time.monotonic()  # the wait that Retry-After asks for starts once the answer is out
             self._reply(h, 429, b'{"error": "slow down"}', {"Retry-After": arg})
             return
         if kind == "delay":  # longer than the client waits: the answer goes nowhere
@@ -286,8 +288,8 @@ class FaultProxy:
                 o["shape"] = [o["shape"][0], o["shape"][1] - 1]
                 o["data"] = np.asarray(o["data"]).reshape(o["shape"][0], -1)[:, :-1].ravel().tolist()
             data = json.dumps(answer).encode()
+        seen.delivered = status == 200 and kind == "ok"  # set before the client can see the answer
         self._reply(h, status, data)
-        seen.delivered = status == 200 and kind == "ok"
 
 
 def _images(body: bytes) -> tuple[int, list[str]]:

@@ -95,7 +95,7 @@ def test_class_mean_map_shows_the_planted_patch(planted_world, tmp_path):
 def test_rerun_resumes_runs_only_the_new_photo_and_keeps_the_pictures(planted_world, tmp_path):
     model = OnnxClassifier(planted_world["model"])
     photos = sorted(planted_world["photos"].glob("*.png"))
-    config = EvalConfig(methods=("ftc", "occlusion"), seeds=1, explain=ExplainConfig(iterations=3, pairs=2))
+    config = EvalConfig(methods=("ftc", "occlusion"), seeds=1, explain=ExplainConfig(iterations=3, pairs=2, estimator="nes"))
     out = tmp_path / "out"
     first = audit(model, photos[:2], config, out)
     assert first.outcome.ran == 4
@@ -153,7 +153,7 @@ def test_bad_input_is_one_line(planted_world, tmp_path):
 def test_explain_html_writes_the_one_photo_page_and_notebooks_get_a_png(planted_world, tmp_path):
     photo = sorted(planted_world["photos"].glob("*.png"))[0]
     proc = _run(["explain", planted_world["model"], photo, "--labels", planted_world["labels"], "--iterations", "3",
-                 "--pairs", "2", "--html",
+                 "--pairs", "2", "--estimator", "nes", "--html",
                  "--out", tmp_path, "-q"])
     assert proc.returncode == 0, proc.stderr
     page = (tmp_path / "index.html").read_text()
@@ -165,7 +165,7 @@ def test_explain_html_writes_the_one_photo_page_and_notebooks_get_a_png(planted_
 
     import bbx
 
-    e = bbx.explain(OnnxClassifier(planted_world["model"]), photo, iterations=2, pairs=1)
+    e = bbx.explain(OnnxClassifier(planted_world["model"]), photo, iterations=2, pairs=1, estimator="nes")
     png = e._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(io.BytesIO(png)).size[0] > 3 * planted.SIZE  # three panels side by side

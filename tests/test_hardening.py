@@ -427,7 +427,8 @@ def _ragged_sequence(g: "ob._Graph", z: str) -> None:
 
 def explain(*extra: str, image: str = "{in}/image.png", out: str = "out") -> tuple[str, ...]:
     """``bbx explain`` of the case's model, short: 2 steps of 1 pair (later options win)."""
-    return ("explain", "{in}/model.onnx", image, "--iterations", "2", "--pairs", "1", "--out", out, *extra)
+    return ("explain", "{in}/model.onnx", image, "--iterations", "2", "--pairs", "1", "--estimator", "nes", "--out", out,
+            *extra)
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def test_target_180_is_the_label_not_an_index(tmp_path, photo):
     path = _two_class(tmp_path, ["0", "180"])
     m = OnnxClassifier(path)
     assert m.class_index("180") == 1 and m.class_index("0") == 0 and m.class_index(1) == 1
-    proc = _run("explain", str(path), str(photo), "--target", "180", "--iterations", "1", "--pairs", "1",
+    proc = _run("explain", str(path), str(photo), "--target", "180", "--iterations", "1", "--pairs", "1", "--estimator", "nes",
                 "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "out" / "report.json").read_text())["target_name"] == "180"
@@ -103,14 +103,15 @@ def test_phi_is_readable_or_shows_the_raw_probabilities():
 
 
 def test_constant_model_is_said(tmp_path, photo):
-    e = bbx.explain(ob.build_constant(tmp_path), photo, iterations=2, pairs=1)
+    e = bbx.explain(ob.build_constant(tmp_path), photo, iterations=2, pairs=1, estimator="nes")
     assert e.notes and e.notes[0].startswith("constant model") and e.summary()["notes"] == e.notes
 
 
 def test_explain_reports_provenance_and_refuses_to_overwrite(tmp_path, photo):
     path = ob.build_plain(tmp_path, "m")
     out = tmp_path / "out"
-    args = ("explain", str(path), str(photo), "--iterations", "2", "--pairs", "1", "--out", str(out))
+    args = ("explain", str(path), str(photo), "--iterations", "2", "--pairs", "1", "--estimator", "nes",
+            "--out", str(out))
     first = _run(*args)
     assert first.returncode == 0, first.stderr
     r = json.loads((out / "report.json").read_text())
@@ -135,7 +136,7 @@ def test_explain_reports_provenance_and_refuses_to_overwrite(tmp_path, photo):
 def test_progress_callback_and_logger(tmp_path, photo, caplog):
     steps = []
     with caplog.at_level(logging.DEBUG, logger="bbx"):
-        e = bbx.explain(ob.build_plain(tmp_path), photo, iterations=3, pairs=1,
+        e = bbx.explain(ob.build_plain(tmp_path), photo, iterations=3, pairs=1, estimator="nes",
                         progress=lambda step, total, loss: steps.append((step, total)))
     assert steps == [(1, 3), (2, 3), (3, 3)]
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG and r.name == "bbx"]
@@ -152,7 +153,7 @@ def test_progress_bar_on_a_terminal_shows_elapsed_and_time_left(tmp_path, photo)
     import shlex
 
     cmd = shlex.join(["bbx", "explain", str(ob.build_plain(tmp_path)), str(photo), "--iterations", "3", "--pairs", "1",
-                      "--out", str(tmp_path / "out")])
+                      "--estimator", "nes", "--out", str(tmp_path / "out")])
     proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
     screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", proc.stdout.replace("\r", "\n"))

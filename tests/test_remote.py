@@ -95,8 +95,9 @@ def test_bundled_model_cli_endpoint_equals_local_file(mlserver, tmp_path):
     assert np.array_equal(np.load(tmp_path / "remote" / "mask.npy"), np.load(tmp_path / "local" / "mask.npy"))
     report = json.loads((tmp_path / "remote" / "report.json").read_text())
     assert report["model"] == url and report["device"] == "remote"
-    assert report["queries"] == 50 and report["traffic"]["answered"] == 52  # + the detection request
-    assert "endpoint: 52 images answered in" in remote.stdout
+    sent = report["traffic"]["answered"]
+    assert report["queries"] <= 50 and sent == report["queries"] + 2  # + the detection request; no repeat probe
+    assert f"endpoint: {sent} images answered in" in remote.stdout
 
 
 def test_budget_is_a_hard_cap_on_answered_images(mlserver):

@@ -24,10 +24,11 @@ def test_faults_lose_nothing_and_answer_nothing_twice(mlserver):
     script = ["ok", "ok"] + [step for fault in FAULTS for step in (fault, "ok")]
     config = ClientConfig(timeout=1.5, retries=3, backoff=0.01)  # a tiny model answers well within 1.5 s
     image = ob.random_images(1, seed=11)[0]
-    local = bbx.explain(bbx.OnnxClassifier(mlserver.tiny_onnx), image, budget=130, seed=2, mask_size=8)
+    settings = {"estimator": "nes", "budget": 130, "seed": 2, "mask_size": 8}  # one request per step: 64 of them
+    local = bbx.explain(bbx.OnnxClassifier(mlserver.tiny_onnx), image, **settings)
     with FaultProxy(mlserver.port, faults=script) as proxy:
         m = EndpointClassifier(mlserver.model_url("tiny", proxy.url), client=config)
-        e = bbx.explain(m, image, budget=130, seed=2, mask_size=8)
+        e = bbx.explain(m, image, **settings)
     assert np.array_equal(e.mask, local.mask) and e.queries == local.queries  # nothing lost, the same answer
     t = m.traffic
     assert t["failures"] == t["retries"] == len(FAULTS)

@@ -30,6 +30,8 @@ def evaluate(
                                          "method's own)"),
     iterations: Optional[int] = typer.Option(None, help="optimizer steps (default: explain's)"),
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default: explain's)"),
+    estimator: Optional[str] = typer.Option(None, help="how ftc, fntc and plain minimise: active, nes or spsa "
+                                            "(default: explain's)"),
     out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
     limit: Optional[int] = typer.Option(None, help="only the first N images"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
@@ -39,7 +41,8 @@ def evaluate(
     from ..config import ExplainConfig
     from ..summary import summarise
 
-    explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget)) if v is not None}
+    explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget),
+                                           ("estimator", estimator)) if v is not None}
     names = registry.names() if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")

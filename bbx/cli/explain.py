@@ -35,7 +35,9 @@ def explain(
                                        "the same seed gives the same mask"),
     iterations: Optional[int] = typer.Option(None, help=f"optimizer steps (paper: {d.ITERATIONS})"),
     pairs: Optional[int] = typer.Option(None, help=f"antithetic pairs per step (default {d.PAIRS})"),
-    estimator: Optional[str] = typer.Option(None, help=f"nes (Gaussian) or spsa (+-1) directions (default {d.ESTIMATOR})"),
+    estimator: Optional[str] = typer.Option(None, help="how ftc, fntc, plain minimise: active (screen, then checked "
+                                           "steps on the elements that move), nes (Gaussian) or spsa (+-1) "
+                                           f"directions (default {d.ESTIMATOR})"),
     lr: Optional[float] = typer.Option(None, help=f"Adam step size (paper: {d.LR})"),
     lambda1: Optional[float] = typer.Option(None, help=f"weight of the mask's total variation (paper: {d.LAMBDA1})"),
     lambda2: Optional[float] = typer.Option(None, help=f"weight of the blurred area, ||1-M||_1 averaged (paper: {d.LAMBDA2:g})"),
@@ -97,6 +99,10 @@ def explain(
     if endpoint:
         typer.echo(traffic_line(m.traffic))
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if e.convergence:
+        from ..convergence import Convergence
+
+        typer.echo(Convergence(**e.convergence).line())
 
 
 def refuse_overwrite(out: Path) -> None:

@@ -84,7 +84,8 @@ class Context:
             self.progress(step, total, loss)
 
     def finish(self, *, mask: np.ndarray, heatmap: np.ndarray, perturbed: np.ndarray, config: dict[str, Any],
-               probs_after: np.ndarray | None = None, loss_history: list[float] | None = None) -> Explanation:
+               probs_after: np.ndarray | None = None, loss_history: list[float] | None = None,
+               convergence: dict[str, Any] | None = None) -> Explanation:
         """The result: ``probs_after`` is measured here (one query) unless the method did."""
         if probs_after is None:
             probs_after = self.model.scores(perturbed[None]).probs[0]
@@ -94,6 +95,7 @@ class Context:
             seconds=time.perf_counter() - self.started, loss_history=loss_history, config=config,
             photo=self.photo, provenance=record(self.model),
             geometry=None if self.photo is None else pp.geometry(self.photo.shape[:2], self.model.spec),
+            convergence=convergence,
         )
         log.info("%s on %s: target %s %.4f -> %.4f, %d queries in %.1f s", self.method, self.source,
                  e.target_name, e.prob_before, e.prob_after, e.queries, e.seconds)
