@@ -79,7 +79,8 @@ def test_explanation_through_the_endpoint_equals_the_local_one(mlserver):
     m = EndpointClassifier(mlserver.model_url("tiny"))
     local = bbx.OnnxClassifier(mlserver.tiny_onnx)
     image = ob.random_images(1, seed=9)[0]
-    for method, options in (("ftc", {"seed": 4, "mask_size": 8}), ("greedy", {})):
+    for method, options in (("ftc", {"estimator": "nes", "seed": 4, "mask_size": 8}), ("ftc", {"mask_size": 8}),
+                            ("greedy", {})):
         a = bbx.explain(m, image, method=method, budget=130, **options)
         b = bbx.explain(local, image, method=method, budget=130, **options)
         assert np.array_equal(a.mask, b.mask) and a.queries == b.queries <= 130, method
