@@ -31,6 +31,18 @@ class OutputError(BbxError):
     """The output folder or a file in it cannot be written, or holds work that must not be mixed."""
 
 
+class EndpointError(ModelError):
+    """An inference endpoint cannot be reached, refuses bbx, or answers what is not a classifier's."""
+
+
+class TooLargeError(EndpointError):
+    """The endpoint refused a request as too large (HTTP 413): fewer images per request may pass."""
+
+
+class BudgetError(EndpointError):
+    """The hard cap on images an endpoint may answer (``--max-answered``) would be passed."""
+
+
 def exit_on_error(main: Callable[[], object], prog: str) -> None:
     """Run a script's ``main`` so that bad input ends as in the CLI: one line and ``exit_code``.
 

@@ -177,6 +177,8 @@ def evaluate(
     A photo that cannot be read is skipped with an error record (its jobs run again next time);
     with ``strict``, it stops the evaluation instead."""
     config.validate()
+    for method in config.methods:  # before any job: an endpoint may reveal too little for one
+        registry.check_reveals(model, method)
     unused = config.unused_by()
     if unused:
         options = sorted({o for names in unused.values() for o in names})
@@ -232,11 +234,15 @@ def run_job(model: BlackBox, job: Job, config: EvalConfig,
             step: Callable[..., None] | None = None) -> dict[str, Any]:
     """One method on one image with one seed, then its blur-insertion curve: one JSON record."""
     cfg = config.explain
+    sent = dict(getattr(model, "traffic", {}))
     e = explain(model, job.image, config=config.for_method(job.method, job.seed), progress=step)
     probs = blur_top_probs(model, Perturber(e.image, blur_spec=BlurSpec(cfg.sigma, cfg.kernel)), e.heatmap,
                            [a / 100 for a in config.areas])
-    return to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
+    rec = to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
                      top1_at_area=[int(k) for k in probs.argmax(axis=1)])
+    if sent:  # an endpoint: what this job cost on the wire
+        rec["traffic"] = {k: v - sent[k] for k, v in model.traffic.items()}
+    return rec
 
 
 def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float],

@@ -41,6 +41,7 @@ def explain(
     """
     cfg = resolve(method, config, overrides)
     spec = methods.get(cfg.method)
+    methods.check_reveals(model, spec.name)  # an endpoint may reveal too little for it (bbx.remote)
     ctx = Context(model, image, target, spec.name, cfg.budget, progress)
     return spec.run(ctx, cfg)
 

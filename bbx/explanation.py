@@ -40,6 +40,7 @@ class Explanation:
     source: str = ""
     #: whether an optimised mask converged (bbx.convergence.Convergence.summary()); empty for searches
     convergence: dict[str, Any] = field(default_factory=dict)
+    traffic: dict[str, int] | None = None  # an endpoint's: images answered, requests, retries ... (bbx.remote)
     device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
     #: one line for each way it found nothing (:mod:`bbx.findings`): empty mask, worse target, constant model
     notes: list[str] = field(default_factory=list)
@@ -121,6 +122,7 @@ class Explanation:
             "convergence": self.convergence,
             "loss_history": self.loss_history,
             "mask": np.round(self.mask, 6).tolist(),
+            **({"traffic": self.traffic} if self.traffic is not None else {}),
         }
 
     def _repr_png_(self) -> bytes:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -25,3 +26,30 @@ def classifier_on_test_device():
         return model
 
     return make
+
+
+@pytest.fixture(scope="session")
+def mlserver(tmp_path_factory):
+    """A real MLServer on 127.0.0.1 (free port) serving tiny ONNX classifiers and the bundled model
+    through tests/mlserver_onnx.py; stopped after the session (tests/remote_support.py)."""
+    pytest.importorskip("mlserver", reason="the remote extra (pip install -e '.[test,remote]') is not installed")
+    import onnx_builders as ob
+    from remote_support import MLServer, Served
+
+    folder = tmp_path_factory.mktemp("mlserver")
+    labels = [f"class{i}" for i in range(ob.CLASSES)]
+    # the local model reads its conventions from the sidecar beside it; the endpoints get them from
+    # their metadata (tiny) or from the same file given with --sidecar (tiny_topk, tiny_label)
+    tiny = ob.build_plain(folder / "onnx", "tiny", metadata=None, sidecar={"preprocess": ob.spec(), "labels": labels})
+    bundled = Path(__file__).resolve().parent.parent / "models" / "efficientnet_lite0.onnx"
+    preprocess = {"bbx.preprocess": json.dumps(ob.spec())}
+    models = {
+        "tiny": Served(tiny, parameters=preprocess),
+        "tiny_topk": Served(tiny, reveal="topk", k=3),
+        "tiny_label": Served(tiny, reveal="label"),
+        "efficientnet_lite0": Served(bundled),
+    }
+    with MLServer(folder, models) as server:
+        server.tiny_onnx = tiny
+        server.tiny_sidecar = tiny.with_name("tiny.bbx.json")
+        yield server

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import OptionError
+from . import remote
 from .show import shown
 
 BUNDLED = Path(__file__).resolve().parent.parent / "_data" / "bundled"  # package data: works when installed
@@ -60,17 +61,19 @@ def quiet_onnxruntime() -> None:
     onnxruntime.set_default_logger_severity(4)
 
 
-def load_model(model: Path, device: str, size: Optional[str], crop_pct: Optional[float], scale: Optional[float],
+def load_model(model: str | Path, device: str, size: Optional[str], crop_pct: Optional[float], scale: Optional[float],
                mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
                resize: Optional[str], pad_value: Optional[str], interpolation: Optional[str],
                preset: Optional[str], spec: Optional[Path], output: Optional[str], labels: Optional[Path],
                max_batch: Optional[int], cuda_option: Optional[list[str]], timeout: Optional[float],
-               run_timeout: Optional[float]):
-    """The model a command names, opened with the command line's model options."""
+               run_timeout: Optional[float], **endpoint: Any):
+    """The model a command names, opened with the command line's model options: an ONNX file, or an
+    endpoint when ``model`` is an http(s) URL (:mod:`.remote`, whose options are ``endpoint``; there
+    ``--timeout`` bounds one request, as it bounds one model call of a file)."""
     from ..model import Limits, OnnxClassifier
     from ..preprocess import parse_size
+    from ..remote import is_url
 
-    quiet_onnxruntime()
     try:
         sides = None if size is None else parse_size(size)
     except (TypeError, ValueError, OverflowError):
@@ -78,6 +81,15 @@ def load_model(model: Path, device: str, size: Optional[str], crop_pct: Optional
     overrides = {"size": sides, "crop_pct": crop_pct, "scale": scale, "mean": floats(mean, "mean"),
                  "std": floats(std, "std"), "channel_order": channel_order, "layout": layout,
                  "resize_mode": resize, "pad_value": floats(pad_value, "pad-value"), "interpolation": interpolation}
+    if is_url(model):
+        if run_timeout is not None:
+            raise OptionError("--run-timeout is for a local model file; an endpoint's requests are bounded by --timeout "
+                              "and --retries")
+        return remote.open_endpoint(str(model), device=device, cuda_option=cuda_option, preprocess=overrides,
+                                    preset=preset, spec_file=spec, output=output, labels=labels, max_batch=max_batch,
+                                    remote={**endpoint, "timeout": timeout})
+    remote.refuse_with_file(endpoint)
+    quiet_onnxruntime()
     return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, spec_file=spec,
                           output=output, labels=labels, max_batch=max_batch,
                           cuda_options=key_values(cuda_option or [], "cuda-option"),
@@ -141,10 +153,11 @@ def _model_option_specs() -> dict[str, tuple[Any, Any]]:
                                                                             "(default 64 on cpu, 256 on cuda)")),
         "cuda_option": (Optional[list[str]], typer.Option(None, "--cuda-option", help="onnxruntime CUDA provider "
                         "option KEY=VALUE, repeatable: device_id=1, prefer_nhwc=1, gpu_mem_limit=...")),
-        "timeout": (Optional[float], typer.Option(None, help="end with an error when one model call takes longer "
-                                                             "than this many seconds")),
+        "timeout": (Optional[float], typer.Option(None, help="end with an error when one model call (one request "
+                                                             "to an endpoint) takes longer than this many seconds")),
         "run_timeout": (Optional[float], typer.Option(None, "--run-timeout", help="end with an error when the "
                         "model calls have not finished this many seconds after the model opened")),
+        **remote.option_specs(),
     }
 
 

@@ -28,7 +28,7 @@ def _needs_report_extra() -> None:
 @app.command()
 @model_options
 def audit(
-    model: Path = typer.Argument(..., help="the .onnx classifier"),
+    model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
     paths: list[str] = typer.Argument(..., help="photos, folders (their images, recursively) or quoted globs"),
     out: Path = typer.Option(Path("audit"), help="output folder (index.html); a rerun with the same folder resumes"),
     methods: Optional[str] = typer.Option(None, help=f"comma list from {','.join(registry.names())}; the first "

@@ -15,12 +15,13 @@ from ..evaluate import evaluate as run_evaluate
 from .show import shown
 from .app import app, default_note, load_model, model_options, note
 from .progress import bar
+from .remote import traffic_line
 
 
 @app.command()
 @model_options
 def evaluate(
-    model: Path = typer.Argument(..., help="the .onnx classifier"),
+    model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
     paths: list[str] = typer.Argument(..., help="images, folders (their images, recursively) or quoted globs"),
     methods: Optional[str] = typer.Option(None, help="comma list of methods (default: every registered one: "
                                           f"{','.join(registry.names())})"),
@@ -66,6 +67,8 @@ def evaluate(
     summary = summarise(outcome.records)
     md, csv = summary.write(out)
     typer.echo(summary.markdown())
+    if getattr(m, "traffic", None) is not None:
+        typer.echo(traffic_line(m.traffic))
     typer.echo(shown(f"wrote {outcome.path}, {md}, {csv}"))
 
 

@@ -17,6 +17,7 @@ from ..errors import OutputError
 from .show import shown
 from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, command_line, default_note, load_model, model_options, note
 from .progress import StepBar
+from .remote import traffic_line
 
 _METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
 
@@ -24,7 +25,8 @@ _METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
 @app.command()
 @model_options
 def explain(
-    model: Optional[Path] = typer.Argument(None, help="the .onnx classifier (default: the bundled EfficientNet-Lite0)"),
+    model: Optional[str] = typer.Argument(None, help="the .onnx classifier or an endpoint http(s)://HOST:PORT/v2/"
+                                          "models/NAME (default: the bundled EfficientNet-Lite0)"),
     image: Optional[Path] = typer.Argument(None, help="the photo (default: the bundled cat photo)"),
     target: Optional[str] = typer.Option(None, help="class index or name (default: top-1)"),
     method: Optional[str] = typer.Option(None, help=_METHOD_HELP),
@@ -59,9 +61,10 @@ def explain(
     from .._io import check_out
     from ..explain import explain as run_explain
     from ..explain import resolve
+    from ..remote import is_url
 
-    if image is None and model is not None and model.suffix.lower() != ".onnx":
-        model, image = None, model  # `bbx explain photo.jpg`: the bundled model
+    if image is None and model is not None and not is_url(model) and Path(model).suffix.lower() != ".onnx":
+        model, image = None, Path(model)  # `bbx explain photo.jpg`: the bundled model
     model = model or DEFAULT_MODEL
     image = image or DEFAULT_IMAGE
     given = {"budget": budget, "seed": seed, "iterations": iterations, "pairs": pairs, "estimator": estimator,
@@ -76,9 +79,14 @@ def explain(
     line = default_note(m)
     if line:
         note(line)
+    endpoint = getattr(m, "traffic", None) is not None
+    if endpoint and cfg.budget is not None:
+        m.client.cap_more(cfg.budget)  # --budget: a hard cap on the images the endpoint answers from here on
     with StepBar(f"{cfg.method} {Path(image).name}", enabled=not quiet) as bar:
         e = run_explain(m, image, target=target, config=cfg, progress=bar.update)
     e.provenance["command"] = command_line()
+    if endpoint:
+        e.traffic = m.traffic
     paths = e.save(out)
     if html:
         from ..audit.single import explanation_page
@@ -89,6 +97,8 @@ def explain(
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
     for text in e.notes:
         note(text)
+    if endpoint:
+        typer.echo(traffic_line(m.traffic))
     typer.echo(f"wrote {shown(', '.join(str(p) for p in paths.values()))}")
     if e.convergence:
         from ..convergence import Convergence

@@ -18,7 +18,7 @@ BATCH_TOLERANCE = 1e-4  # a probability may move this much between a batch and a
 
 @app.command()
 @model_options
-def inspect(model: Path = typer.Argument(..., help="the .onnx classifier"),
+def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
             as_json: bool = typer.Option(False, "--json", help="print JSON"), *, model_opts: dict) -> None:
     """Inputs, outputs, detected conventions, preprocessing in use (and where each field came from)."""
     m = load_model(model, **model_opts)
@@ -45,6 +45,9 @@ def inspect(model: Path = typer.Argument(..., help="the .onnx classifier"),
     typer.echo(f"scores      {shown(o['name'])}: {o['num_classes']} classes, {o['kind']}{bg}")
     if o["kind"] == "probabilities":
         typer.echo("            (softmax already applied: bbx uses centred log-probabilities as logits)")
+    if "reveals" in d:
+        typer.echo(f"reveals     {d['reveals']} (what each method needs: bbx explain --help); "
+                   f"{d['max_batch']} images per request at most")
     if o.get("constant"):
         typer.echo("            (the same scores for every image tried: a constant model, nothing to explain)")
     typer.echo(f"labels      from {d['labels_source']}")
@@ -83,7 +86,7 @@ def devices(as_json: bool = typer.Option(False, "--json", help="print JSON")) ->
 
 @app.command()
 @model_options
-def predict(model: Path = typer.Argument(..., help="the .onnx classifier"),
+def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
             images: list[Path] = typer.Argument(..., help="one or more images"),
             top: int = typer.Option(5, help="how many classes to list"),
             as_json: bool = typer.Option(False, "--json", help="print JSON: per image its top classes, and the "
@@ -98,16 +101,24 @@ def predict(model: Path = typer.Argument(..., help="the .onnx classifier"),
     line = default_note(m)
     if line:
         note(line)
+    reveals = getattr(m, "reveals", "scores")
+    if reveals != "scores":  # the rest would be bbx's estimates, not the model's answer
+        top = 1 if reveals == "label" else min(top, m.revealed)
     results = []
     for path in images:
         p = m.predict(load_rgb(path)).probs[0]
         order = p.argsort()[::-1][:top]
         results.append({"image": str(path), "top": [{"rank": rank, "class": int(k), "label": m.labels[k],
                                                      "probability": float(p[k])} for rank, k in enumerate(order, 1)]})
-        if not as_json:
-            typer.echo(shown(path))
-            for rank, k in enumerate(order, 1):
-                typer.echo(f"  {rank}. {shown(m.labels[k]):<30} {p[k]:.4f}  (class {k})")
+        if as_json:
+            continue
+        if reveals == "label":
+            typer.echo(f"{shown(path)}\n  1. {shown(m.labels[order[0]]):<30} (class {order[0]}; "
+                       "the endpoint reveals the label only)")
+            continue
+        typer.echo(shown(path))
+        for rank, k in enumerate(order, 1):
+            typer.echo(f"  {rank}. {shown(m.labels[k]):<30} {p[k]:.4f}  (class {k})")
     if as_json:
         typer.echo(json.dumps({"model": str(model), "preprocess": m.spec.to_json(),
                                "preprocess_sources": dict(m.spec_sources), "labels_source": m.labels_source,

@@ -31,5 +31,5 @@ def random_mask(ctx: Context, cfg: ExplainConfig) -> Explanation:
 
 register(Method(
     name="random", run=random_mask, options=("mask_size",), seeded=True,
-    summary="a random mask: the floor", default_budget="2",
+    summary="a random mask: the floor", default_budget="2", needs="topk",
 ))

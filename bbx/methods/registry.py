@@ -21,6 +21,10 @@ if TYPE_CHECKING:  # types only: the registry imports no method
 
 #: fields every method reads: which method, its query cap, and the blur of Q(X; M)
 COMMON = ("method", "budget", "sigma", "kernel")
+#: what a model's answer reveals, most to least: every class's score, the top k classes with their
+#: probabilities, the top-1 label (a local file reveals every score; an endpoint may not: bbx.remote)
+REVEALS = ("scores", "topk", "label")
+_REVEAL_WORDS = {"scores": "every class's score", "topk": "only the top-k classes", "label": "only the top-1 label"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,9 @@ class Method:
     #: how its ``mask`` becomes the picture: "soft", Q(X; M') with M' the bilinear upsampling of the
     #: mask; "cells", the heatmap constant per grid cell of the mask, blurred hard above the threshold
     mask: str = "soft"
+    #: the least a model must reveal for it to run (:data:`REVEALS`): "topk" for a method that
+    #: reads only the target's probability, "scores" for one that reads every class
+    needs: str = "scores"
 
     def is_seeded(self, cfg: ExplainConfig | None = None) -> bool:
         """Whether seeds change its answer under ``cfg`` (default: the defaults)."""
@@ -61,12 +68,26 @@ _METHODS: dict[str, Method] = {}
 
 def register(method: Method) -> Method:
     """Add ``method``; a name is registered once."""
+    if method.needs not in REVEALS:
+        raise OptionError(f"method {method.name!r} needs {method.needs!r}: one of {', '.join(REVEALS)}")
     if method.name in _METHODS:
         raise OptionError(f"a method named {method.name!r} is registered already")
     if not method.name or not method.name.replace("_", "").isalnum() or method.name != method.name.lower():
         raise OptionError(f"a method name is lower-case letters, digits and _, not {method.name!r}")
     _METHODS[method.name] = method
     return method
+
+
+def check_reveals(model: object, name: str) -> None:
+    """Refuse, in one line, method ``name`` on a model that reveals less than it needs."""
+    reveals = getattr(model, "reveals", "scores")
+    needs = get(name).needs
+    if REVEALS.index(reveals) <= REVEALS.index(needs):
+        return
+    can = [m.name for m in _METHODS.values() if REVEALS.index(reveals) <= REVEALS.index(m.needs)]
+    runs = f"methods that run on it: {', '.join(can)}" if can else "no method of bbx runs on it (bbx predict does)"
+    raise OptionError(f"{get(name).name} needs {_REVEAL_WORDS[needs]}, but the endpoint reveals "
+                      f"{_REVEAL_WORDS[reveals]}; {runs}")
 
 
 def mask_kind(name: str) -> str:

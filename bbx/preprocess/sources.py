@@ -131,12 +131,14 @@ def resolve(
     preset: str | None = None,
     spec_file: str | Path | None = None,
     facts: GraphFacts | None = None,
+    beside: bool = True,
 ) -> ResolvedSpec:
-    """Merge the spec sources field by field, remembering each field's origin."""
+    """Merge the spec sources field by field, remembering each field's origin. ``beside``: look for
+    a sidecar next to ``model_path`` when no ``spec_file`` is given (an endpoint has no folder)."""
     layers: list[tuple[str, Mapping[str, Any]]] = []
     if cli:
         layers.append(("cli", {k: v for k, v in cli.items() if v is not None}))
-    side = read_sidecar(model_path, spec_file).get("preprocess")
+    side = (read_sidecar(model_path, spec_file) if beside or spec_file is not None else {}).get("preprocess")
     if side:
         where = f"spec file {spec_file}" if spec_file is not None else f"sidecar {sidecar_path(model_path)}"
         layers.append(("sidecar", _checked(side, where)))
