@@ -27,6 +27,8 @@ from .errors import OptionError
 from .explain import explain
 from .explanation import Explanation
 from .insertion import AREAS, blur_top
+from .lockstep import explain_many, lockstep_width
+from .methods.soft_mask import SHAREABLE_PATHS
 from .metrics import phi
 from .model import BlackBox
 from .perturb import BlurSpec, Perturber
@@ -192,14 +194,39 @@ def evaluate(
     config: EvalConfig,
     out: str | Path,
     progress: Progress | None = None,
+    lockstep: int | None = None,
 ) -> Outcome:
-    """Run every job of ``config`` on ``images`` not already in ``out/results.jsonl``."""
+    """Run every job of ``config`` on ``images`` not already in ``out/results.jsonl``.
+
+    ``lockstep``: how many soft-mask explanations are in flight, their probes scored in shared
+    batches (:mod:`bbx.lockstep`); default: as many as fill the model's batch ceiling. 1: one at a
+    time, each on its method's own query path.
+    """
+    k = lockstep_width(model, config.explain) if lockstep is None else lockstep
+    if k < 1:
+        raise OptionError(f"lockstep needs at least 1 explanation in flight, not {k}")
+    if k > 1 and config.explain.query_path not in SHAREABLE_PATHS:
+        raise OptionError(f"the {config.explain.query_path} query path scores one explanation per call: "
+                          f"use lockstep 1, or a host path ({', '.join(SHAREABLE_PATHS)})")
+    return run_ledger(model, images, config, out, progress,
+                      lambda todo, report: run_jobs(model, todo, config, k, report))
+
+
+#: runs the jobs it is given and yields each with its record as it finishes, in any order;
+#: ``report(job, step, steps)`` says how far a job is
+Engine = Callable[[list[Job], Callable[[Job, int, int], None]], Iterator[tuple[Job, dict[str, Any]]]]
+
+
+def run_ledger(model: BlackBox, images: Sequence[str | Path], config: EvalConfig, out: str | Path,
+               progress: Progress | None, engine: Engine) -> Outcome:
+    """The bookkeeping of every engine (one process, lockstep, Ray): the lock, the settings, what is
+    done already, and each finished job's line appended once, by this process alone."""
     config.validate()
     unused = config.unused_by()
     if unused:
         options = sorted({o for names in unused.values() for o in names})
         warnings.warn(f"{', '.join(options)} only go to the methods that read them (not to {', '.join(unused)})",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=3)
     out = ensure_dir(out)
     images = [str(Path(p).resolve()) for p in images]
     with _lock(out):
@@ -208,22 +235,42 @@ def evaluate(
         have = {record_key(r): r for r in read_records(path)}
         jobs = config.jobs(images)
         todo = [j for j in jobs if j.key not in have]
+        wanted = {j.key for j in todo}
         if progress is not None:
             progress.start(len(jobs) - len(todo), len(todo))
-        queries_before = model.queries
-        for i, job in enumerate(todo):
-            def step(s: int, n: int, _loss: float = 0.0, job: Job = job, i: int = i) -> None:
-                if progress is not None:
-                    progress.update(i, len(todo), job, s, n)
+        finished = 0
+        queries = 0
 
-            step(0, 1)
-            rec = run_job(model, job, config, step)
+        def report(job: Job, step: int, steps: int) -> None:
+            if progress is not None:
+                progress.update(finished, len(todo), job, step, steps)
+
+        for job, rec in engine(todo, report):
+            if job.key not in wanted or job.key in have:
+                raise RuntimeError(f"an engine returned {job.key} twice or unasked")  # a bug, never the user's
             append_line(path, rec)
             have[job.key] = rec
+            finished += 1
+            queries += rec["queries"] + rec["insertion_queries"]
         if progress is not None and todo:
             progress.update(len(todo), len(todo), todo[-1], 1, 1)
         return Outcome(records=[have[j.key] for j in jobs], done_before=len(jobs) - len(todo), ran=len(todo),
-                       queries=model.queries - queries_before, path=path)
+                       queries=queries, path=path)
+
+
+def run_jobs(model: BlackBox, jobs: Sequence[Job], config: EvalConfig, k: int,
+             report: Callable[[Job, int, int], None] | None = None) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """Each job's record as it finishes, up to ``k`` soft-mask explanations in lockstep."""
+    def progress_of(job: Job) -> Callable[..., None] | None:
+        if report is None:
+            return None
+        report(job, 0, 1)
+        return lambda s, n, _loss=0.0: report(job, s, n)
+
+    requests = [(job, job.method, job.image, config.for_method(job.method, job.seed)) for job in jobs]
+    blur = BlurSpec(config.explain.sigma, config.explain.kernel)
+    for job, e in explain_many(model, requests, k, progress_of):
+        yield job, to_record(job, e, _insertion(model, e, config.areas, blur))
 
 
 def run_job(model: BlackBox, job: Job, config: EvalConfig,

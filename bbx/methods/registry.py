@@ -10,7 +10,7 @@ what it spends without a budget, a line for ``--help``. :func:`bbx.explain`, ``b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import OptionError
 
@@ -35,6 +35,10 @@ class Method:
     summary: str
     #: what it spends when no budget is given, in words
     default_budget: str
+    #: for a method whose explanations can run in lockstep (:mod:`bbx.lockstep`): ``stepper(context,
+    #: config)`` makes one in progress with ``probes()``, ``feed(scores)``, ``done`` and ``finish()``
+    #: (:class:`~bbx.methods.soft_mask.SoftMaskRun`); None: it runs one explanation at a time
+    stepper: "Callable[[Context, ExplainConfig], Any] | None" = None
 
     def reads(self) -> frozenset[str]:
         return frozenset((*COMMON, *self.options, *(("seed",) if self.seeded else ())))
