@@ -6,6 +6,7 @@ in its own module and registers itself on the shared app (:mod:`.app`) when impo
 
 from __future__ import annotations
 
+import sys
 import warnings
 from typing import Optional
 
@@ -22,6 +23,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: one line and exit code 2 for bad input, never a traceback."""
     warnings.showwarning = warn_line
     try:
+        argv = evaluate.ray_argv(sys.argv[1:] if argv is None else argv)
         app(args=argv, prog_name="bbx", standalone_mode=False)
     except BbxError as exc:
         fail(str(exc), exc.exit_code)

@@ -52,15 +52,16 @@ def quiet_onnxruntime() -> None:
 def load_model(model: Path, device: str, size: Optional[int], crop_pct: Optional[float], scale: Optional[float],
                mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
                preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int],
-               cuda_option: Optional[list[str]]):
-    """The model a command names, opened with the command line's model options."""
+               cuda_option: Optional[list[str]], threads: Optional[int] = None):
+    """The model a command names, opened with the command line's model options (``threads``:
+    onnxruntime's intra-op threads, for a process that shares the machine, such as a Ray worker)."""
     from ..model import OnnxClassifier
 
     quiet_onnxruntime()
     overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": floats(mean, "mean"),
                  "std": floats(std, "std"), "channel_order": channel_order, "layout": layout}
     return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, output=output,
-                          labels=labels, max_batch=max_batch, cuda_options=key_values(cuda_option or [], "cuda-option"))
+                          labels=labels, max_batch=max_batch, cuda_options=key_values(cuda_option or [], "cuda-option"), threads=threads)
 
 
 def key_values(items: list[str], name: str) -> dict[str, str]:

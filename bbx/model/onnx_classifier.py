@@ -41,6 +41,8 @@ class OnnxClassifier(Classifier):
         CPU, 256 on CUDA (an F-TC step of 128 pairs then goes to the GPU in one batch).
     cuda_options: onnxruntime CUDA provider options over bbx's (``device_id``, ``prefer_nhwc``,
         ``gpu_mem_limit`` ...); bbx's own sessions around the model get the same.
+    threads: onnxruntime's intra-op threads for the model (default: one per physical core); a
+        process that shares the machine with others (a Ray worker per CPU slot) takes its share.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class OnnxClassifier(Classifier):
         labels: str | Path | Sequence[str] | None = None,
         max_batch: int | None = None,
         cuda_options: Mapping[str, Any] | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = Path(path)
         if max_batch is not None and max_batch < 1:
@@ -61,7 +64,7 @@ class OnnxClassifier(Classifier):
         proto = load_graph(self.path)
         self.name = str(self.path)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
-        self.runtime: Runtime = open_runtime(self.path, device, cuda_options)
+        self.runtime: Runtime = open_runtime(self.path, device, cuda_options, threads)
         self.device = self.runtime.device
         self.session = self.runtime.session
 
