@@ -23,7 +23,8 @@ from .errors import OptionError
 from .explain import explain, resolve
 from .explanation import Explanation
 from .methods import Context, Progress
-from .model import BlackBox, Scores
+from .lockstep_graph import DeviceImages
+from .model import BlackBox, OnnxClassifier, Scores
 
 
 class Tally:
@@ -58,17 +59,44 @@ class Tally:
         return out
 
 
-def score_together(model: BlackBox, runs: Sequence[Any]) -> None:
-    """One step of every run: their probes scored in shared calls, each run fed its own scores."""
-    probes = [run.probes() for run in runs]
-    x = np.concatenate([run.query.model_input(p) for run, p in zip(runs, probes)])
-    scores = model.score_tensor(x)
-    start = 0
-    for run, p in zip(runs, probes):
-        n = len(p)
-        run.ctx.model.charge(n)
-        run.feed(Scores(scores.raw[start: start + n], scores.kind))
-        start += n
+class SharedBatches:
+    """Scores every in-flight run's step in shared calls: the images built on the host in the
+    model's input format (:meth:`~bbx.query.MaskQuery.model_input`, concatenated), or, for an ONNX
+    model on CUDA, on the device from the masks (:mod:`bbx.lockstep_graph`).
+
+    ``where``: ``auto`` (the device for a float-input ONNX model on CUDA, else the host),
+    ``host`` or ``device``.
+    """
+
+    def __init__(self, model: BlackBox, where: str = "auto"):
+        if where not in ("auto", "host", "device"):
+            raise OptionError(f"shared batches are built on the host or the device, not {where!r}")
+        floating = np.dtype(model.input.dtype).kind == "f"
+        if where == "device" and not (isinstance(model, OnnxClassifier) and floating):
+            raise OptionError("probes are built on the device for a float-input ONNX model only")
+        if where == "auto":
+            where = "device" if isinstance(model, OnnxClassifier) and model.device == "cuda" and floating else "host"
+        self.model, self.where = model, where
+        self._device = DeviceImages(model) if where == "device" else None
+        self._last: list[Any] = []  # the runs of the last round (held: their identities are not reused)
+
+    def step(self, runs: Sequence[Any]) -> None:
+        """One step of every run: their probes scored together, each run fed its own scores."""
+        probes = [run.probes() for run in runs]
+        if self._device is None:
+            x = np.concatenate([run.query.model_input(p) for run, p in zip(runs, probes)])
+            scores = self.model.score_tensor(x)
+        else:
+            changed = len(runs) != len(self._last) or any(a is not b for a, b in zip(runs, self._last))
+            self._last = list(runs)
+            scores = self._device.score([run.query.parts for run in runs], probes, changed)
+        start = 0
+        for run, p in zip(runs, probes):
+            n = len(p)
+            run.ctx.model.charge(n)
+            run.shared_images = self.where
+            run.feed(Scores(scores.raw[start: start + n], scores.kind))
+            start += n
 
 
 def lockstep_width(model: BlackBox, config: ExplainConfig) -> int:
@@ -82,11 +110,14 @@ Request = tuple[Hashable, str, Any, ExplainConfig]
 
 
 def explain_many(model: BlackBox, requests: Iterable[Request], k: int,
-                 progress: Callable[[Hashable], Progress | None] | None = None) -> Iterator[tuple[Hashable, Explanation]]:
+                 progress: Callable[[Hashable], Progress | None] | None = None,
+                 where: str = "auto") -> Iterator[tuple[Hashable, Explanation]]:
     """Every request's explanation, each yielded as it finishes: up to ``k`` with a stepper in
-    lockstep, the others one at a time. ``progress(key)``: that request's step reporter."""
+    lockstep, the others one at a time. ``progress(key)``: that request's step reporter;
+    ``where``: where shared batches' images are built (:class:`SharedBatches`)."""
     if k < 1:
         raise OptionError(f"lockstep needs at least 1 explanation in flight, not {k}")
+    shared = SharedBatches(model, where) if k > 1 else None
     queue = deque(requests)
     flight: list[tuple[Hashable, Any]] = []
     while queue or flight:
@@ -106,7 +137,7 @@ def explain_many(model: BlackBox, requests: Iterable[Request], k: int,
                 flight.append((key, run))
         if not flight:
             continue
-        score_together(model, [run for _, run in flight])
+        shared.step([run for _, run in flight])
         still = []
         for key, run in flight:
             if run.done:

@@ -122,6 +122,14 @@ class MaskQuery:
             return self.model.scores(self.perturber(masks), n)
         return self.model.score_tensor(self.model_input(masks), n)
 
+    @property
+    def parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """``norm(h(X))`` and ``gain * (X - h(X))``, (C, H, W) float32 in the model's channel order:
+        Q(X; M) in the model's format is ``base + delta * M'`` (not on the reference path)."""
+        if self.query_path == "reference":
+            raise ValueError("the reference path normalises each image: it has no base and delta")
+        return self._base, self._delta
+
     def model_input(self, masks: np.ndarray) -> np.ndarray:
         """The perturbed images of ``(B, h, w)`` masks in the model's own input format (layout, scale,
         dtype), built on the host: what :meth:`~bbx.model.protocol.Classifier.score_tensor` scores.

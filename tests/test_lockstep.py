@@ -16,6 +16,7 @@ from bbx.errors import OptionError
 from bbx.evaluate import EvalConfig, evaluate, record_key
 from bbx.lockstep import Tally, explain_many, lockstep_width
 from bbx.methods import Context, get
+from bbx.model import Scores
 
 BUNDLED = Path(__file__).resolve().parent.parent / "models"
 
@@ -112,3 +113,37 @@ def test_evaluate_in_lockstep_writes_the_lines_of_one_at_a_time(target_model, tm
         assert outcome.queries == model.queries
         runs[k] = {record_key(r): {f: v for f, v in r.items() if f != "seconds"} for r in lines}
     assert runs[1] == runs[None] == runs[3]
+
+
+def test_probes_built_on_the_device_score_as_on_the_host(target_model):
+    from bbx.lockstep import SharedBatches
+    from bbx.lockstep_graph import DeviceImages
+
+    runs = []
+    for seed in range(3):
+        ctx = Context(Tally(target_model), planted.photo(seed), None, "ftc", None)
+        runs.append(get("ftc").stepper(ctx, ExplainConfig(method="ftc", seed=seed, iterations=3, pairs=20)))
+    probes = [run.probes() for run in runs]  # 3 x 40: two calls of 60 at the ceiling of 64
+    host = target_model.score_tensor(np.concatenate([r.query.model_input(p) for r, p in zip(runs, probes)]))
+    before = target_model.queries
+    device = DeviceImages(target_model).score([r.query.parts for r in runs], probes, changed=True)
+    assert target_model.queries - before == 120
+    np.testing.assert_allclose(device.raw, host.raw, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(device.raw[:40], device.raw[40:80])  # each run's own image, not the first's
+
+    shared = SharedBatches(target_model, "device")
+    for run, p in zip(runs, probes):  # finish the round the scorer did not start
+        run.ctx.model.charge(len(p))
+        run.feed(Scores(host.raw[:len(p)], host.kind))
+    while not runs[0].done:
+        shared.step(runs)
+    explanations = [run.finish() for run in runs]
+    assert all(e.queries == 2 + 2 * 20 * 3 and e.config["lockstep_images"] == "device" for e in explanations)
+
+
+def test_device_images_need_a_float_onnx_model(target_model):
+    from bbx.lockstep import SharedBatches
+
+    with pytest.raises(OptionError, match="host or the device"):
+        SharedBatches(target_model, "gpu")
+    assert SharedBatches(target_model).where == "host"  # auto, on the CPU

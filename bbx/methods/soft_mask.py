@@ -63,6 +63,8 @@ class SoftMaskRun:
         self.query = MaskQuery(ctx.model, self.perturber, path, target=self.target)
         self._on_device = (not shared) and self.query.pairs_on_device(self.pairs)
         self.cfg = cfg
+        #: where shared batches' images were built ("host" or "device"), set by who scores them
+        self.shared_images: str | None = None
 
         self.mask = np.ones(shape, dtype=np.float64)
         self.adam = Adam(lr=cfg.lr, beta1=cfg.beta1)
@@ -128,6 +130,8 @@ class SoftMaskRun:
         config = {**asdict(self.cfg), "method": self.loss, "iterations": self.iterations, "pairs": self.pairs,
                   "query_path": self.query.query_path,
                   "probes": "graph" if self._on_device else "host"}  # who formed the antithetic probes
+        if self.shared_images is not None:
+            config["lockstep_images"] = self.shared_images
         return self.ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config,
                                loss_history=self.history)
 
