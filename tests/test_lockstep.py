@@ -147,3 +147,21 @@ def test_device_images_need_a_float_onnx_model(target_model):
     with pytest.raises(OptionError, match="host or the device"):
         SharedBatches(target_model, "gpu")
     assert SharedBatches(target_model).where == "host"  # auto, on the CPU
+
+
+def test_cli_lockstep_flag(target_model, tmp_path):
+    import subprocess
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.rint(planted.photo() * 255).astype(np.uint8)).save(photo)
+    base = ["bbx", "evaluate", str(target_model.path), str(photo), "--methods", "ftc", "--seeds", "2",
+            "--iterations", "3", "--quiet"]
+    bad = subprocess.run([*base, "--lockstep", "0", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.startswith("bbx: error: lockstep needs at least 1")
+    assert len(bad.stderr.splitlines()) == 1
+    for k in ("1", "2"):
+        ok = subprocess.run([*base, "--lockstep", k, "--out", str(tmp_path / k)], capture_output=True, text=True)
+        assert ok.returncode == 0, ok.stderr
+    one, two = ({record_key(r): r["mask"] for r in map(json.loads, (tmp_path / k / "results.jsonl").read_text().splitlines())}
+                for k in ("1", "2"))
+    assert one == two and len(one) == 2
