@@ -6,11 +6,16 @@
 # exported with PyTorch by tools/bench_gpu.py) the same way. A few photos also run one at a time
 # (the fused path), for the speed-up and the masks' difference to lockstep (float tolerance on CUDA).
 #
-# Before it: onnxruntime-gpu's parts in /root/og/ (tools/gpu_parts.sh; one quick call per part but
-# the last), or carried as .ortgpu/p.*. The device tool sends the session's checkout: a helper's
-# worktree goes along as an ignored copy, BBX_TREE (default: this repo's root).
-#   run(carry=[".ortgpu/p.N", ".ortgpu/wt26"], command="BBX_TREE=.ortgpu/wt26 bash .ortgpu/wt26/tools/gpu_lockstep.sh",
-#       timeout_s=420)
+# Before it: onnxruntime-gpu's parts (an xz tar of the wheel, cut to fit a call: tools/gpu_parts.sh)
+# moved to /root/og/ by one quick call per part but the last, which this call carries (BBX_PARTS:
+# the folder holding it, default .ortgpu). The device tool sends the session's checkout: a helper's
+# worktree goes along as an ignored copy (BBX_TREE, default: this checkout), e.g. from the lead's
+# checkout with the parts and a copy of this branch's bbx/ and tools/ in .ortgpu/i26/:
+#   run(carry=[".ortgpu/i26/p.0"], command="mkdir -p /root/og && mv .ortgpu/i26/p.0 /root/og/")  # p.1 .. p.3 alike
+#   run(carry=[".ortgpu/i26/p.4", ".ortgpu/i26/wt26"], timeout_s=420,
+#       command="BBX_PARTS=.ortgpu/i26 BBX_TREE=.ortgpu/i26/wt26 bash .ortgpu/i26/wt26/tools/gpu_lockstep.sh")
+# Sized for about 4-5 minutes of the call (Lite0 and ResNet-18: 256 x 3,202 queries each in
+# lockstep, 4 photos alone, the ceilings); not run yet (issue 26: no machine was lent).
 # Leaves bench_lockstep_gpu.csv and lockstep.log in $OUT.
 set -uo pipefail
 out=${OUT:-/tmp}
@@ -18,7 +23,7 @@ exec > >(tee "$out/lockstep.log") 2>&1
 root=$PWD
 tree=${BBX_TREE:-.}
 mkdir -p /root/og
-mv .ortgpu/p.* /root/og/ 2>/dev/null || true
+mv "${BBX_PARTS:-.ortgpu}"/p.* /root/og/ 2>/dev/null || true
 python3 "$tree/tools/ort_gpu_join.py" /root/og /tmp/site || exit 1
 [ -e "$tree/models" ] || ln -s "$root/models" "$tree/models"  # the bundled model, from the checkout sent
 cd "$tree"
