@@ -13,7 +13,7 @@ Every method (``bbx.methods.names()``) has this one call shape; ``bbx.methods.re
 
 from . import methods
 from .config import ExplainConfig
-from .errors import BbxError, ImageError, ModelError, OptionError
+from .errors import BbxError, ImageError, ModelError, OptionError, OutputError
 from .explain import explain
 from .explanation import Explanation
 from .image import load_rgb
@@ -34,6 +34,7 @@ __all__ = [
     "ModelError",
     "OnnxClassifier",
     "OptionError",
+    "OutputError",
     "PHI",
     "PreprocessSpec",
     "TOP_IOU",

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import OptionError
+from .errors import OutputError
 
 
 _UMASK = os.umask(0o022)
@@ -19,13 +19,13 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
     """Call ``write(fileobj)`` on a temporary file in the same folder, then rename it into place.
 
     The file gets the usual permissions (0666 less the umask, not mkstemp's 0600); a link at
-    ``path`` is replaced, never followed. A failure to write is one line (:class:`OptionError`).
+    ``path`` is replaced, never followed. A failure to write is one line (:class:`OutputError`).
     """
     path = Path(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)
@@ -39,7 +39,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
         except OSError:
             pass
         if isinstance(exc, OSError):
-            raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
     return path
 
@@ -58,7 +58,7 @@ def append_line(path: str | Path, data: Any) -> None:
             fh.flush()
             os.fsync(fh.fileno())
     except OSError as exc:
-        raise OptionError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
@@ -76,7 +76,7 @@ def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
         with open(path, newline="") as fh:
             header = next(csv.reader(fh), [])
         if set(header) != set(fields):
-            raise OptionError(f"{path} has the columns {header}, not {fields}: write to another file")
+            raise OutputError(f"{path} has the columns {header}, not {fields}: write to another file")
         fields = header
     with open(path, "a", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
@@ -89,13 +89,13 @@ def ensure_dir(path: str | Path) -> Path:
     """Create an output folder, or say in one line why it cannot be used."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise OptionError(f"output path {path} exists and is not a folder")
+        raise OutputError(f"output path {path} exists and is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OptionError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
+        raise OutputError(f"cannot create output folder {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise OptionError(f"output folder {path} is not writable")
+        raise OutputError(f"output folder {path} is not writable")
     return path
 
 

@@ -34,3 +34,4 @@ GREEDY_BUDGET = 2000  # greedy's queries when no budget is given
 GREEDY_AREA = 0.10  # share of the image greedy blurs before it stops
 GREEDY_STRIDE = 8
 GREEDY_WINDOW = 16
+EVAL_SEEDS = 3  # bbx evaluate's runs per image of a seeded method

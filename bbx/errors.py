@@ -1,4 +1,4 @@
-"""Errors that bbx reports to the user as one line (exit code 2), never as a traceback."""
+"""Errors that bbx reports to the user as one line, never as a traceback, one class per cause."""
 
 from __future__ import annotations
 
@@ -25,6 +25,10 @@ class ImageError(BbxError):
 
 class OptionError(BbxError):
     """An option has a wrong value (target, budget, method ...)."""
+
+
+class OutputError(BbxError):
+    """The output folder or a file in it cannot be written, or holds work that must not be mixed."""
 
 
 def exit_on_error(main: Callable[[], object], prog: str) -> None:

@@ -116,12 +116,12 @@ class Draw:
 class DirectionStream:
     """Each step's directions (a :class:`Draw`) made one step ahead on a worker thread, iterated in order.
 
-    Drawing 2P x 784 normals (about 1 ms on a small CPU) is host work that would otherwise sit
-    between two device batches; the worker overlaps it with the step before (NumPy's generators
-    and onnxruntime's run both release the GIL), and the first draw with whatever the caller sets
-    up meanwhile (the blur, scoring X). One worker draws in order, so the numbers are those of
-    drawing each step in turn. The worker is shared and stays: starting a thread per explanation
-    cost 0.6 ms.
+    Drawing 2P x 784 normals is host work that would otherwise sit between two device batches;
+    the worker overlaps it with the step before (NumPy's generators and onnxruntime's run both
+    release the GIL), and the first draw with whatever the caller sets up meanwhile (the blur,
+    scoring X). One worker draws in order, so the numbers are those of drawing each step in turn.
+    The worker is shared and stays: a thread per explanation costs more than a step's host work
+    (docs/gpu.md has the figures).
     """
 
     def __init__(self, draw: Callable[[], Any], steps: int):

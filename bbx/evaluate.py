@@ -23,7 +23,8 @@ import numpy as np
 from . import methods as registry
 from ._io import append_line, atomic_write, ensure_dir, write_json
 from .config import ExplainConfig
-from .errors import OptionError
+from .defaults import EVAL_SEEDS
+from .errors import OptionError, OutputError
 from .explain import explain
 from .explanation import Explanation
 from .insertion import AREAS, blur_top
@@ -57,7 +58,7 @@ class EvalConfig:
     """
 
     methods: tuple[str, ...] = field(default_factory=lambda: registry.names())
-    seeds: int = 3
+    seeds: int = EVAL_SEEDS
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     areas: tuple[float, ...] = AREAS  # percent of pixels
 
@@ -325,7 +326,7 @@ def _check_settings(path: Path, settings: dict[str, Any]) -> None:
         if old != settings:
             keys = settings.keys() | (old.keys() if isinstance(old, dict) else set())
             changed = ", ".join(sorted(k for k in keys if not isinstance(old, dict) or old.get(k) != settings.get(k)))
-            raise OptionError(f"{path.parent} holds an evaluation with other settings ({changed}); "
+            raise OutputError(f"{path.parent} holds an evaluation with other settings ({changed}); "
                               f"use another --out or delete {path.parent}")
         return
     write_json(path, settings)
@@ -343,7 +344,7 @@ def _lock(folder: Path) -> Iterator[None]:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise OptionError(f"another bbx evaluate is writing to {folder}") from None
+            raise OutputError(f"another bbx evaluate is writing to {folder}") from None
         try:
             yield
         finally:

@@ -245,7 +245,7 @@ class _Feed:
         binding.bind_cpu_input(names.rows, np.array([self.rows], dtype=np.int64))
 
 
-def _terms(out: np.ndarray, n: int) -> TargetTerms:
+def _target_terms(out: np.ndarray, n: int) -> TargetTerms:
     """The back graph's [B, 4] output (padding included) as the first ``n`` rows' terms, copied:
     ``out`` may be a buffer that the next call writes over."""
     out = out[:n]
@@ -290,7 +290,7 @@ class _OnnxBack:
         binding.bind_ortvalue_input("scores", scores)
         binding.bind_output("terms", "cpu")
         self.session.run_with_iobinding(binding)
-        return _terms(binding.copy_outputs_to_cpu()[0], n)
+        return _target_terms(binding.copy_outputs_to_cpu()[0], n)
 
 
 class _Fused:
@@ -302,7 +302,7 @@ class _Fused:
         self._binding, self._images = _bind_images(self.session, model, base, delta, self.names.front)
         if self.names.k is not None:
             self._binding.bind_cpu_input(self.names.k, np.array([target], dtype=np.int64))
-        self._terms: np.ndarray | None = None  # the terms' output buffer, bound once per call size
+        self._terms_out: np.ndarray | None = None  # the terms' output buffer, bound once per call size
 
     def __call__(self, feed: _Feed, n: int) -> Scores | TargetTerms:
         binding, size = self._binding, feed.rows
@@ -311,10 +311,10 @@ class _Fused:
             binding.bind_output(self.names.out, "cpu")  # afresh: the scores' shape is the model's to say
             self.model.run_binding(self.session, binding, n)
             return self.model.read_scores(binding.copy_outputs_to_cpu()[0], size, n)
-        if self._terms is None or len(self._terms) != size:
+        if self._terms_out is None or len(self._terms_out) != size:
             # [size, 4] written in place by every run: no output to allocate, bind and copy per step
-            self._terms = np.empty((size, 4), np.float64)  # the back graph's terms are float64
-            binding.bind_output(self.names.out, "cpu", 0, self._terms.dtype, list(self._terms.shape),
-                                self._terms.ctypes.data)
+            self._terms_out = np.empty((size, 4), np.float64)  # the back graph's terms are float64
+            binding.bind_output(self.names.out, "cpu", 0, self._terms_out.dtype, list(self._terms_out.shape),
+                                self._terms_out.ctypes.data)
         self.model.run_binding(self.session, binding, n)
-        return _terms(self._terms, n)
+        return _target_terms(self._terms_out, n)

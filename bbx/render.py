@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ._io import atomic_write, ensure_dir, write_json
-from .explanation import Explanation
+
+if TYPE_CHECKING:  # an Explanation saves itself through this module
+    from .explanation import Explanation
 
 #: Inferno sampled at 0, 1/8, ..., 1; the LUT interpolates linearly between these anchors.
 _INFERNO = np.array(
@@ -53,7 +56,7 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = OVERLAY_ALPHA
     return to_uint8((1.0 - h) * img + h * (colorize(heatmap) / 255.0))
 
 
-def save_explanation(e: Explanation, out_dir: Path) -> dict[str, Path]:
+def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
     """Write heatmap.png, overlay.png, perturbed.png, figure.png, mask.npy and report.json."""
     out_dir = ensure_dir(out_dir)
     heat, over, pert = colorize(e.heatmap), overlay(e.image, e.heatmap), to_uint8(e.perturbed)
@@ -68,7 +71,7 @@ def save_explanation(e: Explanation, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def figure(e: Explanation, over: np.ndarray | None = None, pert: np.ndarray | None = None) -> np.ndarray:
+def figure(e: "Explanation", over: np.ndarray | None = None, pert: np.ndarray | None = None) -> np.ndarray:
     """[original | heatmap overlay | perturbed] with a caption under each and a title on top."""
     over = overlay(e.image, e.heatmap) if over is None else over
     pert = to_uint8(e.perturbed) if pert is None else pert

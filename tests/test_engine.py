@@ -498,3 +498,11 @@ def test_bundled_model_seed_reproduces_the_mask_bit_for_bit(lite0):
     a = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11)
     b = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11)
     assert np.array_equal(a.mask, b.mask) and a.mask.min() < 1.0
+
+
+def test_the_readme_explanation_gives_the_readme_figures(lite0):
+    """`bbx explain` with no arguments, as the README shows it (CPU, seed 0, 3,202 queries)."""
+    e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png")
+    assert (e.target_name, e.queries) == ("tiger cat", 3202)
+    assert (round(e.prob_before, 4), round(e.prob_after, 4)) == (0.3834, 0.6344)
+    assert (round(e.phi, 1), round(100 * e.undesirable_ratio, 2)) == (40.7, 2.34)

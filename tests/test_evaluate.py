@@ -18,7 +18,7 @@ from scipy.stats import t as student_t
 
 import planted
 from bbx.methods.cells import cell_map
-from bbx.errors import OptionError
+from bbx.errors import OptionError, OutputError
 from bbx.evaluate import EvalConfig, evaluate, find_images, read_records, record_key
 from bbx.config import ExplainConfig
 from bbx.explain import explain
@@ -124,7 +124,7 @@ def test_one_line_per_job_and_a_rerun_costs_nothing(world, tmp_path):
 
     more = evaluate(again, images, EvalConfig(methods=("ftc", "occlusion", "random"), seeds=3, explain=TINY), tmp_path)
     assert more.ran == 3 * 2  # only the new seed of ftc and random
-    with pytest.raises(OptionError, match="other settings"):
+    with pytest.raises(OutputError, match="other settings"):
         evaluate(again, images, EvalConfig(methods=("ftc",), explain=ExplainConfig(iterations=3, pairs=1)), tmp_path)
 
 

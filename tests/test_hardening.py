@@ -47,7 +47,7 @@ from onnx import TensorProto, helper, numpy_helper
 from PIL import Image
 
 import onnx_builders as ob
-from bbx.errors import BbxError, ModelError, OptionError
+from bbx.errors import BbxError, ModelError, OutputError
 from bbx.image import MAX_PIXELS
 
 _EXE = Path(sys.executable).with_name("bbx")
@@ -819,7 +819,7 @@ def test_csv_rows_follow_the_header_or_are_refused(tmp_path):
     append_csv_row(path, {"model": "a", "ratio": 0.9})
     append_csv_row(path, {"ratio": 0.8, "model": "b"})
     assert path.read_text().splitlines() == ["model,ratio", "a,0.9", "b,0.8"]
-    with pytest.raises(OptionError, match="has the columns"):
+    with pytest.raises(OutputError, match="has the columns"):
         append_csv_row(path, {"model": "c", "seconds": 1})
     assert path.read_text().splitlines() == ["model,ratio", "a,0.9", "b,0.8"]
 

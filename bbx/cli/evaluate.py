@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from .. import methods as registry
+from ..defaults import EVAL_SEEDS
 from ..errors import OptionError
 from ..evaluate import EvalConfig, Job, find_images
 from ..evaluate import evaluate as run_evaluate
@@ -26,7 +27,8 @@ def evaluate(
     paths: list[str] = typer.Argument(..., help="images, folders (their images, recursively) or quoted globs"),
     methods: Optional[str] = typer.Option(None, help="comma list of methods (default: every registered one: "
                                           f"{','.join(registry.names())})"),
-    seeds: int = typer.Option(3, help="runs per image of each seeded method (the others run once)"),
+    seeds: Optional[int] = typer.Option(None, help=f"runs per image of each seeded method (default {EVAL_SEEDS}; "
+                                        "the others run once)"),
     budget: Optional[int] = typer.Option(None, help="at most this many queries per explanation (default: each "
                                          "method's own)"),
     iterations: Optional[int] = typer.Option(None, help="optimizer steps (default: explain's)"),
@@ -49,7 +51,8 @@ def evaluate(
     names = registry.names() if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
-    config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain)).validate()
+    config = EvalConfig(methods=names, explain=ExplainConfig(**explain),
+                        **({} if seeds is None else {"seeds": seeds})).validate()
     images = find_images(paths, limit)
     m = load_model(model, **model_opts)
     with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:

@@ -63,17 +63,9 @@ class BlackBox(Protocol):
 
 class Classifier:
     """:class:`BlackBox` for any model whose conventions are set: subclasses set the attributes
-    the protocol lists and implement :meth:`run_batch` and :meth:`identity`."""
+    the protocol lists (:class:`BlackBox`'s annotations) and implement :meth:`run_batch` and
+    :meth:`identity`."""
 
-    name: str
-    input: InputInfo
-    output: OutputInfo
-    spec: pp.PreprocessSpec
-    spec_sources: dict[str, str]
-    labels: list[str]
-    labels_source: str
-    device: str
-    max_batch: int
     queries: int = 0
 
     # -- what a subclass supplies ---------------------------------------------------------------
