@@ -1,7 +1,8 @@
 """``bbx evaluate``: every method on every image, one JSON line each, resumable.
 
 A job is (image, method, seed). Each finished job is appended to ``results.jsonl`` as one
-synced line (:func:`bbx._io.append_line`), so a killed run loses at most the job in flight; a
+synced line (:func:`bbx._io.append_line`) when it finishes, so a killed run loses at most the jobs in
+flight (K in lockstep: :mod:`bbx.lockstep`; the photos on Ray workers: :mod:`bbx.ray_engine`); a
 rerun reads the file, drops a torn last line and runs only what is missing. ``settings.json``
 pins what changes the numbers (the model, explain settings, areas): resuming with
 other settings would mix incomparable results, so it is refused. The tables are computed
@@ -11,9 +12,7 @@ from the lines alone (:mod:`bbx.summary`).
 from __future__ import annotations
 
 import glob
-import json
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -21,10 +20,10 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from . import methods as registry
-from ._io import append_line, atomic_write, ensure_dir, write_json
+from ._io import append_line, ensure_dir
 from .config import ExplainConfig
 from .defaults import EVAL_SEEDS
-from .errors import OptionError, OutputError
+from .errors import OptionError
 from .explain import explain
 from .explanation import Explanation
 from .insertion import AREAS, blur_top
@@ -33,9 +32,9 @@ from .methods.soft_mask import SHAREABLE_PATHS
 from .metrics import phi
 from .model import BlackBox
 from .perturb import BlurSpec, Perturber
+from .results_file import RESULTS, SETTINGS, check_settings, lock, read_records, record_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-RESULTS, SETTINGS = "results.jsonl", "settings.json"
 
 
 @dataclass(frozen=True)
@@ -158,37 +157,6 @@ def find_images(specs: Sequence[str | Path], limit: int | None = None) -> list[P
     return unique
 
 
-def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """The file's records; unreadable lines (a torn last line after a kill) are dropped from it.
-
-    Rewriting the file (atomically) matters: appending after a torn line without a newline
-    would glue the next record onto it.
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    raw = path.read_bytes()
-    records, bad = [], 0
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-            if not isinstance(rec, dict) or not {"image", "method", "seed"} <= rec.keys():
-                raise ValueError("not a record")
-            records.append(rec)
-        except ValueError:
-            bad += 1
-    if bad or (raw and not raw.endswith(b"\n")):
-        keep = "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records)
-        atomic_write(path, lambda fh: fh.write(keep), mode="w")
-    return records
-
-
-def record_key(rec: dict[str, Any]) -> tuple[str, str, int]:
-    return rec["image"], rec["method"], int(rec["seed"])
-
-
 def evaluate(
     model: BlackBox,
     images: Sequence[str | Path],
@@ -230,8 +198,8 @@ def run_ledger(model: BlackBox, images: Sequence[str | Path], config: EvalConfig
                       RuntimeWarning, stacklevel=3)
     out = ensure_dir(out)
     images = [str(Path(p).resolve()) for p in images]
-    with _lock(out):
-        _check_settings(out / SETTINGS, config.settings(model))
+    with lock(out):
+        check_settings(out / SETTINGS, config.settings(model))
         path = out / RESULTS
         have = {record_key(r): r for r in read_records(path)}
         jobs = config.jobs(images)
@@ -315,40 +283,6 @@ def _insertion(model: BlackBox, e: Explanation, areas: Sequence[float], spec: Bl
     """Top-1 probability after blurring the top a% of the heatmap, for each area a."""
     probs = blur_top(model, Perturber(e.image, blur_spec=spec), e.heatmap, [a / 100 for a in areas], e.top1)
     return dict(zip(areas, probs))
-
-
-def _check_settings(path: Path, settings: dict[str, Any]) -> None:
-    if path.exists():
-        try:
-            old = json.loads(path.read_text())
-        except ValueError:
-            old = None
-        if old != settings:
-            keys = settings.keys() | (old.keys() if isinstance(old, dict) else set())
-            changed = ", ".join(sorted(k for k in keys if not isinstance(old, dict) or old.get(k) != settings.get(k)))
-            raise OutputError(f"{path.parent} holds an evaluation with other settings ({changed}); "
-                              f"use another --out or delete {path.parent}")
-        return
-    write_json(path, settings)
-
-
-@contextmanager
-def _lock(folder: Path) -> Iterator[None]:
-    """One writer per output folder; the OS drops the lock when its holder dies, even by SIGKILL."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    with open(folder / ".lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise OutputError(f"another bbx evaluate is writing to {folder}") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _is_image(path: Path) -> bool:
