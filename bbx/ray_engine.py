@@ -59,6 +59,7 @@ def evaluate_on_ray(model: BlackBox, open_model: Callable[[], BlackBox], images:
     def engine(todo: list[Job], report: Callable[[Job, int, int], None]) -> Iterator[tuple[Job, dict[str, Any]]]:
         if not todo:
             return
+        _reachable(address)
         started_here = not ray.is_initialized()
         if started_here:
             try:
@@ -111,6 +112,23 @@ def bbx_photo(token: str, open_model: Callable[[], BlackBox], config: EvalConfig
         _MODELS.clear()  # an earlier evaluation's model
         _MODELS[token] = open_model()
     return list(run_jobs(_MODELS[token], jobs, config, k))
+
+
+def _reachable(address: str | None, seconds: float = 5.0) -> None:
+    """An address ``host:port`` (or ``ray://host:port``) that nothing answers on is one line now:
+    Ray itself would keep trying to connect for minutes."""
+    import re
+    import socket
+
+    found = re.fullmatch(r"(?:ray://)?\[?([\w.\-:]+?)\]?:(\d+)", address or "")
+    if found is None:  # None, "auto", "local": Ray finds or starts the cluster itself
+        return
+    host, port = found.group(1), int(found.group(2))
+    try:
+        with socket.create_connection((host, port), timeout=seconds):
+            pass
+    except OSError as exc:
+        raise OptionError(f"cannot reach the Ray cluster at {address}: {exc.strerror or exc}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -127,3 +127,17 @@ def test_without_ray_the_flag_is_one_line(world, tmp_path, monkeypatch, capsys):
 ])
 def test_ray_takes_an_optional_address(args, want):
     assert ray_argv(args) == want
+
+
+def test_an_address_nothing_answers_on_is_one_line(world, tmp_path, capsys):
+    pytest.importorskip("ray")
+    import socket
+
+    with socket.socket() as free:  # a port nobody listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(world["model"]), str(world["images"]), "--methods", "random", "--out",
+              str(tmp_path / "o"), "--ray", f"127.0.0.1:{port}", "--quiet"])
+    err = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and err[-1].startswith(f"bbx: error: cannot reach the Ray cluster at 127.0.0.1:{port}")
