@@ -9,7 +9,12 @@ confidence in a target class, by querying the model only (no gradients, no frame
     >>> e.prob_before, e.prob_after, e.queries
 
 Every method (``bbx.methods.names()``) has this one call shape; ``bbx.methods.register`` adds one.
+Progress: ``explain(..., progress=callback)`` calls ``callback(step, total, loss)`` after each step;
+the ``bbx`` logger says one line per explanation (INFO), its notes (WARNING: found nothing, made the
+target worse, constant model) and each step (DEBUG). It prints nothing until logging is configured.
 """
+
+import logging
 
 from . import methods
 from .config import ExplainConfig
@@ -22,6 +27,8 @@ from .model import BlackBox, OnnxClassifier
 from .preprocess import PreprocessSpec
 
 __version__ = "0.1.0"
+
+logging.getLogger("bbx").addHandler(logging.NullHandler())  # a library's logger: silent unless configured
 
 __all__ = [
     "BbxError",

@@ -14,7 +14,11 @@ import numpy as np
 
 from . import defaults as d
 from .errors import OptionError
-from .estimate import ESTIMATORS
+from .estimate import ESTIMATORS as RANDOM_ESTIMATORS
+
+#: nes and spsa estimate the gradient everywhere (bbx.estimate); active screens, then descends on
+#: the few elements that can move, checking every step (bbx.active)
+ESTIMATORS = ("active", *RANDOM_ESTIMATORS)
 
 QUERY_PATHS = ("auto", "onnx", "device", "fused", "numpy", "reference")
 
@@ -101,6 +105,9 @@ class ExplainConfig:
              f"patch, stride and window must be at least 1 pixel, not {self.patch}, {self.stride}, {self.window}"),
             (0 < self.area <= 1, f"area must be a fraction in (0, 1], not {self.area}"),
         ]
+        if self.estimator == "active":  # it spends a budget on checked steps: no pairs, no direction grid
+            checks += [(self.pairs is None, "--pairs is for the nes and spsa estimators; active spends the budget"),
+                       (self.resolution is None, "the active estimator has no direction grid (resolution)")]
         bad = [msg for ok, msg in checks if not ok]
         if bad:
             raise OptionError("; ".join(bad))

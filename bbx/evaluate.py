@@ -26,7 +26,7 @@ from .defaults import EVAL_SEEDS
 from .errors import OptionError
 from .explain import explain
 from .explanation import Explanation
-from .insertion import AREAS, blur_top
+from .insertion import AREAS, blur_top_probs
 from .lockstep import explain_many, lockstep_width
 from .methods.soft_mask import SHAREABLE_PATHS
 from .metrics import phi
@@ -35,6 +35,7 @@ from .perturb import BlurSpec, Perturber
 from .results_file import RESULTS, SETTINGS, check_settings, lock, read_records, record_key
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+LOSS_POINTS = 21  # the loss history a record keeps, evenly thinned: enough to see its trend
 
 
 @dataclass(frozen=True)
@@ -237,20 +238,28 @@ def run_jobs(model: BlackBox, jobs: Sequence[Job], config: EvalConfig, k: int,
         return lambda s, n, _loss=0.0: report(job, s, n)
 
     requests = [(job, job.method, job.image, config.for_method(job.method, job.seed)) for job in jobs]
-    blur = BlurSpec(config.explain.sigma, config.explain.kernel)
     for job, e in explain_many(model, requests, k, progress_of):
-        yield job, to_record(job, e, _insertion(model, e, config.areas, blur))
+        yield job, measured(model, job, e, config)
 
 
 def run_job(model: BlackBox, job: Job, config: EvalConfig,
             step: Callable[..., None] | None = None) -> dict[str, Any]:
     """One method on one image with one seed, then its blur-insertion curve: one JSON record."""
+    return measured(model, job, explain(model, job.image, config=config.for_method(job.method, job.seed),
+                                        progress=step), config)
+
+
+def measured(model: BlackBox, job: Job, e: Explanation, config: EvalConfig) -> dict[str, Any]:
+    """The job's record: its explanation and its blur-insertion curve (one query per area)."""
     cfg = config.explain
-    e = explain(model, job.image, config=config.for_method(job.method, job.seed), progress=step)
-    return to_record(job, e, _insertion(model, e, config.areas, BlurSpec(cfg.sigma, cfg.kernel)))
+    probs = blur_top_probs(model, Perturber(e.image, blur_spec=BlurSpec(cfg.sigma, cfg.kernel)), e.heatmap,
+                           [a / 100 for a in config.areas])
+    return to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
+                     top1_at_area=[int(k) for k in probs.argmax(axis=1)])
 
 
-def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> dict[str, Any]:
+def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float],
+              top1_at_area: Sequence[int] | None = None) -> dict[str, Any]:
     """The JSON line: enough to recompute every table (masks rounded to 1e-4)."""
     return {
         "image": job.image,
@@ -274,15 +283,27 @@ def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float]) -> di
         "prob_at_area": list(probs_at_area.values()),
         "phi_at_area": [phi(e.top1_prob_before, p) for p in probs_at_area.values()],
         "insertion_queries": len(probs_at_area),
+        **({} if top1_at_area is None else {"top1_at_area": list(top1_at_area)}),  # which class wins after the blur
+        "loss_trend": thin(e.loss_history, LOSS_POINTS),
         "input_size": list(e.heatmap.shape),
         "mask": np.round(np.asarray(e.mask, dtype=np.float64), 4).tolist(),
+        **convergence_fields(e.convergence),
     }
 
 
-def _insertion(model: BlackBox, e: Explanation, areas: Sequence[float], spec: BlurSpec) -> dict[float, float]:
-    """Top-1 probability after blurring the top a% of the heatmap, for each area a."""
-    probs = blur_top(model, Perturber(e.image, blur_spec=spec), e.heatmap, [a / 100 for a in areas], e.top1)
-    return dict(zip(areas, probs))
+def convergence_fields(c: dict[str, Any]) -> dict[str, Any]:
+    """The record's convergence columns (None for methods that optimise no objective)."""
+    keys = ("objective_at_ones", "objective_final", "converged", "noise")
+    return {k: c.get(k) for k in keys}
+
+
+def thin(values: Sequence[float], points: int) -> list[float]:
+    """At most ``points`` evenly spaced values, the first and the last included (rounded to 6 digits)."""
+    if len(values) <= points:
+        picked = list(values)
+    else:
+        picked = [values[i] for i in np.linspace(0, len(values) - 1, points).round().astype(int)]
+    return [round(float(v), 6) for v in picked]
 
 
 def _is_image(path: Path) -> bool:

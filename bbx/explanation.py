@@ -38,14 +38,34 @@ class Explanation:
     config: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     source: str = ""
+    #: whether an optimised mask converged (bbx.convergence.Convergence.summary()); empty for searches
+    convergence: dict[str, Any] = field(default_factory=dict)
     device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
+    #: one line for each way it found nothing (:mod:`bbx.findings`): empty mask, worse target, constant model
+    notes: list[str] = field(default_factory=list)
+    #: the photo as loaded (h, w, 3) uint8, None when the image came at the model's size
+    photo: np.ndarray | None = None
+    #: what reproduces it: preprocessing with sources, model hash, versions, time (:mod:`bbx.provenance`)
+    provenance: dict[str, Any] = field(default_factory=dict)
+    #: where the model's input sits on the photo (:func:`bbx.preprocess.geometry`), None without a photo
+    geometry: Any = None
+
+    @property
+    def phi_text(self) -> str:
+        """φ as a person reads it (:func:`bbx.findings.phi_text`)."""
+        from .findings import phi_text
+
+        return phi_text(self.top1_prob_before, self.top1_prob_after)
 
     @classmethod
     def build(cls, model: Any, *, image: np.ndarray, source: str, mask: np.ndarray, heatmap: np.ndarray,
               perturbed: np.ndarray, target: int, probs_before: np.ndarray, probs_after: np.ndarray,
               queries: int, seconds: float, config: dict[str, Any],
-              loss_history: list[float] | None = None) -> "Explanation":
+              loss_history: list[float] | None = None, photo: np.ndarray | None = None,
+              provenance: dict[str, Any] | None = None, geometry: Any = None,
+              convergence: dict[str, Any] | None = None) -> "Explanation":
         """Fill every derived field (names, top-1, φ, undesirable ratio) the same way for every method."""
+        from .findings import notes
         from .metrics import phi, undesirable_ratio
 
         p0, p1, k = probs_before, probs_after, target
@@ -58,11 +78,26 @@ class Explanation:
             phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
             queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
             model=model.name, source=source, device=getattr(model, "device", ""),
+            notes=notes(mask, float(p0[k]), float(p1[k]), getattr(model.output, "constant", None)),
+            photo=photo, provenance=dict(provenance or {}), geometry=geometry,
+            convergence=dict(convergence or {}),
         )
+
+    def on_photo(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The heatmap 1 - M' and the mask M' brought back onto the photo at its own size (h, w); the
+        photo's pixels that the model never saw (cropped away) have heatmap 0 and mask 1. None when
+        the image came at the model's size and there is no photo."""
+        if self.photo is None or self.geometry is None:
+            return None
+        from .preprocess import to_photo
+
+        heat = np.asarray(self.heatmap, dtype=np.float32)
+        return to_photo(heat, self.geometry, fill=0.0), to_photo(1.0 - heat, self.geometry, fill=1.0)
 
     def summary(self) -> dict[str, Any]:
         """Everything but the arrays: the JSON report."""
         return {
+            **self.provenance,
             "model": self.model,
             "image": self.source,
             "target": self.target,
@@ -74,14 +109,25 @@ class Explanation:
             "top1_prob_before": self.top1_prob_before,
             "top1_prob_after": self.top1_prob_after,
             "phi": self.phi,
+            "phi_text": self.phi_text,
+            "notes": list(self.notes),
             "undesirable_ratio": self.undesirable_ratio,
             "queries": self.queries,
             "seconds": self.seconds,
             "device": self.device,
+            "photo_size": None if self.photo is None else list(self.photo.shape[:2]),
+            "input_size": list(np.shape(self.heatmap)[:2]),
             "config": self.config,
+            "convergence": self.convergence,
             "loss_history": self.loss_history,
             "mask": np.round(self.mask, 6).tolist(),
         }
+
+    def _repr_png_(self) -> bytes:
+        """The side-by-side figure (photo, heatmap overlay, perturbed photo): what a notebook shows."""
+        from .render import figure_png
+
+        return figure_png(self)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write heatmap, overlay, perturbed image, side-by-side figure, mask and JSON report."""

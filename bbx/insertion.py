@@ -41,9 +41,21 @@ def blur_top(
     (:func:`bbx.metrics.top_mask`): where a heatmap marks fewer pixels than asked, the rest of
     the area is unmarked pixels from the top of the image.
     """
+    return [float(p) for p in blur_top_probs(model, source, heatmap, fractions, blur_spec)[:, cls]]
+
+
+def blur_top_probs(
+    model: OnnxClassifier,
+    source: Perturber | np.ndarray,
+    heatmap: np.ndarray,
+    fractions: Sequence[float],
+    blur_spec: BlurSpec = BlurSpec(),
+) -> np.ndarray:
+    """Every class's probability ``(len(fractions), classes)`` after blurring the top ``fraction``
+    of ``heatmap``, as :func:`blur_top` scores them (one query per fraction): which class wins
+    after the blur, too."""
     pert = source if isinstance(source, Perturber) else Perturber(np.asarray(source), blur_spec=blur_spec)
     if not len(fractions):
-        return []
+        return np.zeros((0, len(model.labels)))
     masks = np.stack([top_mask(heatmap, f) for f in fractions])
-    probs = model.scores(hard_blur(pert, masks)).probs[:, cls]
-    return [float(p) for p in probs]
+    return model.scores(hard_blur(pert, masks)).probs

@@ -125,7 +125,7 @@ def explain_many(model: BlackBox, requests: Iterable[Request], k: int,
             key, method, image, cfg = queue.popleft()
             spec = registry.get(method)
             report = progress(key) if progress is not None else None
-            if k == 1 or spec.stepper is None:  # alone, with the method's own query path
+            if k == 1 or spec.stepper is None or not spec.stepper.accepts(cfg):  # alone, on its own query path
                 yield key, explain(model, image, config=cfg, method=spec.name, progress=report)
                 continue
             cfg = resolve(spec.name, cfg, {})

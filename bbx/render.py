@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ._io import atomic_write, ensure_dir, write_json
+from .findings import phi_readable
 
 if TYPE_CHECKING:  # an Explanation saves itself through this module
     from .explanation import Explanation
@@ -36,6 +37,9 @@ LUT = np.stack(
 OVERLAY_ALPHA = 0.7
 PANEL_MIN = 256  # smallest side of a figure panel, in pixels
 MARGIN, GAP = 16, 6
+#: every file an explanation may write (an output folder holding one of them is not overwritten in silence)
+OUTPUT_NAMES = ("report.json", "heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy",
+                "photo_heatmap.png", "photo_overlay.png", "photo_mask.npy", "index.html", "photo.png")
 
 
 def to_uint8(img01: np.ndarray) -> np.ndarray:
@@ -57,7 +61,9 @@ def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = OVERLAY_ALPHA
 
 
 def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
-    """Write heatmap.png, overlay.png, perturbed.png, figure.png, mask.npy and report.json."""
+    """Write heatmap.png, overlay.png, perturbed.png, figure.png, mask.npy (at the model's input size;
+    the mask at its own resolution), with a photo also photo_heatmap.png, photo_overlay.png and
+    photo_mask.npy (M' on the photo at its own size), and report.json last."""
     out_dir = ensure_dir(out_dir)
     heat, over, pert = colorize(e.heatmap), overlay(e.image, e.heatmap), to_uint8(e.perturbed)
     paths = {
@@ -66,8 +72,14 @@ def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
         "perturbed": _save_png(out_dir / "perturbed.png", pert),
         "figure": _save_png(out_dir / "figure.png", figure(e, over, pert)),
         "mask": atomic_write(out_dir / "mask.npy", lambda fh: np.save(fh, np.asarray(e.mask))),
-        "report": write_json(out_dir / "report.json", e.summary()),
     }
+    back = e.on_photo()
+    if back is not None:  # the same maps on the user's photo, at its own size
+        heat_photo, mask_photo = back
+        paths["photo_heatmap"] = _save_png(out_dir / "photo_heatmap.png", colorize(heat_photo))
+        paths["photo_overlay"] = _save_png(out_dir / "photo_overlay.png", overlay(e.photo / 255.0, heat_photo))
+        paths["photo_mask"] = atomic_write(out_dir / "photo_mask.npy", lambda fh: np.save(fh, mask_photo))
+    paths["report"] = write_json(out_dir / "report.json", e.summary())  # last: a report means a whole set
     return paths
 
 
@@ -82,7 +94,7 @@ def figure(e: "Explanation", over: np.ndarray | None = None, pert: np.ndarray | 
     captions = [  # (text that may be shortened, tail that is always shown)
         (e.target_name, f": {100 * e.prob_before:.1f}%"),
         ("undesirable pixels", f" {100 * e.undesirable_ratio:.1f}%"),
-        (e.target_name, f": {100 * e.prob_after:.1f}%" + (f" (phi {e.phi:.1f})" if e.target == e.top1 else "")),
+        (e.target_name, f": {100 * e.prob_after:.1f}%" + (f" (phi {e.phi:.1f})" if e.target == e.top1 and phi_readable(e.top1_prob_before) else "")),
     ]
     title = (f"{e.config.get('method', '?')} · target {e.target_name}", f" · {e.queries} queries")
 
@@ -101,10 +113,20 @@ def figure(e: "Explanation", over: np.ndarray | None = None, pert: np.ndarray | 
     return np.asarray(canvas)
 
 
-def _save_png(path: Path, arr: np.ndarray) -> Path:
+def figure_png(e: Explanation) -> bytes:
+    """:func:`figure` as PNG bytes."""
+    return _png(figure(e))
+
+
+def _png(arr: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-    return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
+    return buf.getvalue()
+
+
+def _save_png(path: Path, arr: np.ndarray) -> Path:
+    data = _png(arr)
+    return atomic_write(path, lambda fh: fh.write(data))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -20,6 +20,8 @@ import numpy as np
 
 from . import methods as registry
 from ._io import atomic_write
+from .defaults import PHI_MIN_RESIDUAL
+from .findings import phi_readable
 from .metrics import mask_correlation, mean_ci, top_iou
 from .perturb import upsample
 
@@ -38,6 +40,8 @@ class Row:
     runs: int
     phi: float  # mean over images of the seed-mean φ (Eq. 8), operating point
     phi_ci: float  # half-width of the 95% t-interval over images
+    unstable: int  # images left out of φ: top-1 residual 1 - p below PHI_MIN_RESIDUAL (φ measures noise)
+    delta_p: float  # mean over images of the top-1 probability's change, percentage points (every image)
     undesirable: float  # percent of pixels above 0.6: the operating point's area
     correlation: float  # mean pairwise Pearson r of the masks across seeds
     top_iou: float  # mean pairwise IoU of the top 5% (marked) pixels across seeds
@@ -45,6 +49,8 @@ class Row:
     seconds: float  # per run, the method's own
     phi_at_area: tuple[float, ...]  # blur-insertion curve
     below_reference: tuple[bool, ...]  # φ at that area under occlusion's, on the images both have
+    converged: float = float("nan")  # share of runs whose objective converged (bbx.convergence); nan: none report it
+    objective_gain: float = float("nan")  # mean J(1) - J(M) over runs that report it: > 0 = below M = 1
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,8 @@ def _rows(recs: list[dict[str, Any]], areas: tuple[float, ...]) -> list[Row]:
     groups: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in recs:
         groups[r["method"]][r["image"]].append(r)
-    curves = {m: {img: np.mean([r["phi_at_area"] for r in runs], axis=0) for img, runs in by_img.items()}
+    curves = {m: {img: np.mean([r["phi_at_area"] for r in runs], axis=0) for img, runs in by_img.items()
+                  if _stable(runs)}
               for m, by_img in groups.items()}
     order = registry.names()  # the registry's order; methods no longer registered last
     methods = sorted(groups, key=lambda m: (order.index(m) if m in order else len(order), m))
@@ -102,7 +109,10 @@ def _rows(recs: list[dict[str, Any]], areas: tuple[float, ...]) -> list[Row]:
 def _row(method: str, by_image: dict[str, list[dict[str, Any]]], curve: dict[str, np.ndarray],
          reference: dict[str, np.ndarray] | None, areas: tuple[float, ...]) -> Row:
     runs = [r for rs in by_image.values() for r in rs]
-    phi, ci = mean_ci([np.mean([r["phi"] for r in rs]) for rs in by_image.values()])
+    stable = [rs for rs in by_image.values() if _stable(rs)]
+    phi, ci = mean_ci([np.mean([r["phi"] for r in rs]) for rs in stable])
+    deltas = [np.mean([r["top1_prob_after"] - r["top1_prob_before"] for r in rs]) for rs in by_image.values()
+              if all("top1_prob_after" in r for r in rs)]
     multi = [rs for rs in by_image.values() if len(rs) >= 2]
     below: tuple[bool, ...] = (False,) * len(areas)
     if reference:
@@ -117,14 +127,25 @@ def _row(method: str, by_image: dict[str, list[dict[str, Any]]], curve: dict[str
         runs=len(runs),
         phi=phi,
         phi_ci=ci,
+        unstable=len(by_image) - len(stable),
+        delta_p=100 * float(np.mean(deltas)) if deltas else float("nan"),
         undesirable=100 * float(np.mean([np.mean([r["undesirable_ratio"] for r in rs]) for rs in by_image.values()])),
         correlation=_nanmean([mask_correlation([np.asarray(r["mask"]) for r in rs]) for rs in multi]),
         top_iou=_nanmean([top_iou([_heatmap(r) for r in rs]) for rs in multi]),
         queries=float(np.mean([r["queries"] for r in runs])),
         seconds=float(np.mean([r["seconds"] for r in runs])),
-        phi_at_area=tuple(float(v) for v in np.mean(list(curve.values()), axis=0)) if areas else (),
+        phi_at_area=(tuple(float(v) for v in np.mean(list(curve.values()), axis=0)) if curve
+                     else (float("nan"),) * len(areas)),
         below_reference=below,
+        converged=_nanmean([float(r["converged"]) for r in runs if r.get("converged") is not None]),
+        objective_gain=_nanmean([r["objective_at_ones"] - r["objective_final"] for r in runs
+                                 if r.get("objective_final") is not None]),
     )
+
+
+def _stable(runs: list[dict[str, Any]]) -> bool:
+    """Whether an image's φ can be read: its top-1 residual 1 - p is not below PHI_MIN_RESIDUAL."""
+    return phi_readable(runs[0]["top1_prob_before"])
 
 
 def _heatmap(rec: dict[str, Any]) -> np.ndarray:
@@ -148,15 +169,18 @@ def _area(a: float) -> str:
 
 
 def _md_table(rows: list[Row], areas: tuple[float, ...], first: tuple[str, str] | None = None) -> list[str]:
-    head = ["method", "images", "runs", "φ (Eq. 8) ± 95% CI", "undesirable %", "r seeds", "IoU top 5%",
-            "queries/run", "s/run", *[f"φ@{_area(a)}" for a in areas]]
+    head = ["method", "images", "runs", "φ (Eq. 8) ± 95% CI", "φ left out", "Δp top-1 (pp)", "undesirable %", "r seeds", "IoU top 5%",
+            "queries/run", "s/run", "converged", "J(1) − J", *[f"φ@{_area(a)}" for a in areas]]
     if first:
         head.insert(0, first[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     for r in rows:
         ci = "" if not math.isfinite(r.phi_ci) else f" ± {r.phi_ci:.1f}"
-        cells = [r.method, str(r.images), str(r.runs), _f(r.phi, ".1f") + ci, _f(r.undesirable, ".2f"),
+        cells = [r.method, str(r.images), str(r.runs), _f(r.phi, ".1f") + ci, str(r.unstable),
+                 _f(r.delta_p, "+.2f"), _f(r.undesirable, ".2f"),
                  _f(r.correlation, ".2f"), _f(r.top_iou, ".2f"), _f(r.queries, ".0f"), _f(r.seconds, ".2f"),
+                 _f(100 * r.converged, ".0f") + ("%" if math.isfinite(r.converged) else ""),
+                 _f(r.objective_gain, ".4f"),
                  *[_f(v, ".1f") + (f" {BELOW}" if low else "") for v, low in zip(r.phi_at_area, r.below_reference)]]
         if first:
             cells.insert(0, first[1])
@@ -178,11 +202,17 @@ def to_markdown(s: Summary) -> str:
         "φ and undesirable % are each method's own operating point: φ (Eq. 8, top-1 class of the "
         "original) of its own perturbed image, whose area is the share of pixels with heatmap > 0.6. "
         "Means are over images (the seeds of an image averaged first); ± is the 95% Student-t "
-        "interval over images. r seeds: mean pairwise Pearson r of the masks across seeds; IoU top 5%: "
+        "interval over images. φ divides by the top-1 residual 1 - p: the images where it is below "
+        f"{PHI_MIN_RESIDUAL:g} (the model already sure) are left out of φ and φ@a% (column φ left out), where "
+        "it would measure noise; Δp top-1 is the mean change of the top-1 probability in percentage "
+        "points over every image. r seeds: mean pairwise Pearson r of the masks across seeds; IoU top 5%: "
         "mean pairwise IoU of the top 5% heatmap pixels that are marked (> 0). queries and s per run "
         "are the method's own (the insertion curve adds one query per area). "
         f"φ@a%: φ after blurring, hard, the top a% pixels of the heatmap; {BELOW} = below "
-        f"{REFERENCE} at that area (on the images both have).",
+        f"{REFERENCE} at that area (on the images both have). converged: share of runs whose "
+        "objective stopped improving below its value at M = 1 (bbx.convergence); J(1) − J: mean drop of "
+        "the objective from M = 1 (positive = the mask is better than no mask); – for methods that "
+        "optimise no objective.",
         "",
     ]
     if len(s.devices) > 1:
@@ -196,15 +226,18 @@ def to_markdown(s: Summary) -> str:
 def to_csv(s: Summary) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["section", "method", "images", "runs", "phi", "phi_ci95", "undesirable_pct", "seed_correlation",
+    w.writerow(["section", "method", "images", "runs", "phi", "phi_ci95", "phi_left_out", "delta_p_top1_pp",
+                "undesirable_pct", "seed_correlation",
                 "top5_iou", "queries", "seconds", *[f"phi_at_{a:g}pct" for a in s.areas],
-                f"below_{REFERENCE}_at_pct"])
+                f"below_{REFERENCE}_at_pct", "converged_share", "objective_gain"])
     sections = [("overall", s.overall)] + [(f"p_top1 {label}", rows) for label, rows in s.by_confidence]
     for name, rows in sections:
         for r in rows:
-            w.writerow([name, r.method, r.images, r.runs, *map(_num, (r.phi, r.phi_ci, r.undesirable, r.correlation,
+            w.writerow([name, r.method, r.images, r.runs, _num(r.phi), _num(r.phi_ci), r.unstable, _num(r.delta_p),
+                        *map(_num, (r.undesirable, r.correlation,
                         r.top_iou, r.queries, r.seconds, *r.phi_at_area)),
-                        ";".join(f"{a:g}" for a, low in zip(s.areas, r.below_reference) if low)])
+                        ";".join(f"{a:g}" for a, low in zip(s.areas, r.below_reference) if low),
+                        _num(r.converged), _num(r.objective_gain)])
     return buf.getvalue()
 
 

@@ -107,17 +107,20 @@ def _vi(name: str, elem: int, dims: Sequence[Any]) -> onnx.ValueInfoProto:
 
 def save(graph: _Graph, inputs: Sequence[onnx.ValueInfoProto], outputs: Sequence[onnx.ValueInfoProto],
          path: str | Path, *, metadata: dict[str, Any] | None = None, sidecar: dict[str, Any] | None = None,
-         labels: Sequence[str] | None = None, check: bool = True) -> Path:
-    """Write the model (opset 17, IR 8) with optional ``bbx.preprocess`` metadata / sidecar."""
+         labels: Sequence[str] | None = None, check: bool = True, producer: str = "bbx-tests",
+         props_extra: dict[str, str] | None = None) -> Path:
+    """Write the model (opset 17, IR 8) with optional ``bbx.preprocess`` metadata / sidecar, other
+    metadata properties ``props_extra`` and a producer name."""
     path = Path(path)
     g = helper.make_graph(graph.nodes, path.stem, list(inputs), list(outputs), initializer=graph.inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="bbx-tests")
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", OPSET)], producer_name=producer)
     model.ir_version = IR_VERSION
     props: dict[str, str] = {}
     if metadata is not None:
         props["bbx.preprocess"] = json.dumps(metadata)
     if labels is not None:
         props["bbx.labels"] = json.dumps(list(labels))
+    props.update(props_extra or {})
     if props:
         helper.set_model_props(model, props)
     if check:
@@ -281,6 +284,57 @@ def build_symbolic_size(folder: str | Path, name: str = "anysize", *, classes: i
     return save(g, [_vi("image", TensorProto.FLOAT, ["N", 3, "H", "W"])],
                 [_vi("logits", TensorProto.FLOAT, ["N", classes])], Path(folder) / f"{name}.onnx",
                 metadata=metadata, sidecar=sidecar)
+
+
+def build_echo(folder: str | Path, name: str = "echo", *, size: tuple[int, int] = (SIZE, SIZE),
+               dtype: int = TensorProto.FLOAT, layout: str = "NCHW", **save_kw: Any) -> Path:
+    """A "classifier" whose scores are its own input, flattened (as float32): what bbx feeds a model,
+    read back pixel for pixel. ``size`` is (height, width); a uint8 input is cast."""
+    g = _Graph()
+    h, w = size
+    x = "image" if dtype == TensorProto.FLOAT else g.op("Cast", ["image"], to=TensorProto.FLOAT)
+    g.op("Flatten", [x], out="scores", axis=1)
+    dims = ["N", 3, h, w] if layout == "NCHW" else ["N", h, w, 3]
+    return save(g, [_vi("image", dtype, dims)], [_vi("scores", TensorProto.FLOAT, ["N", 3 * h * w])],
+                Path(folder) / f"{name}.onnx", **save_kw)
+
+
+def build_uint8(folder: str | Path, name: str = "bytes", **save_kw: Any) -> Path:
+    """The reference function ``f`` behind a uint8 NHWC input of raw 0-255 pixels (the model divides
+    by 255 itself), with no preprocessing metadata at all."""
+    g = _Graph()
+    x = g.op("Cast", ["image"], to=TensorProto.FLOAT)
+    x = g.op("Div", [x, g.const(255.0, "k")])
+    x = g.op("Transpose", [x], perm=[0, 3, 1, 2])
+    g.reference(x, SIZE, CLASSES, SEED, out="logits")
+    return save(g, [_vi("image", TensorProto.UINT8, ["N", SIZE, SIZE, 3])],
+                [_vi("logits", TensorProto.FLOAT, ["N", CLASSES])], Path(folder) / f"{name}.onnx", **save_kw)
+
+
+def build_constant(folder: str | Path, name: str = "constant", *, classes: int = CLASSES, **save_kw: Any) -> Path:
+    """Fixed logits whatever the image: ``0 * mean(image) + b`` (the input is read, and ignored)."""
+    g = _Graph()
+    w = weights(SIZE, classes, SEED)
+    zero = g.op("Mul", [g.op("ReduceMean", ["image"], axes=[1, 2, 3], keepdims=1), g.const(0.0, "zero")])
+    flat = g.op("Flatten", [zero], axis=1)                                            # [N, 1]
+    g.op("Add", [g.op("MatMul", [flat, g.const(np.zeros((1, classes)), "W")]), g.const(w["b"], "b")], out="logits")
+    return save(g, [_vi("image", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+                [_vi("logits", TensorProto.FLOAT, ["N", classes])], Path(folder) / f"{name}.onnx",
+                metadata=spec(), **save_kw)
+
+
+def build_contrast(folder: str | Path, name: str = "contrast", **save_kw: Any) -> Path:
+    """Two classes: logit 0 = 40 * the pixels' variance, logit 1 = 0. Blurring lowers the variance of
+    a noisy photo, so it can only make class 0 less likely; on a flat photo it changes nothing."""
+    g = _Graph()
+    mean = g.op("ReduceMean", ["image"], axes=[1, 2, 3], keepdims=0)
+    sq = g.op("ReduceMean", [g.op("Mul", ["image", "image"])], axes=[1, 2, 3], keepdims=0)
+    var = g.op("Sub", [sq, g.op("Mul", [mean, mean])])
+    z0 = g.op("Unsqueeze", [g.op("Mul", [var, g.const(40.0, "k")]), g.const([1], "ax", np.int64)])
+    g.op("Concat", [z0, g.op("Mul", [z0, g.const(0.0, "zero")])], out="logits", axis=1)
+    return save(g, [_vi("image", TensorProto.FLOAT, ["N", 3, SIZE, SIZE])],
+                [_vi("logits", TensorProto.FLOAT, ["N", 2])], Path(folder) / f"{name}.onnx",
+                metadata=spec(), **save_kw)
 
 
 def nan_when_bright(g: _Graph, z: str) -> None:

@@ -124,7 +124,7 @@ def test_explain_on_the_device_paths_follows_the_host_path(target_model, path):
     """Same seed, same steps: forming the probes and the images on the device, reducing the scores
     there, or all of it in one composed graph, changes the masks only at float noise against the
     NumPy path (probes, images and loss terms on the host); the report names the path taken."""
-    runs = [bbx.explain(target_model, planted.photo(), method=m, iterations=15, pairs=6, seed=2, query_path=p)
+    runs = [bbx.explain(target_model, planted.photo(), method=m, iterations=15, pairs=6, seed=2, query_path=p, estimator="nes")
             for m in ("ftc", "fntc") for p in ("numpy", path)]
     for a, b in (runs[:2], runs[2:]):
         assert a.queries == b.queries == 2 + 2 * 6 * 15
@@ -446,9 +446,9 @@ def test_ftc_leaves_alone_what_only_feeds_other_classes(other_model):
 
 # -- reproducibility, budget, targets ---------------------------------------------------------
 def test_same_seed_same_mask_bit_for_bit(target_model):
-    a = bbx.explain(target_model, planted.photo(), iterations=20, seed=7)
-    b = bbx.explain(target_model, planted.photo(), iterations=20, seed=7)
-    c = bbx.explain(target_model, planted.photo(), iterations=20, seed=8)
+    a = bbx.explain(target_model, planted.photo(), iterations=20, seed=7, estimator="nes")
+    b = bbx.explain(target_model, planted.photo(), iterations=20, seed=7, estimator="nes")
+    c = bbx.explain(target_model, planted.photo(), iterations=20, seed=8, estimator="nes")
     assert np.array_equal(a.mask, b.mask)
     assert not np.array_equal(a.mask, c.mask)
 
@@ -456,7 +456,7 @@ def test_same_seed_same_mask_bit_for_bit(target_model):
 @pytest.mark.parametrize("budget,iterations,pairs", [(1000, 200, None), (50, 200, None), (500, 30, 4)])
 def test_budget_is_never_exceeded_and_queries_are_exact(target_model, budget, iterations, pairs):
     before = target_model.queries
-    e = bbx.explain(target_model, planted.photo(), budget=budget, iterations=iterations, pairs=pairs)
+    e = bbx.explain(target_model, planted.photo(), budget=budget, iterations=iterations, pairs=pairs, estimator="nes")
     assert e.queries == target_model.queries - before
     assert e.queries <= budget
     assert e.queries == 2 + 2 * e.config["pairs"] * e.config["iterations"]
@@ -467,14 +467,14 @@ def test_budget_is_never_exceeded_and_queries_are_exact(target_model, budget, it
 
 
 def test_target_by_index_and_name(target_model):
-    by_name = bbx.explain(target_model, planted.photo(), target="rival", iterations=2)
-    by_index = bbx.explain(target_model, planted.photo(), target=1, iterations=2)
+    by_name = bbx.explain(target_model, planted.photo(), target="rival", iterations=2, estimator="nes")
+    by_index = bbx.explain(target_model, planted.photo(), target=1, iterations=2, estimator="nes")
     assert by_name.target == by_index.target == 1
     assert by_name.target_name == "rival"
     with pytest.raises(bbx.BbxError, match="unknown target class"):
-        bbx.explain(target_model, planted.photo(), target="zebra", iterations=2)
+        bbx.explain(target_model, planted.photo(), target="zebra", iterations=2, estimator="nes")
     with pytest.raises(bbx.BbxError, match="out of range"):
-        bbx.explain(target_model, planted.photo(), target=3, iterations=2)
+        bbx.explain(target_model, planted.photo(), target=3, iterations=2, estimator="nes")
 
 
 # -- the bundled model ------------------------------------------------------------------------
@@ -488,21 +488,29 @@ def lite0():
 
 @pytest.mark.parametrize("method", ["ftc", "fntc"])
 def test_bundled_model_target_probability_rises(lite0, method):
-    e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method=method, iterations=60, seed=0)
+    e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method=method, iterations=60, seed=0, estimator="nes")
     assert e.target_name == "tiger cat"
     assert e.prob_after > e.prob_before + 0.02
     assert e.queries == 2 + 2 * 8 * 60
 
 
 def test_bundled_model_seed_reproduces_the_mask_bit_for_bit(lite0):
-    a = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11)
-    b = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11)
+    a = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11, estimator="nes")
+    b = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11, estimator="nes")
     assert np.array_equal(a.mask, b.mask) and a.mask.min() < 1.0
 
 
 def test_the_readme_explanation_gives_the_readme_figures(lite0):
-    """`bbx explain` with no arguments, as the README shows it (CPU, seed 0, 3,202 queries)."""
+    """`bbx explain` with no arguments, as the README shows it (CPU, the active estimator, at most
+    3,202 queries): it converges, and the objective ends below its value at M = 1."""
     e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png")
-    assert (e.target_name, e.queries) == ("tiger cat", 3202)
-    assert (round(e.prob_before, 4), round(e.prob_after, 4)) == (0.3834, 0.6344)
-    assert (round(e.phi, 1), round(100 * e.undesirable_ratio, 2)) == (40.7, 2.34)
+    assert (e.target_name, e.queries) == ("tiger cat", 3188)
+    assert (round(e.prob_before, 4), round(e.prob_after, 4)) == (0.3834, 0.4333)
+    assert (round(e.phi, 1), round(100 * e.undesirable_ratio, 2)) == (8.1, 0.07)
+    c = e.convergence
+    assert c["converged"] and (round(c["objective_at_ones"], 4), round(c["objective_final"], 4)) == (-0.3834, -0.4017)
+    # the line the README quotes is the line bbx explain prints (bbx/cli/explain.py), figure for figure
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    printed = (f"chelsea.png: target {e.target_name!r} (class {e.target}) {e.prob_before:.4f} -> {e.prob_after:.4f}; "
+               f"phi {e.phi_text}; undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries\n")
+    assert printed in readme.split("<!-- readme-cpu-run:", 1)[1].split("```text\n", 1)[1]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from PIL import Image
 from scipy.stats import t as student_t
 
@@ -24,9 +25,10 @@ from bbx.config import ExplainConfig
 from bbx.explain import explain
 from bbx.insertion import blur_top
 from bbx.model import OnnxClassifier
+from bbx.metrics import phi
 from bbx.summary import BELOW, summarise
 
-TINY = ExplainConfig(iterations=2, pairs=1)
+TINY = ExplainConfig(iterations=2, pairs=1, estimator="nes")
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +127,7 @@ def test_one_line_per_job_and_a_rerun_costs_nothing(world, tmp_path):
     more = evaluate(again, images, EvalConfig(methods=("ftc", "occlusion", "random"), seeds=3, explain=TINY), tmp_path)
     assert more.ran == 3 * 2  # only the new seed of ftc and random
     with pytest.raises(OutputError, match="other settings"):
-        evaluate(again, images, EvalConfig(methods=("ftc",), explain=ExplainConfig(iterations=3, pairs=1)), tmp_path)
+        evaluate(again, images, EvalConfig(methods=("ftc",), explain=ExplainConfig(iterations=3, pairs=1, estimator="nes")), tmp_path)
 
 
 def test_a_torn_last_line_is_dropped_from_the_file(tmp_path):
@@ -174,7 +176,7 @@ def test_sigkill_midway_then_rerun_finishes_each_job_once(world, tmp_path):
     out = tmp_path / "out"
     results = out / "results.jsonl"
     cmd = ["bbx", "evaluate", str(world["model"]), str(world["images"]), "--methods", "ftc,occlusion,random",
-           "--seeds", "2", "--iterations", "150", "--pairs", "8", "--out", str(out), "--quiet"]
+           "--seeds", "2", "--iterations", "150", "--pairs", "8", "--estimator", "nes", "--out", str(out), "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -251,8 +253,8 @@ def test_summary_of_a_hand_made_jsonl(tmp_path):
     assert np.isnan(lo[0].phi_ci)  # one image
 
     md = s.markdown()
-    assert "| ftc | 2 | 4 | 27.5 ± 158.8 | 3.50 | 0.33 | 0.50 | 100 | 1.00 | 6.0 | 1.5 ▾ |" in md
-    assert "| [0, 0.5) | ftc | 1 | 2 | 15.0 | 2.00 | 1.00 | 1.00 | 100 | 1.00 | 2.0 ▾ | 3.0 |" in md
+    assert "| ftc | 2 | 4 | 27.5 ± 158.8 | 0 | – | 3.50 | 0.33 | 0.50 | 100 | 1.00 | – | – | 6.0 | 1.5 ▾ |" in md
+    assert "| [0, 0.5) | ftc | 1 | 2 | 15.0 | 0 | – | 2.00 | 1.00 | 1.00 | 100 | 1.00 | – | – | 2.0 ▾ | 3.0 |" in md
     assert md.count(BELOW) == 3 + 1  # three cells and the legend
 
     assert s.devices == () and "s/run" not in md.split("\n\n")[-1]  # hand-made records say no device
@@ -269,9 +271,21 @@ def test_summary_of_a_hand_made_jsonl(tmp_path):
     assert rows[1]["seed_correlation"] == "" and float(rows[0]["phi_at_5pct"]) == pytest.approx(1.5)
 
 
+def test_phi_of_an_image_the_model_is_sure_of_is_left_out_and_delta_p_shown():
+    """A top-1 at p 0.99999 makes φ = 100 Δp / 1e-5: the mean of such rows read -17879.7 ± 70869.6. φ leaves
+    such images out (counted), and Δp (percentage points, every image) says what changed."""
+    sure = dict(_rec("c", "random", 0, 0.99999, phi(0.99999, 0.8), 0.0, M1, [-1e5, -2e5], 10), top1_prob_after=0.8)
+    plain = dict(_rec("a", "random", 0, 0.3, phi(0.3, 0.37), 0.0, M1, [1, 2], 10), top1_prob_after=0.37)
+    row = summarise([sure, plain]).overall[0]
+    assert row.unstable == 1 and row.phi == pytest.approx(10.0) and row.phi_at_area == pytest.approx((1, 2))
+    assert row.delta_p == pytest.approx(100 * ((0.8 - 0.99999) + 0.07) / 2)
+    md = summarise([sure, plain]).markdown()
+    assert "| random | 2 | 2 | 10.0 | 1 | -6.50 |" in md and "e+" not in md
+
+
 def test_cli_prints_the_tables_and_reports_nothing_to_do(world, tmp_path):
     cmd = ["bbx", "evaluate", str(world["model"]), str(world["images"] / "photo*.png"), "--methods", "plain,random",
-           "--seeds", "2", "--iterations", "2", "--pairs", "1", "--limit", "2", "--out", str(tmp_path), "-q"]
+           "--seeds", "2", "--iterations", "2", "--pairs", "1", "--estimator", "nes", "--limit", "2", "--out", str(tmp_path), "-q"]
     first = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert "8 runs, 0 done before, 8 to do" in first.stderr

@@ -61,7 +61,7 @@ def test_through_explain_deterministic_and_defaults(target_model):
     assert a.config["method"] == "greedy" and a.config["window"] == 16 and a.config["stride"] == 8
     truth = planted.patch_mask(planted.A)
     assert (a.heatmap[truth] > 0.6).mean() > 0.9  # 16 px windows: A sits inside the first one
-    assert bbx.explain(target_model, planted.photo(), method="ftc", iterations=2).config["method"] == "ftc"
+    assert bbx.explain(target_model, planted.photo(), method="ftc", iterations=2, estimator="nes").config["method"] == "ftc"
 
 
 def test_too_small_a_budget_and_bad_sizes_are_refused(target_model):

@@ -52,7 +52,8 @@ from bbx.image import MAX_PIXELS
 
 _EXE = Path(sys.executable).with_name("bbx")
 BBX = [str(_EXE)] if _EXE.is_file() else ["bbx"]  # the console script installed for this Python
-OUTPUTS = {"heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy", "report.json"}
+OUTPUTS = {"heatmap.png", "overlay.png", "perturbed.png", "figure.png", "mask.npy", "report.json",
+           "photo_heatmap.png", "photo_overlay.png", "photo_mask.npy"}
 SECRET = "outside: never to be read or changed\n"
 
 
@@ -305,6 +306,22 @@ def existing_out(d: Path) -> None:
     (out / "report.json").write_text("OLD")
 
 
+EARLIER = {"target": 3, "prob_before": 0.25, "prob_after": 0.5, "queries": 6}
+
+
+def earlier_run_out(d: Path) -> None:
+    """An output folder with an earlier explanation's report in it."""
+    model_and_photo(d)
+    out = d.parent / "work" / "out"
+    out.mkdir(parents=True)
+    (out / "report.json").write_text(json.dumps(EARLIER))
+
+
+def earlier_report_kept(out: Path) -> None:
+    assert json.loads((out / "report.json").read_text()) == EARLIER
+    assert {p.name for p in out.iterdir()} == {"report.json"}
+
+
 def report_is_a_folder(d: Path) -> None:
     model_and_photo(d)
     (d.parent / "work" / "out" / "report.json").mkdir(parents=True)
@@ -335,6 +352,10 @@ def complete(path: Path) -> None:
             im.load()
     elif path.suffix == ".json":
         assert {"target", "prob_before", "prob_after", "queries"} <= json.loads(path.read_text()).keys()
+    elif path.name == "photo_mask.npy":  # M' on the photo, at the photo's size (the report says which)
+        mask = np.load(path)
+        if (path.parent / "report.json").is_file():
+            assert list(mask.shape) == json.loads((path.parent / "report.json").read_text())["photo_size"]
     elif path.suffix == ".npy":
         assert np.load(path).shape == (28, 28)
 
@@ -357,6 +378,25 @@ def link_replaced_not_followed(out: Path) -> None:
     outputs_complete(out)
     assert not (out / "heatmap.png").is_symlink()
     assert (out.parent / "victim.txt").read_text() == "a file outside --out\n"
+
+
+def contrast_on(flat: bool) -> Callable[[Path], None]:
+    """The two-class contrast model (class 0 rises with the pixels' variance) and a flat or noisy photo."""
+    def build(d: Path) -> None:
+        ob.build_contrast(d, "model")
+        if flat:
+            Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(d / "image.png")
+        else:
+            photo(d)
+    return build
+
+
+def noted(text: str) -> Callable[[Path], None]:
+    """The report holds the note too (besides the one line on stderr), and the whole output set."""
+    def check(out: Path) -> None:
+        outputs_complete(out)
+        assert any(text in n for n in json.loads((out / "report.json").read_text())["notes"])
+    return check
 
 
 def _future_opset(d: Path) -> None:
@@ -387,7 +427,8 @@ def _ragged_sequence(g: "ob._Graph", z: str) -> None:
 
 def explain(*extra: str, image: str = "{in}/image.png", out: str = "out") -> tuple[str, ...]:
     """``bbx explain`` of the case's model, short: 2 steps of 1 pair (later options win)."""
-    return ("explain", "{in}/model.onnx", image, "--iterations", "2", "--pairs", "1", "--out", out, *extra)
+    return ("explain", "{in}/model.onnx", image, "--iterations", "2", "--pairs", "1", "--estimator", "nes", "--out", out,
+            *extra)
 
 
 @dataclass(frozen=True)
@@ -399,6 +440,7 @@ class Case:
     code: int = 2
     check: Optional[Callable[[Path], None]] = None  # called with the --out folder after the run
     skip: Optional[str] = None  # a reason to skip here
+    note: str = ""  # a case that succeeds: a part of its one "bbx: note:" line on stderr ("" = no stderr)
 
     def argv(self, root: Path) -> list[str]:
         return [a.replace("{in}", str(root / "in")) for a in self.args]
@@ -529,8 +571,18 @@ CASES = [
     Case("out-report-is-a-folder", report_is_a_folder, explain(), "cannot write out/report.json"),
     Case("out-read-only", read_only_out, explain(), "is not writable",
          skip=None if READ_ONLY_ENFORCED else "this user (root) can write into read-only folders"),
-    Case("out-exists-with-files", existing_out, explain(), OK, 0, kept_what_was_there),
+    Case("out-holds-bbx-outputs", earlier_run_out, explain(), "already holds bbx outputs (report.json): give --overwrite",
+         check=earlier_report_kept),
+    Case("out-exists-with-files", existing_out, explain("--overwrite"), OK, 0, kept_what_was_there),
     Case("out-file-is-a-link-outside", heatmap_links_outside, explain(), OK, 0, link_replaced_not_followed),
+    # -- explanations that found nothing: a result, said in one line and in the report
+    Case("explanation-empty", contrast_on(flat=True), explain(), OK, 0, noted("found nothing"),
+         note="found nothing: the mask never left 1"),
+    Case("explanation-worse-target", contrast_on(flat=False),
+         ("explain", "{in}/model.onnx", "{in}/image.png", "--method", "random", "--target", "0", "--out", "out"),
+         OK, 0, noted("made the target worse"), note="made the target worse: its probability went down"),
+    Case("constant-model", lambda d: (photo(d), ob.build_constant(d, "model")), explain(), OK, 0,
+         noted("constant model"), note="constant model: it gave the same scores to every image"),
 ]
 
 
@@ -612,7 +664,9 @@ def test_corpus(case: Case, corpus: dict[str, Future]) -> None:
     assert "Traceback" not in everything, everything
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     if case.expect == OK:
-        assert proc.returncode == 0 and proc.stderr == "", (proc.returncode, proc.stderr)
+        # a short run may find nothing or lower the target: said in "bbx: note:" lines, nothing else
+        assert proc.returncode == 0 and all(ln.startswith("bbx: note: ") for ln in lines), (proc.returncode, proc.stderr)
+        assert not case.note or any(case.note in ln for ln in lines), proc.stderr
         assert "wrote " in proc.stdout
     else:
         assert len(lines) == 1 and len(proc.stderr.splitlines()) == 1, f"not one line on stderr:\n{proc.stderr}"

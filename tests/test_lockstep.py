@@ -38,7 +38,7 @@ def same(a: bbx.Explanation, b: bbx.Explanation) -> None:
 def test_lockstep_gives_each_explanation_its_numbers_alone(target_model):
     # three methods, two seeds, unequal lengths (runs finish in different rounds), and a round of
     # 5 x 16 probes: over the model's batch ceiling of 64, so split into two calls of 40
-    requests = [(i, method, planted.photo(seed=i % 3), ExplainConfig(method=method, seed=i, iterations=6 + 3 * (i % 4)))
+    requests = [(i, method, planted.photo(seed=i % 3), ExplainConfig(method=method, seed=i, iterations=6 + 3 * (i % 4), estimator="nes"))
                 for i, method in enumerate(["ftc", "fntc", "plain", "ftc", "fntc", "plain", "ftc"])]
     before = target_model.queries
     together = dict(explain_many(target_model, requests, k=5))
@@ -54,9 +54,9 @@ def test_lockstep_gives_each_explanation_its_numbers_alone(target_model):
 
 
 def test_methods_without_a_stepper_run_alone_in_order(target_model):
-    requests = [("f0", "ftc", planted.photo(0), ExplainConfig(method="ftc", iterations=4, seed=0)),
+    requests = [("f0", "ftc", planted.photo(0), ExplainConfig(method="ftc", iterations=4, seed=0, estimator="nes")),
                 ("occ", "occlusion", planted.photo(1), ExplainConfig(method="occlusion")),
-                ("f1", "ftc", planted.photo(2), ExplainConfig(method="ftc", iterations=4, seed=1))]
+                ("f1", "ftc", planted.photo(2), ExplainConfig(method="ftc", iterations=4, seed=1, estimator="nes"))]
     got = list(explain_many(target_model, requests, k=2))
     assert [key for key, _ in got] == ["occ", "f0", "f1"]  # occlusion done while the soft masks wait their round
     occ = dict(got)["occ"]
@@ -67,7 +67,7 @@ def test_methods_without_a_stepper_run_alone_in_order(target_model):
 def test_bundled_model_in_lockstep_is_bit_identical_to_alone():
     lite0 = bbx.OnnxClassifier(BUNDLED / "efficientnet_lite0.onnx")
     photos = [BUNDLED / "samples" / "chelsea.png", BUNDLED / "samples" / "coffee.png"]
-    requests = [((p.name, seed), "ftc", p, ExplainConfig(method="ftc", iterations=12, seed=seed))
+    requests = [((p.name, seed), "ftc", p, ExplainConfig(method="ftc", iterations=12, seed=seed, estimator="nes"))
                 for p in photos for seed in (11, 12)]
     together = dict(explain_many(lite0, requests, k=4))  # 64 probes a round: one call at the CPU's ceiling
     for key, _, photo, cfg in requests:
@@ -87,8 +87,8 @@ def test_tally_counts_one_explanations_queries(target_model):
 def test_a_device_query_path_is_refused_in_lockstep(target_model, tmp_path):
     ctx = Context(Tally(target_model), planted.photo(), None, "ftc", None)
     with pytest.raises(OptionError, match="one explanation per call"):
-        get("ftc").stepper(ctx, ExplainConfig(method="ftc", query_path="onnx"))
-    cfg = EvalConfig(methods=("ftc",), seeds=1, explain=ExplainConfig(iterations=2, query_path="onnx"))
+        get("ftc").stepper(ctx, ExplainConfig(method="ftc", query_path="onnx", estimator="nes"))
+    cfg = EvalConfig(methods=("ftc",), seeds=1, explain=ExplainConfig(iterations=2, query_path="onnx", estimator="nes"))
     with pytest.raises(OptionError, match="lockstep 1"):
         evaluate(target_model, [], cfg, tmp_path / "out", lockstep=2)
     with pytest.raises(OptionError, match="at least 1"):
@@ -101,7 +101,7 @@ def test_evaluate_in_lockstep_writes_the_lines_of_one_at_a_time(target_model, tm
     images.mkdir()
     for i in range(3):
         Image.fromarray(np.rint(planted.photo(seed=i) * 255).astype(np.uint8)).save(images / f"p{i}.png")
-    cfg = EvalConfig(methods=("ftc", "plain", "random"), seeds=2, explain=ExplainConfig(iterations=5))
+    cfg = EvalConfig(methods=("ftc", "plain", "random"), seeds=2, explain=ExplainConfig(iterations=5, estimator="nes"))
     assert lockstep_width(target_model, cfg.explain) == 64 // 16
     paths = sorted(images.glob("*.png"))
     runs = {}
@@ -122,7 +122,7 @@ def test_probes_built_on_the_device_score_as_on_the_host(target_model):
     runs = []
     for seed in range(3):
         ctx = Context(Tally(target_model), planted.photo(seed), None, "ftc", None)
-        runs.append(get("ftc").stepper(ctx, ExplainConfig(method="ftc", seed=seed, iterations=3, pairs=20)))
+        runs.append(get("ftc").stepper(ctx, ExplainConfig(method="ftc", seed=seed, iterations=3, pairs=20, estimator="nes")))
     probes = [run.probes() for run in runs]  # 3 x 40: two calls of 60 at the ceiling of 64
     host = target_model.score_tensor(np.concatenate([r.query.model_input(p) for r, p in zip(runs, probes)]))
     before = target_model.queries
@@ -155,7 +155,7 @@ def test_cli_lockstep_flag(target_model, tmp_path):
     photo = tmp_path / "p.png"
     Image.fromarray(np.rint(planted.photo() * 255).astype(np.uint8)).save(photo)
     base = ["bbx", "evaluate", str(target_model.path), str(photo), "--methods", "ftc", "--seeds", "2",
-            "--iterations", "3", "--quiet"]
+            "--iterations", "3", "--estimator", "nes", "--quiet"]
     bad = subprocess.run([*base, "--lockstep", "0", "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("bbx: error: lockstep needs at least 1")
     assert len(bad.stderr.splitlines()) == 1
@@ -165,3 +165,11 @@ def test_cli_lockstep_flag(target_model, tmp_path):
     one, two = ({record_key(r): r["mask"] for r in map(json.loads, (tmp_path / k / "results.jsonl").read_text().splitlines())}
                 for k in ("1", "2"))
     assert one == two and len(one) == 2
+
+
+def test_the_active_estimator_runs_alone_even_with_room_in_flight(target_model):
+    requests = [(s, "ftc", planted.photo(s), ExplainConfig(method="ftc", seed=s, budget=900)) for s in range(2)]
+    got = dict(explain_many(target_model, requests, k=4))
+    for key, _, photo, cfg in requests:
+        assert got[key].config["estimator"] == "active" and "lockstep_images" not in got[key].config
+        same(got[key], bbx.explain(target_model, photo, config=cfg))

@@ -53,7 +53,7 @@ def cluster():
 
 
 def one_process(world, out: Path, iterations: int) -> dict:
-    cfg = EvalConfig(methods=tuple(METHODS.split(",")), seeds=2, explain=ExplainConfig(iterations=iterations))
+    cfg = EvalConfig(methods=tuple(METHODS.split(",")), seeds=2, explain=ExplainConfig(iterations=iterations, estimator="nes"))
     with pytest.warns(RuntimeWarning, match="only go to the methods"):
         evaluate(bbx.OnnxClassifier(world["model"]), world["paths"], cfg, out)
     return keyed(out / "results.jsonl")
@@ -61,7 +61,7 @@ def one_process(world, out: Path, iterations: int) -> dict:
 
 def test_ray_writes_the_lines_of_one_process(world, cluster, tmp_path, capsys):
     args = ["evaluate", str(world["model"]), str(world["images"]), "--methods", METHODS, "--seeds", "2",
-            "--iterations", "6", "--quiet", "--out"]
+            "--iterations", "6", "--estimator", "nes", "--quiet", "--out"]
     main([*args, str(tmp_path / "ray"), "--ray"])  # the cluster this process is connected to
     err = capsys.readouterr().err
     assert "20 runs, 0 done before, 20 to do" in err
@@ -74,7 +74,7 @@ def test_ray_writes_the_lines_of_one_process(world, cluster, tmp_path, capsys):
 def test_a_worker_killed_mid_photo_costs_that_photo_a_retry_only(world, cluster, tmp_path):
     from bbx.ray_engine import TASK, evaluate_on_ray
 
-    cfg = EvalConfig(methods=tuple(METHODS.split(",")), seeds=2, explain=ExplainConfig(iterations=120))
+    cfg = EvalConfig(methods=tuple(METHODS.split(",")), seeds=2, explain=ExplainConfig(iterations=120, estimator="nes"))
     model = bbx.OnnxClassifier(world["model"])
     opener = functools.partial(bbx.OnnxClassifier, world["model"], threads=1)
     done: dict = {}

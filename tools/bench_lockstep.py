@@ -2,7 +2,7 @@
 
 Photos: crops of the bundled samples (seeded boxes of 55-100 % of each side, so every photo
 differs), written as PNG to a temporary folder. The job is ``bbx evaluate --methods ftc --seeds 1``
-for Ray (F-TC, one seed, its blur-insertion curve), timed end to end, queries/s counting every
+for Ray (F-TC with NES, the stepping estimator that runs in lockstep; one seed, its blur-insertion curve), timed end to end, queries/s counting every
 query; its lines are checked against one process's (the ``seconds`` field aside). For one process
 (cpu, gpu), F-TC explanations alone (:func:`bbx.lockstep.explain_many`), their masks checked
 against the first mode's; the bare model's images/s at the same batch and at its ceiling
@@ -118,7 +118,7 @@ def run_local(args: argparse.Namespace, tmp: Path, model_path: Path, device: str
     from bbx.lockstep import explain_many
 
     photos = crops(tmp / "photos", args.photos)
-    cfg = ExplainConfig(method="ftc", seed=0, iterations=args.iterations, pairs=args.pairs)
+    cfg = ExplainConfig(method="ftc", seed=0, iterations=args.iterations, pairs=args.pairs, estimator="nes")
     model = bbx.OnnxClassifier(model_path, device=device)
     widths = [int(k) for k in args.lockstep.split(",")] if args.lockstep else [1, lockstep_width(model, cfg)]
     probes = 2 * cfg.plan()[1]
@@ -126,7 +126,7 @@ def run_local(args: argparse.Namespace, tmp: Path, model_path: Path, device: str
     for k in widths:
         model = bbx.OnnxClassifier(model_path, device=device)
         some = photos[: args.alone_photos] if k == 1 and args.alone_photos else photos
-        warm = [(i, "ftc", p, ExplainConfig(method="ftc", seed=0, iterations=3, pairs=args.pairs))
+        warm = [(i, "ftc", p, ExplainConfig(method="ftc", seed=0, iterations=3, pairs=args.pairs, estimator="nes"))
                 for i, p in enumerate(photos[:k])]
         list(explain_many(model, warm, k))  # sessions, cuDNN's search for this batch shape
         before = model.queries
@@ -161,7 +161,8 @@ def run_ray(args: argparse.Namespace, tmp: Path) -> None:
     from bbx.ray_engine import evaluate_on_ray
 
     photos = crops(tmp / "photos", args.photos)
-    cfg = EvalConfig(methods=("ftc",), seeds=1, explain=ExplainConfig(iterations=args.iterations, pairs=args.pairs))
+    cfg = EvalConfig(methods=("ftc",), seeds=1, explain=ExplainConfig(iterations=args.iterations, pairs=args.pairs,
+                                                                   estimator="nes"))
     cheap = EvalConfig(methods=("random",), seeds=1)
     # one process with a worker's settings (one onnxruntime thread), so that only Ray differs
     model = bbx.OnnxClassifier(LITE0, threads=1)

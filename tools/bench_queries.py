@@ -53,7 +53,7 @@ from bbx.query import MaskQuery  # noqa: E402
 SAMPLES = sorted((ROOT / "models" / "samples").glob("*.*"))
 EXTRA = ("astronaut.png", "motorcycle_left.png", "retina.jpg")  # CC0 photos shipped with scikit-image
 FIELDS = ["image", "estimator", "pairs", "iterations", "queries", "target", "prob_before", "prob_after", "phi",
-          "undesirable_ratio", "objective", "objective_at_ones", "improvement", "pearson_r", "top5_iou", "seconds"]
+          "undesirable_ratio", "objective", "objective_at_ones", "improvement", "pearson_r", "top5_iou", "seconds", "converged"]
 
 
 def default_extra() -> list[Path]:
@@ -165,6 +165,11 @@ def _median(values: list[float]) -> float:
     return float(np.median(finite)) if finite else float("nan")
 
 
+def _budget(r: dict) -> int:
+    """The budget a row was given (active may stop below it: it spends at most that)."""
+    return 2 + 2 * int(r["pairs"]) * int(r["iterations"])
+
+
 def summarise(rows: list[dict], estimators: list[str]) -> str:
     ref = [r for r in rows if r["estimator"] == "reference"]
     ref_phi = float(np.mean([r["phi"] for r in ref]))
@@ -176,10 +181,10 @@ def summarise(rows: list[dict], estimators: list[str]) -> str:
     figures = []
     for est in estimators:
         mine = [r for r in rows if r["estimator"] == est]
-        budgets = sorted({int(r["queries"]) for r in mine})
+        budgets = sorted({_budget(r) for r in mine})
         phis, gains = [], []
         for b in budgets:
-            at = [r for r in mine if int(r["queries"]) == b]
+            at = [r for r in mine if _budget(r) == b]
             phi = float(np.mean([r["phi"] for r in at]))
             gain = float(np.mean([r["objective_at_ones"] - r["objective"] for r in at])) / ref_gain
             phis.append(phi)
@@ -200,6 +205,15 @@ def summarise(rows: list[dict], estimators: list[str]) -> str:
     return "\n".join(lines + [""] + figures)
 
 
+def _typed(r: dict) -> dict:
+    """A CSV row with its numbers as numbers (pairs and queries stay as read where empty)."""
+    out = dict(r)
+    for k in ("prob_before", "prob_after", "phi", "undesirable_ratio", "objective", "objective_at_ones",
+              "improvement", "pearson_r", "top5_iou", "seconds"):
+        out[k] = float(r[k]) if r.get(k) not in (None, "") else float("nan")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("images", nargs="*", type=Path, help="photos (default: the bundled samples + --extra)")
@@ -208,14 +222,21 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "efficientnet_lite0.onnx")
     ap.add_argument("--variant", default="lite0", help="EfficientNet-Lite variant of the PyTorch original")
     ap.add_argument("--method", default="ftc", choices=["ftc", "fntc", "plain"])
-    ap.add_argument("--estimators", nargs="+", default=["nes", "spsa"], choices=["nes", "spsa"])
+    ap.add_argument("--estimators", nargs="+", default=["nes", "spsa"], choices=["active", "nes", "spsa"],
+                    help="active spends the budget of the same --pairs (2 + 2 x pairs x iterations)")
     ap.add_argument("--pairs", nargs="+", type=int, default=[1, 2, 4, 8, 16, 32])
     ap.add_argument("--iterations", type=int, default=ExplainConfig.iterations)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=ROOT / "tools" / "results" / "query_efficiency_reference.jsonl")
+    ap.add_argument("--summarise", type=Path, nargs="+", default=None, metavar="CSV",
+                    help="only print the summary of these CSVs (rows of earlier runs), no run")
     ap.add_argument("--csv", type=Path, default=ROOT / "tools" / "results" / "query_efficiency.csv")
     args = ap.parse_args()
 
+    if args.summarise:
+        rows = [_typed(r) for path in args.summarise for r in csv.DictReader(open(path))]
+        print(summarise(rows, sorted({r["estimator"] for r in rows if r["estimator"] != "reference"})))
+        return
     started = time.perf_counter()
     extra = default_extra() if args.extra is None else args.extra
     if args.extra is None and not args.images and len(extra) < len(EXTRA):
@@ -244,10 +265,14 @@ def main() -> None:
                         seconds=ref["seconds"], **common))
         for est in args.estimators:
             for pairs in args.pairs:
-                e = bbx.explain(model, img, method=args.method, config=replace(config, estimator=est, pairs=pairs))
+                budget = 2 + 2 * pairs * args.iterations
+                run = replace(config, estimator=est, budget=budget) if est == "active" else \
+                    replace(config, estimator=est, pairs=pairs)
+                e = bbx.explain(model, img, method=args.method, config=run)
                 rows.append(row(estimator=est, pairs=pairs, queries=e.queries, p0=e.top1_prob_before,
                                 p1=e.top1_prob_after, phi=e.phi, ratio=e.undesirable_ratio, j=exact(e.mask),
                                 mask=e.mask, seconds=e.seconds, **common))
+                rows[-1]["converged"] = e.convergence.get("converged")
                 r = rows[-1]
                 print(f"{img.name:<22} {est:<4} {e.queries:>6} q  phi {e.phi:6.1f} (ref {ref['phi']:5.1f})  "
                       f"J gain {r['improvement']:5.2f}  r {r['pearson_r']:5.2f}  IoU {r['top5_iou']:.2f}  "

@@ -1,4 +1,4 @@
-"""The ``bbx`` command: inspect, devices, predict, explain, evaluate.
+"""The ``bbx`` command: inspect, devices, predict, explain, evaluate, audit.
 
 Every bad input ends in one line on stderr and exit code 2, never a traceback. Each command lives
 in its own module and registers itself on the shared app (:mod:`.app`) when imported here.
@@ -13,8 +13,8 @@ from typing import Optional
 import typer
 
 from ..errors import BbxError
-from . import evaluate, explain, model_commands  # noqa: F401  each registers its commands on the app
-from .app import app, fail, warn_line
+from . import audit, evaluate, explain, model_commands  # noqa: F401  each registers its commands on the app
+from .app import ARGV, app, fail, warn_line
 
 __all__ = ["app", "main"]
 
@@ -22,6 +22,7 @@ __all__ = ["app", "main"]
 def main(argv: Optional[list[str]] = None) -> None:
     """Console entry point: one line and exit code 2 for bad input, never a traceback."""
     warnings.showwarning = warn_line
+    ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
         argv = evaluate.ray_argv(sys.argv[1:] if argv is None else argv)
         app(args=argv, prog_name="bbx", standalone_mode=False)

@@ -21,6 +21,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 _PRE_HELP = "Preprocessing override"
 
+ARGV: list[str] = []  # this run's arguments (set by :func:`bbx.cli.main`), for reports that record their command
+
+
+def command_line() -> str:
+    """This run's command as a shell would take it back."""
+    import shlex
+
+    return shlex.join(["bbx", *ARGV])
+
 
 def fail(msg: str, code: int = 2) -> None:
     msg = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())  # one line, always
@@ -49,19 +58,27 @@ def quiet_onnxruntime() -> None:
     onnxruntime.set_default_logger_severity(4)
 
 
-def load_model(model: Path, device: str, size: Optional[int], crop_pct: Optional[float], scale: Optional[float],
+def load_model(model: Path, device: str, size: Optional[str], crop_pct: Optional[float], scale: Optional[float],
                mean: Optional[str], std: Optional[str], channel_order: Optional[str], layout: Optional[str],
-               preset: Optional[str], output: Optional[str], labels: Optional[Path], max_batch: Optional[int],
-               cuda_option: Optional[list[str]], threads: Optional[int] = None):
+               resize: Optional[str], pad_value: Optional[str], interpolation: Optional[str],
+               preset: Optional[str], spec: Optional[Path], output: Optional[str], labels: Optional[Path],
+               max_batch: Optional[int], cuda_option: Optional[list[str]], threads: Optional[int] = None):
     """The model a command names, opened with the command line's model options (``threads``:
     onnxruntime's intra-op threads, for a process that shares the machine, such as a Ray worker)."""
     from ..model import OnnxClassifier
+    from ..preprocess import parse_size
 
     quiet_onnxruntime()
-    overrides = {"size": size, "crop_pct": crop_pct, "scale": scale, "mean": floats(mean, "mean"),
-                 "std": floats(std, "std"), "channel_order": channel_order, "layout": layout}
-    return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, output=output,
-                          labels=labels, max_batch=max_batch, cuda_options=key_values(cuda_option or [], "cuda-option"), threads=threads)
+    try:
+        sides = None if size is None else parse_size(size)
+    except (TypeError, ValueError, OverflowError):
+        raise OptionError(f"--size needs a side or HEIGHT,WIDTH in pixels, such as 224 or 48,192, not {size!r}") from None
+    overrides = {"size": sides, "crop_pct": crop_pct, "scale": scale, "mean": floats(mean, "mean"),
+                 "std": floats(std, "std"), "channel_order": channel_order, "layout": layout,
+                 "resize_mode": resize, "pad_value": floats(pad_value, "pad-value"), "interpolation": interpolation}
+    return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, spec_file=spec,
+                          output=output, labels=labels, max_batch=max_batch,
+                          cuda_options=key_values(cuda_option or [], "cuda-option"), threads=threads)
 
 
 def key_values(items: list[str], name: str) -> dict[str, str]:
@@ -79,7 +96,14 @@ def _model_option_specs() -> dict[str, tuple[Any, Any]]:
     """Fresh option objects per command (Typer keeps state on them)."""
     return {
         "device": (str, typer.Option("cpu", help="cpu, cuda or auto (cuda falls back to cpu with a warning)")),
-        "size": (Optional[int], typer.Option(None, help=f"{_PRE_HELP}: input side in pixels (symbolic sizes only)")),
+        "size": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: input side, or HEIGHT,WIDTH (48,192), in "
+                                                       "pixels (symbolic sizes only)")),
+        "resize": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: crop (centre crop, default), stretch, "
+                                                         "letterbox or pad (height, then pad the right)")),
+        "pad_value": (Optional[str], typer.Option(None, "--pad-value", help=f"{_PRE_HELP}: letterbox/pad colour, "
+                                                  "0-255 before normalisation, one value or R,G,B")),
+        "interpolation": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: bilinear, bicubic, nearest or "
+                                                                "lanczos")),
         "crop_pct": (Optional[float], typer.Option(None, "--crop-pct", help=f"{_PRE_HELP}: centre-crop fraction")),
         "scale": (Optional[float], typer.Option(None, help=f"{_PRE_HELP}: pixel scale, 1 (0-1) or 255 (0-255)")),
         "mean": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: per-channel mean, e.g. 0.485,0.456,0.406")),
@@ -87,7 +111,9 @@ def _model_option_specs() -> dict[str, tuple[Any, Any]]:
         "channel_order": (Optional[str], typer.Option(None, "--channel-order", help=f"{_PRE_HELP}: RGB or BGR")),
         "layout": (Optional[str], typer.Option(None, help=f"{_PRE_HELP}: NCHW or NHWC")),
         "preset": (Optional[str], typer.Option(None, help="bundled preprocessing preset (resnet, efficientnet_lite0, "
-                                                          "inception ...)")),
+                                                          "inception, caffe ...)")),
+        "spec": (Optional[Path], typer.Option(None, help="preprocessing sidecar JSON kept anywhere "
+                                              "({\"preprocess\": {...}, \"labels\": [...]})")),
         "output": (Optional[str], typer.Option(None, help="name of the output holding class scores")),
         "labels": (Optional[Path], typer.Option(None, help="class names: a text file (one per line) or a JSON list")),
         "max_batch": (Optional[int], typer.Option(None, "--max-batch", help="largest batch per model call "

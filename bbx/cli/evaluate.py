@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +13,8 @@ from ..defaults import EVAL_SEEDS
 from ..errors import OptionError
 from ..evaluate import EvalConfig, Job, find_images
 from ..evaluate import evaluate as run_evaluate
-from .app import app, load_model, model_options
+from .app import app, default_note, load_model, model_options, note
+from .progress import bar
 
 #: ``--ray`` without an address: ``bbx.cli.main`` writes it so (Typer has no option with an optional value)
 LOCAL = "local"
@@ -33,6 +33,8 @@ def evaluate(
                                          "method's own)"),
     iterations: Optional[int] = typer.Option(None, help="optimizer steps (default: explain's)"),
     pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default: explain's)"),
+    estimator: Optional[str] = typer.Option(None, help="how ftc, fntc and plain minimise: active, nes or spsa "
+                                            "(default: explain's)"),
     out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
     limit: Optional[int] = typer.Option(None, help="only the first N images"),
     lockstep: Optional[int] = typer.Option(None, help="soft-mask explanations in flight, their probes sent to "
@@ -47,7 +49,8 @@ def evaluate(
     from ..config import ExplainConfig
     from ..summary import summarise
 
-    explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget)) if v is not None}
+    explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget),
+                                           ("estimator", estimator)) if v is not None}
     names = registry.names() if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
@@ -55,6 +58,9 @@ def evaluate(
                         **({} if seeds is None else {"seeds": seeds})).validate()
     images = find_images(paths, limit)
     m = load_model(model, **model_opts)
+    line = default_note(m)
+    if line:
+        note(line)
     with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
         if ray is None:
             outcome = run_evaluate(m, images, config, out, progress=bar, lockstep=lockstep)
@@ -73,12 +79,13 @@ def evaluate(
 
 
 class _Bar:
-    """The plan, then one line on stderr: runs done, the one in flight and its step (terminals only)."""
+    """The plan (one line on stderr, always), then a bar on terminals: runs done, elapsed, time left,
+    and the run in flight with its step."""
 
-    def __init__(self, title: str, enabled: bool = True, width: int = 30):
+    def __init__(self, title: str, enabled: bool = True):
         self.title = title
-        self.enabled = enabled and sys.stderr.isatty()
-        self.width = width
+        self.enabled = enabled
+        self.progress = None
 
     def __enter__(self) -> "_Bar":
         return self
@@ -86,18 +93,18 @@ class _Bar:
     def start(self, done_before: int, todo: int) -> None:
         """The plan, always (one line on stderr): how much a rerun will skip."""
         typer.echo(f"{self.title}: {done_before + todo} runs, {done_before} done before, {todo} to do", err=True)
+        self.progress = bar("evaluate", self.enabled)
 
     def update(self, done: int, total: int, job: Job, step: int, steps: int) -> None:
-        if not self.enabled:
+        if self.progress is None:
             return
-        filled = int(self.width * (done + step / max(steps, 1)) / max(total, 1)) if done < total else self.width
         what = f"{Path(job.image).name} {job.method} seed {job.seed} step {step}/{steps}" if done < total else "done"
-        sys.stderr.write(f"\r\x1b[K[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} {what}")
-        sys.stderr.flush()
+        self.progress.update(self.progress.task_ids[0], completed=done + (step / max(steps, 1) if done < total else 0),
+                             total=total, status=what)
 
     def __exit__(self, *exc: object) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+        if self.progress is not None:
+            self.progress.stop()
 
 
 def ray_argv(args: list[str]) -> list[str]:

@@ -6,15 +6,16 @@ and the registry refuses an option the method does not read.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from .. import defaults as d
 from .. import methods
-from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, load_model, model_options
+from ..errors import OutputError
+from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, command_line, default_note, load_model, model_options, note
+from .progress import StepBar
 
 _METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
 
@@ -32,7 +33,9 @@ def explain(
                                        "the same seed gives the same mask"),
     iterations: Optional[int] = typer.Option(None, help=f"optimizer steps (paper: {d.ITERATIONS})"),
     pairs: Optional[int] = typer.Option(None, help=f"antithetic pairs per step (default {d.PAIRS})"),
-    estimator: Optional[str] = typer.Option(None, help=f"nes (Gaussian) or spsa (+-1) directions (default {d.ESTIMATOR})"),
+    estimator: Optional[str] = typer.Option(None, help="how ftc, fntc, plain minimise: active (screen, then checked "
+                                           "steps on the elements that move), nes (Gaussian) or spsa (+-1) "
+                                           f"directions (default {d.ESTIMATOR})"),
     lr: Optional[float] = typer.Option(None, help=f"Adam step size (paper: {d.LR})"),
     lambda1: Optional[float] = typer.Option(None, help=f"weight of the mask's total variation (paper: {d.LAMBDA1})"),
     lambda2: Optional[float] = typer.Option(None, help=f"weight of the blurred area, ||1-M||_1 averaged (paper: {d.LAMBDA2:g})"),
@@ -46,7 +49,9 @@ def explain(
     stride: Optional[int] = typer.Option(None, help=f"greedy's search grid, px (default {d.GREEDY_STRIDE})"),
     window: Optional[int] = typer.Option(None, help=f"greedy's window side, px (default {d.GREEDY_WINDOW})"),
     out: Path = typer.Option(Path("bbx-out"), help="output folder"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace the bbx outputs already in the output folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    html: bool = typer.Option(False, "--html", help="also write index.html, the one-photo page of bbx audit"),
     *, model_opts: dict,
 ) -> None:
     """Find the undesirable pixels of IMAGE for a target class and write heatmap, figures and report."""
@@ -64,33 +69,37 @@ def explain(
              "stride": stride, "window": window}
     cfg = resolve(method, None, {k: v for k, v in given.items() if v is not None})  # refused before any work
     ensure_dir(out)
+    if not overwrite:
+        refuse_overwrite(out)
     m = load_model(model, **model_opts)
-    with _Progress(enabled=not quiet) as bar:
+    line = default_note(m)
+    if line:
+        note(line)
+    with StepBar(f"{cfg.method} {Path(image).name}", enabled=not quiet) as bar:
         e = run_explain(m, image, target=target, config=cfg, progress=bar.update)
+    e.provenance["command"] = command_line()
     paths = e.save(out)
+    if html:
+        from ..audit.single import explanation_page
+
+        paths["page"] = explanation_page(e, m, out, command_line())
     typer.echo(f"{image}: target {e.target_name!r} (class {e.target}) "
-               f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi:.1f}; "
+               f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi_text}; "
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
+    for text in e.notes:
+        note(text)
     typer.echo(f"wrote {', '.join(str(p) for p in paths.values())}")
+    if e.convergence:
+        from ..convergence import Convergence
+
+        typer.echo(Convergence(**e.convergence).line())
 
 
-class _Progress:
-    """A one-line progress bar on stderr (none when stderr is not a terminal or when disabled)."""
+def refuse_overwrite(out: Path) -> None:
+    """An output folder that already holds bbx's outputs is not overwritten in silence."""
+    from ..render import OUTPUT_NAMES
 
-    def __init__(self, enabled: bool = True, width: int = 30):
-        self.enabled = enabled and sys.stderr.isatty()
-        self.width = width
-
-    def __enter__(self) -> "_Progress":
-        return self
-
-    def update(self, step: int, total: int, loss: float) -> None:
-        if not self.enabled:
-            return
-        done = int(self.width * step / max(total, 1))
-        sys.stderr.write(f"\r[{'#' * done}{'.' * (self.width - done)}] {step}/{total} loss {loss:+.4f}")
-        sys.stderr.flush()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
+    found = [n for n in OUTPUT_NAMES if (out / n).is_file() and not (out / n).is_symlink()]
+    if found:
+        raise OutputError(f"output folder {out} already holds bbx outputs ({', '.join(found[:3])}"
+                          f"{' ...' if len(found) > 3 else ''}): give --overwrite to replace them, or another --out")

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 
 from ..errors import OptionError
-from .app import app, load_model, model_options, quiet_onnxruntime
+from ..preprocess import VALUE_FIELDS
+from .app import app, default_note, load_model, model_options, note, quiet_onnxruntime
 
 
 @app.command()
@@ -34,6 +35,8 @@ def inspect(model: Path = typer.Argument(..., help="the .onnx classifier"),
     typer.echo(f"scores      {o['name']}: {o['num_classes']} classes, {o['kind']}{bg}")
     if o["kind"] == "probabilities":
         typer.echo("            (softmax already applied: bbx uses centred log-probabilities as logits)")
+    if o.get("constant"):
+        typer.echo("            (the same scores for every image tried: a constant model, nothing to explain)")
     typer.echo(f"labels      from {d['labels_source']}")
     typer.echo("preprocess")
     for k, v in d["preprocess"].items():
@@ -72,18 +75,33 @@ def devices(as_json: bool = typer.Option(False, "--json", help="print JSON")) ->
 @model_options
 def predict(model: Path = typer.Argument(..., help="the .onnx classifier"),
             images: list[Path] = typer.Argument(..., help="one or more images"),
-            top: int = typer.Option(5, help="how many classes to list"), *, model_opts: dict) -> None:
+            top: int = typer.Option(5, help="how many classes to list"),
+            as_json: bool = typer.Option(False, "--json", help="print JSON: per image its top classes, and the "
+                                         "preprocessing with each field's source"),
+            *, model_opts: dict) -> None:
     """Top classes with probabilities for each image."""
     from ..image import load_rgb
 
     if top < 1:
         raise OptionError("--top must be at least 1")
     m = load_model(model, **model_opts)
+    line = default_note(m)
+    if line:
+        note(line)
+    results = []
     for path in images:
         p = m.predict(load_rgb(path)).probs[0]
         order = p.argsort()[::-1][:top]
-        typer.echo(f"{path}")
-        for rank, k in enumerate(order, 1):
-            typer.echo(f"  {rank}. {m.labels[k]:<30} {p[k]:.4f}  (class {k})")
+        results.append({"image": str(path), "top": [{"rank": rank, "class": int(k), "label": m.labels[k],
+                                                     "probability": float(p[k])} for rank, k in enumerate(order, 1)]})
+        if not as_json:
+            typer.echo(f"{path}")
+            for rank, k in enumerate(order, 1):
+                typer.echo(f"  {rank}. {m.labels[k]:<30} {p[k]:.4f}  (class {k})")
+    if as_json:
+        typer.echo(json.dumps({"model": str(model), "preprocess": m.spec.to_json(),
+                               "preprocess_sources": dict(m.spec_sources), "labels_source": m.labels_source,
+                               "defaults_used": [k for k in VALUE_FIELDS if m.spec_sources.get(k) == "default"],
+                               "predictions": results}, indent=2))
 
 

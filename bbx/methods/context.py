@@ -8,6 +8,7 @@ target. After: score the perturbed image (unless the method measured it already)
 
 from __future__ import annotations
 
+import logging
 import time
 from functools import cached_property
 from pathlib import Path
@@ -15,10 +16,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .. import preprocess as pp
 from ..errors import OptionError
 from ..explanation import Explanation
 from ..image import load_rgb
 from ..model import BlackBox, OnnxClassifier
+from ..provenance import record
+
+#: bbx's logger: INFO one line per explanation, WARNING its notes (found nothing ...), DEBUG each step
+log = logging.getLogger("bbx")
 
 Progress = Callable[[int, int, float], None]  # (step, total steps, loss)
 
@@ -31,7 +37,8 @@ class Context:
                  progress: Progress | None = None):
         self.model: BlackBox = model if isinstance(model, BlackBox) else OnnxClassifier(model)
         self.source = str(image) if isinstance(image, (str, Path)) else "<array>"
-        self.image = model_view(self.model, image)
+        self.photo = load_rgb(image) if isinstance(image, (str, Path)) else _photo(image)
+        self.image = model_view(self.model, image if self.photo is None else self.photo)
         self.method = method
         self.budget = budget
         self.progress = progress
@@ -71,19 +78,36 @@ class Context:
             raise OptionError(f"budget {self.budget} is too small for {self.method}: it needs {needed} queries ({why})")
 
     def report(self, step: int, total: int, loss: float) -> None:
+        """One optimiser step done: to the ``progress`` callback and the ``bbx`` logger (DEBUG)."""
+        log.debug("%s step %d/%d loss %.6f, %d queries", self.method, step, total, loss, self.spent)
         if self.progress is not None:
             self.progress(step, total, loss)
 
     def finish(self, *, mask: np.ndarray, heatmap: np.ndarray, perturbed: np.ndarray, config: dict[str, Any],
-               probs_after: np.ndarray | None = None, loss_history: list[float] | None = None) -> Explanation:
+               probs_after: np.ndarray | None = None, loss_history: list[float] | None = None,
+               convergence: dict[str, Any] | None = None) -> Explanation:
         """The result: ``probs_after`` is measured here (one query) unless the method did."""
         if probs_after is None:
             probs_after = self.model.scores(perturbed[None]).probs[0]
-        return Explanation.build(
+        e = Explanation.build(
             self.model, image=self.image, source=self.source, mask=mask, heatmap=heatmap, perturbed=perturbed,
             target=self.target, probs_before=self.probs_before, probs_after=probs_after, queries=self.spent,
             seconds=time.perf_counter() - self.started, loss_history=loss_history, config=config,
+            photo=self.photo, provenance=record(self.model),
+            geometry=None if self.photo is None else pp.geometry(self.photo.shape[:2], self.model.spec),
+            convergence=convergence,
         )
+        log.info("%s on %s: target %s %.4f -> %.4f, %d queries in %.1f s", self.method, self.source,
+                 e.target_name, e.prob_before, e.prob_after, e.queries, e.seconds)
+        for line in e.notes:
+            log.warning("%s", line)
+        return e
+
+
+def _photo(image: np.ndarray) -> np.ndarray | None:
+    """A uint8 (h, w, 3) array is a photo (resized per the model's spec); a float one is not."""
+    arr = np.asarray(image)
+    return arr if arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 3 else None
 
 
 def model_view(model: BlackBox, image: str | Path | np.ndarray) -> np.ndarray:

@@ -14,5 +14,5 @@ from .registry import Method, register
 register(Method(
     name="fntc", run=partial(soft_mask.optimise, loss="fntc"), options=soft_mask.OPTIONS, seeded=True,
     summary="the paper's F-NTC soft mask (Eq. 7)", default_budget=soft_mask.DEFAULT_BUDGET,
-    stepper=partial(soft_mask.SoftMaskRun, loss="fntc", shared=True),
+    stepper=soft_mask.Stepper("fntc"),
 ))

@@ -14,5 +14,5 @@ from .registry import Method, register
 register(Method(
     name="ftc", run=partial(soft_mask.optimise, loss="ftc"), options=soft_mask.OPTIONS, seeded=True,
     summary="the paper's F-TC soft mask (Eq. 5)", default_budget=soft_mask.DEFAULT_BUDGET,
-    stepper=partial(soft_mask.SoftMaskRun, loss="ftc", shared=True),
+    stepper=soft_mask.Stepper("ftc"),
 ))

@@ -131,5 +131,5 @@ def _heat(order: np.ndarray, steps: int, prefix: int, prior: np.ndarray) -> np.n
 register(Method(
     name="greedy", run=greedy, options=("patch", "stride", "window", "area"), seeded=False,
     summary="hard-blur window search from occlusion's priorities (not in the paper)",
-    default_budget=f"{GREEDY_BUDGET:,}",
+    default_budget=f"{GREEDY_BUDGET:,}", mask="cells",
 ))

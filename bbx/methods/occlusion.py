@@ -47,4 +47,5 @@ def occlusion(ctx: Context, cfg: ExplainConfig) -> Explanation:
 register(Method(
     name="occlusion", run=occlusion, options=("patch",), seeded=False,
     summary="blur one cell at a time, heat = the target's rise", default_budget="2 + one query per cell",
+    mask="cells",
 ))

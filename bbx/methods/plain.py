@@ -14,5 +14,5 @@ register(Method(
     name="plain", run=partial(soft_mask.optimise, loss="plain"),
     options=tuple(o for o in soft_mask.OPTIONS if o != "gamma"), seeded=True,
     summary="the paper's plain soft mask (Eq. 3)", default_budget=soft_mask.DEFAULT_BUDGET,
-    stepper=partial(soft_mask.SoftMaskRun, loss="plain", shared=True),
+    stepper=soft_mask.Stepper("plain"),
 ))

@@ -35,10 +35,14 @@ class Method:
     summary: str
     #: what it spends when no budget is given, in words
     default_budget: str
+    #: how its ``mask`` becomes the picture: "soft", Q(X; M') with M' the bilinear upsampling of the
+    #: mask; "cells", the heatmap constant per grid cell of the mask, blurred hard above the threshold
+    mask: str = "soft"
     #: for a method whose explanations can run in lockstep (:mod:`bbx.lockstep`): ``stepper(context,
     #: config)`` makes one in progress with ``probes()``, ``feed(scores)``, ``done`` and ``finish()``
-    #: (:class:`~bbx.methods.soft_mask.SoftMaskRun`); None: it runs one explanation at a time
-    stepper: "Callable[[Context, ExplainConfig], Any] | None" = None
+    #: for a config where ``stepper.accepts(config)`` (:class:`~bbx.methods.soft_mask.Stepper`);
+    #: None: it runs one explanation at a time
+    stepper: "Any | None" = None
 
     def reads(self) -> frozenset[str]:
         return frozenset((*COMMON, *self.options, *(("seed",) if self.seeded else ())))
@@ -59,6 +63,11 @@ def register(method: Method) -> Method:
         raise OptionError(f"a method name is lower-case letters, digits and _, not {method.name!r}")
     _METHODS[method.name] = method
     return method
+
+
+def mask_kind(name: str) -> str:
+    """How a method's stored mask is drawn (``Method.mask``); "soft" for a method not registered here."""
+    return _METHODS[name].mask if name in _METHODS else "soft"
 
 
 def unregister(name: str) -> None:

@@ -1,23 +1,30 @@
 """The paper's optimisation of a soft mask M, shared by ftc, fntc and plain (their losses differ).
 
-image -> Q(X; M) -> query the model -> objective -> gradient estimate -> projected Adam, from
-M = 1 for ``iterations`` steps. The model's part of the gradient is estimated from each step's
-antithetic probes, sent in one batch; the regulariser's is exact.
+image -> Q(X; M) -> query the model -> objective -> optimiser, from M = 1. With ``estimator``
+``active`` (the default) :func:`bbx.active.optimise` screens the mask's elements and takes only
+checked steps on those that can move, within the budget; with ``nes`` or ``spsa`` the model's part
+of the gradient is estimated from each step's antithetic probes, sent in one batch, the
+regulariser's is exact, and Adam steps for ``iterations`` steps. Either way the result carries
+whether it converged (:mod:`bbx.convergence`).
 
-:class:`SoftMaskRun` is the loop as a stepper: :meth:`~SoftMaskRun.run` steps with the run's own
-query (the device paths where they apply), and :mod:`bbx.lockstep` steps many runs through
-:meth:`~SoftMaskRun.probes` and :meth:`~SoftMaskRun.feed`, their probes scored in shared batches.
-Both go through the same estimate, regulariser and Adam step, so a run's numbers do not depend
-on who scored its probes.
+With ``nes`` or ``spsa``, :class:`SoftMaskRun` is the loop as a stepper: :meth:`~SoftMaskRun.run`
+steps with the run's own query (the device paths where they apply), and :mod:`bbx.lockstep` steps
+many runs through :meth:`~SoftMaskRun.probes` and :meth:`~SoftMaskRun.feed`, their probes scored
+in shared batches. Both go through the same estimate, regulariser and Adam step, so a run's
+numbers do not depend on who scored its probes. ``active`` decides each step's probes from the
+last step's answers and runs one explanation at a time.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .. import defaults as d
+from ..active import optimise as active_optimise
 from ..config import ExplainConfig
+from ..convergence import assess
 from ..errors import OptionError
 from ..estimate import Draw, Estimator, background
 from ..explanation import Explanation
@@ -31,7 +38,10 @@ from .context import Context
 #: the ExplainConfig fields the optimisation reads (besides the registry's common ones and seed)
 OPTIONS = ("iterations", "pairs", "estimator", "step", "resolution", "lr", "beta1", "lambda1", "lambda2",
            "beta", "gamma", "mask_size", "query_path")
-DEFAULT_BUDGET = "2 + 2 x pairs x iterations (3,202 with the defaults)"
+DEFAULT_BUDGET = "2 + 2 x pairs x iterations (3,202 with the defaults); active spends at most that"
+#: the budget multiple a non-converged NES/SPSA run is told to try: 8 x 3,202 is where NES's
+#: objective gain first came within a quarter of the exact-gradient reference's (docs/reproduce.md)
+NES_SCALE = 8
 #: query paths whose probes a shared batch can hold: built on the host in the model's input format
 SHAREABLE_PATHS = ("auto", "numpy", "reference")
 
@@ -123,19 +133,76 @@ class SoftMaskRun:
         self.ctx.report(self.steps_done, self.iterations, self.history[-1])
 
     def finish(self) -> Explanation:
-        """The explanation (one more query: the perturbed image)."""
+        """The explanation (one more query: the perturbed image) and whether it converged."""
         mask = self.mask
         perturbed = self.perturber(mask.astype(np.float32))
+        final = self.ctx.model.scores(perturbed[None])
         heatmap = 1.0 - self.perturber.upsample(mask.astype(np.float32))
         config = {**asdict(self.cfg), "method": self.loss, "iterations": self.iterations, "pairs": self.pairs,
                   "query_path": self.query.query_path,
                   "probes": "graph" if self._on_device else "host"}  # who formed the antithetic probes
         if self.shared_images is not None:
             config["lockstep_images"] = self.shared_images
+        verdict = assess(*objective_ends(self.objective, self._z0, self.target, final, mask), self.history,
+                         self.ctx.spent, stopped=None, scale=NES_SCALE)
         return self.ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config,
-                               loss_history=self.history)
+                               loss_history=self.history, probs_after=final.probs[0],
+                               convergence=verdict.summary())
+
+
+@dataclass(frozen=True)
+class Stepper:
+    """A soft-mask method's ``stepper`` (:class:`~bbx.methods.registry.Method`): a shared
+    :class:`SoftMaskRun` for the estimators that step (nes, spsa); ``active`` runs alone."""
+
+    loss: str
+
+    def accepts(self, cfg: ExplainConfig) -> bool:
+        return cfg.estimator != "active"
+
+    def __call__(self, ctx: Context, cfg: ExplainConfig) -> SoftMaskRun:
+        return SoftMaskRun(ctx, cfg, self.loss, shared=True)
 
 
 def optimise(ctx: Context, cfg: ExplainConfig, loss: str) -> Explanation:
     """Minimise ``loss`` (ftc, fntc or plain: :class:`~bbx.objective.Objective`) over the mask."""
+    if cfg.estimator == "active":
+        return _optimise_active(ctx, cfg, loss)
     return SoftMaskRun(ctx, cfg, loss).run()
+
+
+def _optimise_active(ctx: Context, cfg: ExplainConfig, loss: str) -> Explanation:
+    """:func:`optimise` with :func:`bbx.active.optimise` in place of the estimate-and-Adam loop."""
+    iterations, pairs = cfg.iterations, d.PAIRS
+    budget = cfg.budget if cfg.budget is not None else 2 + 2 * iterations * pairs
+    ctx.require(4, "the image, M = 1, one step, the perturbed image")
+    shape = (cfg.mask_size, cfg.mask_size)
+    pert = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
+    k, z0 = ctx.target, ctx.logits_before
+    objective = Objective(loss, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
+    query = MaskQuery(ctx.model, pert, cfg.query_path, target=k)
+
+    def model_loss(masks: np.ndarray) -> np.ndarray:
+        return objective.model_loss(query(masks), k, z0)
+
+    at_ones = float(model_loss(np.ones((1, *shape)))[0])  # X through the same path as every probe
+    result = active_optimise(model_loss, objective.regularizer, shape, budget - ctx.spent - 1, at_ones,
+                             cfg.lambda2, progress=lambda step, _, j: ctx.report(step, max(step, budget // 60), j))
+    mask = result.mask
+    perturbed = pert(mask.astype(np.float32))
+    final = ctx.model.scores(perturbed[None])
+    heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
+    config = {**asdict(cfg), "method": loss, "iterations": len(result.history) - 1, "pairs": None,
+              "budget": budget, "query_path": query.query_path, "screens": result.screens,
+              "active": len(result.active)}
+    verdict = assess(*objective_ends(objective, z0, k, final, mask), result.history, ctx.spent,
+                     stopped=result.converged)
+    return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config, loss_history=result.history,
+                      probs_after=final.probs[0], convergence=verdict.summary())
+
+
+def objective_ends(objective: Objective, z0: np.ndarray, k: int, final: Scores, mask: np.ndarray) -> tuple[float, float]:
+    """J(1) and J(M) without a query: the image's own logits, and the scores of the final image
+    every method takes anyway (R_M is exact; R_M(1) = 0)."""
+    at_ones = float(objective.model_loss(Scores(z0[None]), k, z0)[0])
+    return at_ones, float(objective.model_loss(final, k, z0)[0] + objective.regularizer(mask)[0])

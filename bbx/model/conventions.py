@@ -32,6 +32,8 @@ class OutputInfo:
     num_classes: int
     kind: str  # "logits" | "probabilities"
     background: bool  # 1001 classes, index 0 = background
+    #: the same scores for every image of the detection pass; None when it held one image
+    constant: bool | None = None
 
 
 
@@ -88,8 +90,10 @@ def scores_output(names: Sequence[str], outs: Sequence[Any], n: int, wanted: str
     name = cands[0]
     if not np.isfinite(values[name]).all():
         raise ModelError("the model returned NaN or infinite scores on a plain grey image")
-    c = values[name].shape[1]
-    return OutputInfo(name=name, num_classes=c, kind=kinds[name], background=(c == 1001))
+    v = values[name]
+    c = v.shape[1]
+    constant = bool(np.ptp(v, axis=0).max() <= 1e-6 * max(1.0, float(np.abs(v).max()))) if n >= 2 else None
+    return OutputInfo(name=name, num_classes=c, kind=kinds[name], background=(c == 1001), constant=constant)
 
 
 def detection_batch(input_info: InputInfo, max_batch: int) -> np.ndarray:

@@ -35,6 +35,8 @@ class OnnxClassifier(Classifier):
     preprocess_overrides: :class:`~bbx.preprocess.PreprocessSpec` fields given by the user (the
         strongest source; ``None`` values are unset).
     preset: name of a bundled preset to use instead of matching the file name.
+    spec_file: a sidecar JSON (``{"preprocess": {...}, "labels": [...]}``) kept anywhere, used
+        instead of ``<model>.bbx.json`` next to the model.
     output: name of the output holding class scores, when the graph has several.
     labels: a labels file (one name per line, or a JSON list), or the names themselves.
     max_batch: largest batch sent in one call when the batch axis is dynamic; default 64 on the
@@ -52,6 +54,7 @@ class OnnxClassifier(Classifier):
         device: str = "cpu",
         preprocess_overrides: Mapping[str, Any] | None = None,
         preset: str | None = None,
+        spec_file: str | Path | None = None,
         output: str | None = None,
         labels: str | Path | Sequence[str] | None = None,
         max_batch: int | None = None,
@@ -68,7 +71,9 @@ class OnnxClassifier(Classifier):
         self.device = self.runtime.device
         self.session = self.runtime.session
 
-        resolved = pp.resolve(self.path, self.metadata, cli=preprocess_overrides, preset=preset)
+        self.spec_file = None if spec_file is None else Path(spec_file)
+        resolved = pp.resolve(self.path, self.metadata, cli=preprocess_overrides, preset=preset,
+                              spec_file=self.spec_file, facts=_graph_facts(proto))
         self.input, resolved = _image_input(proto, resolved)
         self.spec, self.spec_sources = resolved.spec, resolved.sources
         self.max_batch = self.input.batch or max_batch or (256 if self.device == "cuda" else 64)
@@ -80,7 +85,7 @@ class OnnxClassifier(Classifier):
         if labels is not None:
             explicit = read_labels_file(labels) if isinstance(labels, (str, Path)) else list(labels)
         self.labels, self.labels_source = resolve_labels(
-            self.output.num_classes, explicit=explicit, sidecar=pp.read_sidecar(self.path), metadata=self.metadata)
+            self.output.num_classes, explicit=explicit, sidecar=pp.read_sidecar(self.path, self.spec_file), metadata=self.metadata)
 
     @property
     def providers(self) -> list[str]:
@@ -92,7 +97,8 @@ class OnnxClassifier(Classifier):
     def describe(self) -> dict[str, Any]:
         return {"model": str(self.path), "providers": list(self.providers),
                 "inputs": [io_desc(i) for i in self.session.get_inputs()],
-                "outputs": [io_desc(o) for o in self.session.get_outputs()], **super().describe()}
+                "outputs": [io_desc(o) for o in self.session.get_outputs()],
+                **({"spec_file": str(self.spec_file)} if self.spec_file is not None else {}), **super().describe()}
 
     def scores_type(self) -> tuple[int, int]:
         """The onnx element type and rank of the scores output (what a graph reading it declares)."""
@@ -154,6 +160,14 @@ class OnnxClassifier(Classifier):
         # outputs that are not [rows, ...] (sequences, maps) stay as they are, to be named in the error
         outs = [squeeze(o, len(x), strict=False) for o in self._call(x, names)]
         return scores_output(names, outs, len(x), wanted)
+
+
+def _graph_facts(proto: Any) -> pp.GraphFacts:
+    """What the graph says about its preprocessing: its image input's type, who produced it."""
+    inits = {t.name for t in proto.graph.initializer}
+    inputs = [i for i in proto.graph.input if i.name not in inits and i.type.HasField("tensor_type")]
+    dtype = DTYPES.get(inputs[0].type.tensor_type.elem_type) if len(inputs) == 1 else None
+    return pp.GraphFacts(input_dtype=np.dtype(dtype).name if dtype else "", producer=proto.producer_name or "")
 
 
 def _image_input(proto: Any, resolved: pp.ResolvedSpec):

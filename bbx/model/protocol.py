@@ -141,13 +141,42 @@ class Classifier:
         return [slice(i, min(n, i + size)) for i in range(0, n, size)], max(size, self.input.batch or 0)
 
     def class_index(self, target: int | str) -> int:
-        """A class given by index or by name (exact, then case-insensitive) as an output index."""
-        if isinstance(target, (int, np.integer)) or (isinstance(target, str) and target.strip().lstrip("-").isdecimal()):
-            k = int(target)
-            if not 0 <= k < self.num_classes:
-                raise OptionError(f"target {k} is out of range: the model has {self.num_classes} classes (0..{self.num_classes - 1})")
-            return k
-        name = str(target).strip()
+        """A class given by index (an int, or ``"index:N"``) or by name (``"name:X"``, else exact, then
+        case-insensitive).
+
+        A string of digits is a name first where a class has that name (labels ``"0"`` and ``"180"``:
+        ``"180"`` is the second class), else an index; where it names one class and indexes
+        another, it is refused as ambiguous rather than guessed.
+        """
+        if isinstance(target, (int, np.integer)):
+            return self._index(int(target))
+        text = str(target).strip()
+        kind, sep, rest = text.partition(":")
+        if sep and kind.lower() in ("index", "name"):
+            if kind.lower() == "name":
+                return self._named(rest.strip())
+            if not rest.strip().lstrip("-").isdecimal():
+                raise OptionError(f"target {text!r}: index: needs a whole number")
+            return self._index(int(rest))
+        if text.lstrip("-").isdecimal():
+            k = int(text)
+            named = self.labels.index(text) if text in self.labels else None
+            if named is None:
+                return self._index(k, numeric_names=any(lab.strip().isdecimal() for lab in self.labels))
+            if 0 <= k < self.num_classes and k != named:
+                raise OptionError(f"target {text!r} is ambiguous: class {named} is named {text!r} and class {k} "
+                                  f"({self.labels[k]!r}) has index {k}; give name:{text} or index:{text}")
+            return named
+        return self._named(text)
+
+    def _index(self, k: int, numeric_names: bool = False) -> int:
+        if not 0 <= k < self.num_classes:
+            no_name = "no class is named that and " if numeric_names else ""
+            raise OptionError(f"target {k} is out of range: {no_name}the model has {self.num_classes} classes "
+                              f"(0..{self.num_classes - 1})")
+        return k
+
+    def _named(self, name: str) -> int:
         if not name:
             raise OptionError("the target class is empty: give a class index or name")
         if name in self.labels:

@@ -1,0 +1,110 @@
+"""``audit``: ``bbx evaluate`` over a folder of photos, then the report a person opens in a browser.
+
+An audit is an evaluation (same engine, same ``results.jsonl``, resumable the same way) plus the
+pictures and the page drawn from its lines: ``index.html`` beside ``img/`` and ``plots/``. A rerun
+runs only the missing jobs, draws only the missing pictures and rewrites the page.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .._io import ensure_dir
+from ..defaults import METHOD
+from ..evaluate import EvalConfig, Outcome, Progress, evaluate
+from ..perturb import BlurSpec
+from . import data, images, plots
+from .card import model_card
+from .page import Report, write_page
+
+#: What ``bbx audit`` runs unless told: the default method, then the two baselines its curve is read against.
+DEFAULT_METHODS = (METHOD, "occlusion", "random")
+
+
+@dataclass
+class Audit:
+    """What one ``audit`` call wrote and found."""
+
+    path: Path  # index.html
+    outcome: Outcome
+    report: Report
+
+    def line(self) -> str:
+        """The one-line summary for the terminal."""
+        g = self.report.gallery
+        phis = [r.phi for r in g if math.isfinite(r.phi)]
+        fragile = sum(r.fragile is not None for r in g)
+        med = f"median φ {np.median(phis):.1f}" if phis else "no φ"
+        return (f"audit: {len(g)} photos, {len(self.report.class_counts)} classes, {med} ({g[0].method if g else '-'}), "
+                f"{fragile} fragile; {self.outcome.ran} runs now ({self.outcome.done_before} before), "
+                f"{self.outcome.queries} queries")
+
+
+def audit(model: Any, photos: Sequence[str | Path], config: EvalConfig, out: str | Path,
+          progress: Progress | None = None, command: str = "") -> Audit:
+    """Evaluate ``config`` on ``photos`` into ``out`` (resuming), then draw the report there."""
+    outcome = evaluate(model, photos, config, out, progress)
+    report = build_report(model, outcome.records, config, ensure_dir(out), command)
+    return Audit(path=write_page(Path(out), report), outcome=outcome, report=report)
+
+
+def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConfig, out: Path,
+                 command: str) -> Report:
+    method = config.methods[0]
+    gallery = data.rows(records, method, model.labels)
+    for row in gallery:
+        row.files = images.file_names(row.key)
+    blur = BlurSpec(config.explain.sigma, config.explain.kernel)
+    images.draw_rows(out, [(r.key, r.record) for r in gallery], model.prepare, blur)
+    groups = data.classes(gallery)
+    class_images = {}
+    for g in groups:
+        class_images[g.name] = images.save(out / f"img/class-{data.photo_key(g.name)}.jpg",
+                                           images.class_heatmap([r.record for r in g.rows])).relative_to(out).as_posix()
+    counts = Counter(r.top1_name for r in gallery)
+    return Report(
+        title=f"bbx audit: {Path(model.name).name}",
+        summary=_summary(gallery, records, config),
+        card=model_card(model, command),
+        gallery=gallery,
+        settings=config.settings(model) | {"methods": list(config.methods), "seeds": config.seeds},
+        classes=groups,
+        class_images=class_images,
+        plots=draw_plots(records, gallery, config, ensure_dir(out / "plots"), out),
+        class_counts=sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
+    )
+
+
+def draw_plots(records: Sequence[dict[str, Any]], gallery: Sequence[data.Row], config: EvalConfig, folder: Path,
+               out: Path) -> dict[str, str]:
+    """caption -> plot file (relative to ``out``)."""
+    by_method: dict[str, list[dict[str, Any]]] = {m: [] for m in config.methods}
+    for rec in records:
+        by_method.setdefault(rec["method"], []).append(rec)
+    by_method = {m: recs for m, recs in by_method.items() if recs}
+    curves = {m: (list(config.areas), np.array([r["phi_at_area"] for r in recs], dtype=np.float64))
+              for m, recs in by_method.items()}
+    drawn = {
+        "confidence histogram": plots.confidence_histogram([r.prob_before for r in gallery], folder / "confidence.svg"),
+        "φ per method (every explanation)": plots.phi_by_method(
+            {m: [r["phi"] for r in recs] for m, recs in by_method.items()}, folder / "phi.svg"),
+        "blur-insertion curve: mean φ after blurring the top a% of each heatmap": plots.insertion_curves(
+            curves, folder / "insertion.svg"),
+        "φ against the top-1 probability": plots.confidence_vs_phi(
+            {m: ([r["top1_prob_before"] for r in recs], [r["phi"] for r in recs]) for m, recs in by_method.items()},
+            folder / "confidence_phi.svg"),
+    }
+    return {caption: path.relative_to(out).as_posix() for caption, path in drawn.items()}
+
+
+def _summary(gallery: Sequence[data.Row], records: Sequence[dict[str, Any]], config: EvalConfig) -> str:
+    queries = sum(int(r["queries"]) + int(r.get("insertion_queries", 0)) for r in records)
+    fragile = sum(r.fragile is not None for r in gallery)
+    return (f"{len(gallery)} photos × {', '.join(config.methods)} ({config.seeds} seed{'s' * (config.seeds > 1)} "
+            f"where seeded); {len(records)} explanations, {queries:,} model queries; {fragile} fragile decisions.")

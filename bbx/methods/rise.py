@@ -1,0 +1,84 @@
+"""``rise``: RISE (Petsiuk, Das & Saenko, BMVC 2018) with bbx's blur as the perturbation.
+
+RISE scores the target class on ``N`` images, each keeping the pixels of a random smooth mask
+and blurring the rest, and weighs each mask by the target probability it gave:
+
+    S(x) = sum_i f_k(Q(X; M_i)) M_i(x) / (N p)
+
+M_i: a ``grid`` x ``grid`` binary grid (each cell kept with probability ``keep`` = p), upsampled
+bilinearly to a grid one cell larger and cropped at a random offset (so the cells need not sit
+on a fixed grid). Here everything is at the learned methods' mask resolution (28 x 28, upsampled
+bilinearly to the input like theirs), and Q is bbx's operator: X where M = 1, h(X) (Gaussian blur)
+where M = 0.
+
+Undesirable pixels are those whose presence lowers the target: S(x) below the mean score
+f̄ = mean_i f_k(Q(X; M_i)) (what S would be if keeping x made no difference). The heatmap is
+(f̄ - S) / (f̄ - min S), clipped at 0: 1 where keeping the pixel hurts most, 0 where it does not
+hurt. As for occlusion, the perturbed image blurs, hard, every pixel above 0.6.
+Queries: 1 (the image) + N + 1 (the perturbed image) = ``budget`` (default 2,000).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import defaults as d
+from ..config import ExplainConfig
+from ..defaults import THRESHOLD
+from ..explanation import Explanation
+from ..insertion import hard_blur
+from ..objective import Objective
+from ..perturb import BlurSpec, Perturber, upsample
+from ..query import MaskQuery
+from .context import Context
+from .registry import Method, register
+
+
+def rise(ctx: Context, cfg: ExplainConfig) -> Explanation:
+    """RISE saliency of the target from ``budget - 2`` random masks (default :data:`bbx.defaults.RISE_BUDGET`)."""
+    budget = d.RISE_BUDGET if cfg.budget is None else int(cfg.budget)
+    ctx.require(3, "the image, one mask, the perturbed image")
+    grid, keep, size = d.RISE_GRID, d.RISE_KEEP, cfg.mask_size
+    shape = (size, size)
+    pert = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
+    k, z0 = ctx.target, ctx.logits_before
+    query = MaskQuery(ctx.model, pert, target=k)
+    plain = Objective("plain")  # its model loss is -f_k
+
+    n = budget - 2
+    masks = random_masks(np.random.default_rng(cfg.seed), n, min(grid, size), keep, size)
+    probs = np.empty(n)
+    chunk = max(1, ctx.model.max_batch) * 4
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        probs[start:stop] = -plain.model_loss(query(masks[start:stop]), k, z0)
+        ctx.report(stop, n, float(probs[:stop].mean()))
+    saliency = np.einsum("n,nij->ij", probs, masks) / (n * keep)
+    mean = float(probs.mean())
+    low = mean - float(saliency.min())
+    heat = np.clip((mean - saliency) / low, 0.0, None) if low > 0 else np.zeros(shape)
+    mask = 1.0 - heat
+    heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
+    perturbed = hard_blur(pert, heatmap > THRESHOLD)
+    config = {"method": "rise", "budget": budget, "masks": n, "grid": grid, "keep": keep, "mask_size": size,
+              "seed": cfg.seed, "sigma": cfg.sigma, "kernel": cfg.kernel}
+    return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config)
+
+
+def random_masks(rng: np.random.Generator, n: int, grid: int, keep: float, size: int) -> np.ndarray:
+    """``n`` RISE masks ``(n, size, size)`` in [0, 1]: binary ``grid`` x ``grid`` grids, bilinear to
+    ``(grid + 1) * cell`` and cropped at a random offset in ``[0, cell)``, ``cell = ceil(size / grid)``."""
+    cell = -(-size // grid)
+    binary = (rng.random((n, grid, grid)) < keep).astype(np.float32)
+    big = upsample(binary, ((grid + 1) * cell, (grid + 1) * cell))
+    dy, dx = rng.integers(0, cell, size=n), rng.integers(0, cell, size=n)
+    rows = dy[:, None] + np.arange(size)[None]
+    cols = dx[:, None] + np.arange(size)[None]
+    return big[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+register(Method(
+    name="rise", run=rise, options=("mask_size",), seeded=True,
+    summary="RISE: random smooth masks, heat = where keeping a pixel lowers the target",
+    default_budget=f"{d.RISE_BUDGET:,}",
+))
