@@ -81,6 +81,24 @@ def load_model(model: Path, device: str, size: Optional[str], crop_pct: Optional
                           cuda_options=key_values(cuda_option or [], "cuda-option"), threads=threads)
 
 
+def default_note(m: Any) -> Optional[str]:
+    """One line when the fields that change every answer (value scale, mean, std, channel order) are
+    bbx's defaults rather than anything the model or the user said; None otherwise."""
+    from ..preprocess import VALUE_FIELDS
+
+    left = [k for k in VALUE_FIELDS if m.spec_sources.get(k) == "default"]
+    if not left:
+        return None
+    names = ", ".join(k.replace("_", " ") for k in left)
+    return (f"{names} {'is' if len(left) == 1 else 'are'} bbx's default{'s' * (len(left) > 1)} (ImageNet: RGB, "
+            f"0-1, mean 0.485,0.456,0.406, std 0.229,0.224,0.225), not the model's: if it was trained otherwise "
+            f"the answer is wrong; give --preset, --spec FILE or the flags (bbx inspect shows every field's source)")
+
+
+def note(msg: str) -> None:
+    typer.echo(f"bbx: note: {msg}", err=True)
+
+
 def key_values(items: list[str], name: str) -> dict[str, str]:
     """``["prefer_nhwc=1", "device_id=1"]`` as a dict; anything else is one clear error."""
     out = {}
