@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 26's one prepared device call: lockstep on one GPU, the README's job (bundled
-# EfficientNet-Lite0, F-TC, 200 steps x 8 antithetic pairs = 16 probes a step, 3,202 queries)
+# Issue 26's one prepared device call: lockstep on one GPU, the issue's job (bundled
+# EfficientNet-Lite0, F-TC with NES, 200 steps x 8 antithetic pairs = 16 probes a step, 3,202 queries;
+# the README's default estimator is now active, which runs one explanation at a time)
 # over 256 photo crops, K = 256 // 16 = 16 explanations in flight (batches of 256), against the
 # bare model's batch-256 ceiling measured in the same run; then ResNet-18 (random weights,
 # exported with PyTorch by tools/bench_gpu.py) the same way. A few photos also run one at a time
@@ -38,7 +39,7 @@ from bbx.lockstep import Tally
 from bbx.lockstep_graph import DeviceImages
 from bbx.methods import Context, get
 m = bbx.OnnxClassifier("models/efficientnet_lite0.onnx", device="cuda")
-runs = [get("ftc").stepper(Context(Tally(m), p, None, "ftc", None), ExplainConfig(method="ftc", seed=s, iterations=2, pairs=20))
+runs = [get("ftc").stepper(Context(Tally(m), p, None, "ftc", None), ExplainConfig(method="ftc", seed=s, iterations=2, pairs=20, estimator="nes"))
         for s, p in enumerate(["models/samples/chelsea.png", "models/samples/coffee.png", "models/samples/rocket.jpg"])]
 probes = [r.probes() for r in runs]
 host = m.score_tensor(np.concatenate([r.query.model_input(p) for r, p in zip(runs, probes)])).raw
