@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import glob
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -75,28 +75,31 @@ class EvalConfig:
             raise OptionError(f"areas must be percentages in (0, 100], not {list(self.areas)}")
         self.explain.validate()
         given = self.explain.given()
-        unread = [o for o in given if all(o in registry.get(m).unused(given) for m in self.methods)]
+        unread = [o for o in given if all(o in self._unused(m) for m in self.methods)]
         if unread:
             raise OptionError(f"no method of {','.join(self.methods)} uses {', '.join(unread)}")
         return self
 
     def unused_by(self) -> dict[str, list[str]]:
         """Per method, the given options it does not read (they go to the other methods)."""
-        given = self.explain.given()
-        return {m: registry.get(m).unused(given) for m in self.methods if registry.get(m).unused(given)}
+        return {m: self._unused(m) for m in self.methods if self._unused(m)}
+
+    def _unused(self, method: str) -> list[str]:
+        return registry.get(method).unused(self.explain.given(), replace(self.explain, method=method))
 
     def for_method(self, method: str, seed: int) -> ExplainConfig:
         """The settings one job runs with: the given options this method reads, and the seed."""
         spec = registry.get(method)
-        keep = {k: v for k, v in self.explain.given().items() if k in spec.reads()}
-        if spec.seeded:
+        cfg = replace(self.explain, method=method)
+        keep = {k: v for k, v in self.explain.given().items() if k in spec.reads(cfg)}
+        if spec.is_seeded(cfg):
             keep["seed"] = seed
         return ExplainConfig(method=method, **keep)
 
     def jobs(self, images: Sequence[str]) -> list[Job]:
         """Image-major, so a partial run holds every method for its first images."""
         return [Job(img, m, s) for img in images for m in self.methods
-                for s in (range(self.seeds) if registry.get(m).seeded else (0,))]
+                for s in (range(self.seeds) if registry.get(m).is_seeded(replace(self.explain, method=m)) else (0,))]
 
     def settings(self, model: BlackBox) -> dict[str, Any]:
         """Everything that changes a job's numbers (the seed and method are in the job)."""

@@ -56,8 +56,8 @@ def resolve(method: str | None, config: ExplainConfig | None, overrides: dict[st
         raise OptionError(f"method {method!r} contradicts the config's method {cfg.method!r}: give one")
     name = methods.get(method or overrides.get("method") or cfg.method or defaults.METHOD).name
     cfg = replace(cfg, **{**overrides, "method": name}).validate()
-    unused = methods.get(name).unused(cfg.given())
+    unused = methods.get(name).unused(cfg.given(), cfg)
     if unused:
-        reads = ", ".join(sorted(methods.get(name).reads() - {"method"}))
+        reads = ", ".join(sorted(methods.get(name).reads(cfg) - {"method"}))
         raise OptionError(f"method {name} does not use {', '.join(unused)} (it reads {reads})")
     return cfg

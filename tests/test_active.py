@@ -44,8 +44,10 @@ def test_active_never_ends_above_m_equal_1_and_is_a_function_of_its_inputs(targe
     history = e.loss_history
     assert all(b <= a for a, b in zip(history, history[1:]))  # only steps that lowered J were taken
     assert history[-1] == pytest.approx(e.convergence["objective_final"], abs=1e-6)  # exact J, no estimate
-    again = bbx.explain(target_model, planted.photo(), target=0, estimator="active", budget=900, seed=7)
+    again = bbx.explain(target_model, planted.photo(), target=0, estimator="active", budget=900)
     assert np.array_equal(e.mask, again.mask)  # no random draws
+    with pytest.raises(bbx.OptionError, match="ftc does not use seed"):  # so a seed is refused, not dropped
+        bbx.explain(target_model, planted.photo(), target=0, estimator="active", budget=900, seed=7)
 
 
 def test_a_run_that_cannot_converge_says_so(target_model):

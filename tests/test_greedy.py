@@ -74,6 +74,10 @@ def test_too_small_a_budget_and_bad_sizes_are_refused(target_model):
 
 
 def test_evaluate_runs_greedy_once_per_image():
-    jobs = EvalConfig(methods=("greedy", "ftc"), seeds=3).validate().jobs(["a.png", "b.png"])
+    nes = bbx.ExplainConfig(estimator="nes")
+    jobs = EvalConfig(methods=("greedy", "ftc"), seeds=3, explain=nes).validate().jobs(["a.png", "b.png"])
     assert [(j.method, j.seed) for j in jobs if j.image == "a.png"] == [("greedy", 0), ("ftc", 0), ("ftc", 1),
                                                                         ("ftc", 2)]
+    # the active estimator draws nothing: one run of ftc, as of greedy
+    jobs = EvalConfig(methods=("greedy", "ftc"), seeds=3).validate().jobs(["a.png"])
+    assert [(j.method, j.seed) for j in jobs] == [("greedy", 0), ("ftc", 0)]

@@ -12,7 +12,8 @@ from . import soft_mask
 from .registry import Method, register
 
 register(Method(
-    name="fntc", run=partial(soft_mask.optimise, loss="fntc"), options=soft_mask.OPTIONS, seeded=True,
+    name="fntc", run=partial(soft_mask.optimise, loss="fntc"),
+    options=partial(soft_mask.options, loss="fntc"), seeded=soft_mask.seeded,
     summary="the paper's F-NTC soft mask (Eq. 7)", default_budget=soft_mask.DEFAULT_BUDGET,
     stepper=soft_mask.Stepper("fntc"),
 ))

@@ -12,7 +12,8 @@ from . import soft_mask
 from .registry import Method, register
 
 register(Method(
-    name="ftc", run=partial(soft_mask.optimise, loss="ftc"), options=soft_mask.OPTIONS, seeded=True,
+    name="ftc", run=partial(soft_mask.optimise, loss="ftc"),
+    options=partial(soft_mask.options, loss="ftc"), seeded=soft_mask.seeded,
     summary="the paper's F-TC soft mask (Eq. 5)", default_budget=soft_mask.DEFAULT_BUDGET,
     stepper=soft_mask.Stepper("ftc"),
 ))

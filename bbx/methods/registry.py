@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..config import ExplainConfig
 from ..errors import OptionError
 
-if TYPE_CHECKING:  # types only: the registry imports no method and no config
-    from ..config import ExplainConfig
+if TYPE_CHECKING:  # types only: the registry imports no method
     from ..explanation import Explanation
     from .context import Context
 
@@ -27,10 +27,12 @@ COMMON = ("method", "budget", "sigma", "kernel")
 class Method:
     name: str
     run: "Callable[[Context, ExplainConfig], Explanation]"
-    #: the ExplainConfig fields it reads besides :data:`COMMON` (and ``seed`` when ``seeded``)
-    options: tuple[str, ...]
-    #: whether the seed changes its answer (``bbx evaluate`` runs ``--seeds`` of it, else one)
-    seeded: bool
+    #: the ExplainConfig fields it reads besides :data:`COMMON` (and ``seed`` when ``seeded``), or a
+    #: function of the config for a method whose options depend on another (an estimator's)
+    options: "tuple[str, ...] | Callable[[ExplainConfig], tuple[str, ...]]"
+    #: whether the seed changes its answer (``bbx evaluate`` runs ``--seeds`` of it, else one), or a
+    #: function of the config
+    seeded: "bool | Callable[[ExplainConfig], bool]"
     #: one line for ``--help``
     summary: str
     #: what it spends when no budget is given, in words
@@ -44,12 +46,19 @@ class Method:
     #: None: it runs one explanation at a time
     stepper: "Any | None" = None
 
-    def reads(self) -> frozenset[str]:
-        return frozenset((*COMMON, *self.options, *(("seed",) if self.seeded else ())))
+    def is_seeded(self, cfg: ExplainConfig | None = None) -> bool:
+        """Whether seeds change its answer under ``cfg`` (default: the defaults)."""
+        return self.seeded(cfg or ExplainConfig()) if callable(self.seeded) else self.seeded
 
-    def unused(self, given: dict[str, object]) -> list[str]:
-        """The given options this method would not read."""
-        return sorted(set(given) - self.reads())
+    def reads(self, cfg: ExplainConfig | None = None) -> frozenset[str]:
+        """The fields it reads under ``cfg`` (default: the defaults)."""
+        cfg = cfg or ExplainConfig()
+        options = self.options(cfg) if callable(self.options) else self.options
+        return frozenset((*COMMON, *options, *(("seed",) if self.is_seeded(cfg) else ())))
+
+    def unused(self, given: dict[str, object], cfg: ExplainConfig | None = None) -> list[str]:
+        """The given options this method would not read under ``cfg``."""
+        return sorted(set(given) - self.reads(cfg))
 
 
 _METHODS: dict[str, Method] = {}

@@ -35,9 +35,24 @@ from ..perturb import BlurSpec, Perturber
 from ..query import MaskQuery
 from .context import Context
 
-#: the ExplainConfig fields the optimisation reads (besides the registry's common ones and seed)
+#: the ExplainConfig fields the optimisation reads (besides the registry's common ones and seed),
+#: with a random estimator (nes, spsa) and with the active one, which draws nothing and runs no Adam
 OPTIONS = ("iterations", "pairs", "estimator", "step", "resolution", "lr", "beta1", "lambda1", "lambda2",
            "beta", "gamma", "mask_size", "query_path")
+ACTIVE_OPTIONS = ("iterations", "estimator", "lambda1", "lambda2", "beta", "gamma", "mask_size", "query_path")
+
+
+def options(cfg: ExplainConfig, loss: str) -> tuple[str, ...]:
+    """What ``loss``'s optimisation reads under ``cfg`` (plain has no gamma term)."""
+    read = ACTIVE_OPTIONS if cfg.estimator == "active" else OPTIONS
+    return tuple(o for o in read if not (loss == "plain" and o == "gamma"))
+
+
+def seeded(cfg: ExplainConfig) -> bool:
+    """Seeds change the answer of the random estimators only."""
+    return cfg.estimator != "active"
+
+
 DEFAULT_BUDGET = "2 + 2 x pairs x iterations (3,202 with the defaults); active spends at most that"
 #: the budget multiple a non-converged NES/SPSA run is told to try: 8 x 3,202 is where NES's
 #: objective gain first came within a quarter of the exact-gradient reference's (docs/reproduce.md)
