@@ -168,7 +168,7 @@ def test_cli_lockstep_flag(target_model, tmp_path):
 
 
 def test_the_active_estimator_runs_alone_even_with_room_in_flight(target_model):
-    requests = [(s, "ftc", planted.photo(s), ExplainConfig(method="ftc", seed=s, budget=900)) for s in range(2)]
+    requests = [(s, "ftc", planted.photo(s), ExplainConfig(method="ftc", budget=900)) for s in range(2)]
     got = dict(explain_many(target_model, requests, k=4))
     for key, _, photo, cfg in requests:
         assert got[key].config["estimator"] == "active" and "lockstep_images" not in got[key].config
