@@ -82,11 +82,19 @@ class Estimator:
         if pairs_loss is not None:
             values = pairs_loss(mask, drawn.offsets if drawn is not None else self._offsets(u))
         else:
-            cu = self.step * u
-            probes = np.empty((2 * self.pairs, *mask.shape), dtype=self.dtype)
-            np.add(mask, cu, out=probes[: self.pairs], casting="same_kind")
-            np.subtract(mask, cu, out=probes[self.pairs:], casting="same_kind")
-            values = loss(probes)
+            values = loss(self.probes(mask, u))
+        return self.gradient(values, u)
+
+    def probes(self, mask: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The step's ``2P`` probes: ``mask + c u`` then ``mask - c u``, in the probes' dtype."""
+        cu = self.step * u
+        probes = np.empty((2 * self.pairs, *mask.shape), dtype=self.dtype)
+        np.add(mask, cu, out=probes[: self.pairs], casting="same_kind")
+        np.subtract(mask, cu, out=probes[self.pairs:], casting="same_kind")
+        return probes
+
+    def gradient(self, values: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, float]:
+        """The estimate from the probes' ``2P`` losses (in :meth:`probes`' order) and the mean loss."""
         diff = values[: self.pairs] - values[self.pairs:]
         grad = np.einsum("p,pij->ij", diff, u) / (2.0 * self.step * self.pairs)  # no BLAS: see perturb.upsample
         return grad, float(values.mean())

@@ -1,7 +1,8 @@
 """``bbx evaluate``: every method on every image, one JSON line each, resumable.
 
 A job is (image, method, seed). Each finished job is appended to ``results.jsonl`` as one
-synced line (:func:`bbx._io.append_line`), so a killed run loses at most the job in flight; a
+synced line (:func:`bbx._io.append_line`) when it finishes, so a killed run loses at most the jobs in
+flight (K in lockstep: :mod:`bbx.lockstep`; the photos on Ray workers: :mod:`bbx.ray_engine`); a
 rerun reads the file, drops a torn last line and runs only what is missing. ``settings.json``
 pins what changes the numbers (the model, explain settings, areas): resuming with
 other settings would mix incomparable results, so it is refused. The tables are computed
@@ -10,29 +11,29 @@ from the lines alone (:mod:`bbx.summary`).
 
 from __future__ import annotations
 
-import glob
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from . import methods as registry
 from ._io import append_line, clear_stale, ensure_dir
-from .eval_files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, file_sha256, lock,  # noqa: F401
-                         read_records, record_key)
 from .config import ExplainConfig
 from .defaults import EVAL_SEEDS
 from .errors import ImageError, OptionError
-from .explain import explain
+from .eval_files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, lock,  # noqa: F401
+                         read_records, record_key)
 from .explanation import Explanation
 from .insertion import AREAS, blur_top_probs
+from .lockstep import explain_many, lockstep_width
+from .methods.soft_mask import SHAREABLE_PATHS
 from .metrics import phi
 from .model import BlackBox
 from .perturb import BlurSpec, Perturber
+from .photos import IMAGE_SUFFIXES, find_images, photo_content  # noqa: F401  (bbx.evaluate.find_images)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 LOSS_POINTS = 21  # the loss history a record keeps, evenly thinned: enough to see its trend
 
 
@@ -137,33 +138,6 @@ class Progress(Protocol):
     def update(self, done: int, todo: int, job: Job, step: int, steps: int) -> None: ...
 
 
-def find_images(specs: Sequence[str | Path], limit: int | None = None) -> list[Path]:
-    """Files as given, folders' images (recursive, sorted), globs' images (sorted); no duplicates."""
-    found: list[Path] = []
-    for spec in map(str, specs):
-        path = Path(spec)
-        if path.is_dir():
-            hits = sorted(p for p in path.rglob("*") if p.is_file() and _is_image(p)
-                          and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not hits:
-                raise OptionError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {spec}")
-        elif path.is_file():
-            hits = [path]
-        elif glob.has_magic(spec):
-            hits = sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).is_file() and _is_image(Path(p)))
-            if not hits:
-                raise OptionError(f"no images match {spec}")
-        else:
-            raise OptionError(f"no such image, folder or glob: {spec}")
-        found += hits
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    if limit is not None:
-        if limit < 1:
-            raise OptionError(f"limit must be at least 1, not {limit}")
-        unique = unique[:limit]
-    return unique
-
-
 def evaluate(
     model: BlackBox,
     images: Sequence[str | Path],
@@ -171,11 +145,35 @@ def evaluate(
     out: str | Path,
     progress: Progress | None = None,
     strict: bool = False,
+    lockstep: int | None = None,
 ) -> Outcome:
     """Run every job of ``config`` on ``images`` not already in ``out/results.jsonl``.
 
     A photo that cannot be read is skipped with an error record (its jobs run again next time);
-    with ``strict``, it stops the evaluation instead."""
+    with ``strict``, it stops the evaluation instead. ``lockstep``: how many soft-mask explanations
+    are in flight, their probes scored in shared batches (:mod:`bbx.lockstep`); default: as many as
+    fill the model's batch ceiling. 1: one at a time, each on its method's own query path.
+    """
+    k = lockstep_width(model, config.explain) if lockstep is None else lockstep
+    if k < 1:
+        raise OptionError(f"lockstep needs at least 1 explanation in flight, not {k}")
+    if k > 1 and config.explain.query_path not in SHAREABLE_PATHS:
+        raise OptionError(f"the {config.explain.query_path} query path scores one explanation per call: "
+                          f"use lockstep 1, or a host path ({', '.join(SHAREABLE_PATHS)})")
+    return run_ledger(model, images, config, out, progress,
+                      lambda todo, report: run_jobs(model, todo, config, k, report), strict=strict)
+
+
+#: runs the jobs it is given and yields each with its record as it finishes, in any order;
+#: ``report(job, step, steps)`` says how far a job is
+Engine = Callable[[list[Job], Callable[[Job, int, int], None]], Iterator[tuple[Job, dict[str, Any]]]]
+
+
+def run_ledger(model: BlackBox, images: Sequence[str | Path], config: EvalConfig, out: str | Path,
+               progress: Progress | None, engine: Engine, strict: bool = False) -> Outcome:
+    """The bookkeeping of every engine (one process, lockstep, Ray): the lock, the settings, what is
+    done already, the photos that cannot be read (an error record each, or a stop with ``strict``),
+    and each finished job's line appended once, by this process alone."""
     config.validate()
     for method in config.methods:  # before any job: an endpoint may reveal too little for one
         registry.check_reveals(model, method)
@@ -183,7 +181,7 @@ def evaluate(
     if unused:
         options = sorted({o for names in unused.values() for o in names})
         warnings.warn(f"{', '.join(options)} only go to the methods that read them (not to {', '.join(unused)})",
-                      RuntimeWarning, stacklevel=2)
+                      RuntimeWarning, stacklevel=3)
     out = ensure_dir(out)
     images = [str(Path(p).resolve()) for p in images]
     with lock(out):
@@ -191,58 +189,87 @@ def evaluate(
         check_settings(out / SETTINGS, config.settings(model))
         path = out / RESULTS
         have = {record_key(r): r for r in read_records(path) if "error" not in r}
-        hashes, unreadable = [], {}
-        for img in images:
-            try:
-                hashes.append(file_sha256(img))
-            except OSError as exc:
-                hashes.append("")
-                unreadable[img] = f"cannot read image {img}: {exc.strerror or exc}"
-        jobs = config.jobs(images, hashes)
+        hashes = [photo_content(img) for img in images]
+        jobs = config.jobs(images, [h for h, _ in hashes])
         todo = [j for j in jobs if j.key not in have]
-        if progress is not None:
-            progress.start(len(jobs) - len(todo), len(todo))
-        queries_before = model.queries
+        unreadable = {img: why for img, (_, why) in zip(images, hashes) if why}
         errors: list[dict[str, Any]] = []
-        for i, job in enumerate(todo):
-            def step(s: int, n: int, _loss: float = 0.0, job: Job = job, i: int = i) -> None:
-                if progress is not None:
-                    progress.update(i, len(todo), job, s, n)
+        if unreadable and todo:
+            todo = _skip_unreadable(todo, unreadable, path, errors, strict)
+        wanted = {j.key for j in todo}
+        if progress is not None:
+            progress.start(len(jobs) - len(todo) - len(errors), len(todo))
+        finished = 0
+        queries = 0
 
-            step(0, 1)
-            try:
-                if job.image in unreadable:
-                    raise ImageError(unreadable[job.image])
-                rec = run_job(model, job, config, step)
-            except ImageError as exc:
-                if strict:
-                    raise
-                rec = {"image": job.image, "image_sha256": job.sha256, "method": job.method, "seed": job.seed,
-                       "error": str(exc)}
-                append_line(path, rec)
-                errors.append(rec)
-                continue
+        def report(job: Job, step: int, steps: int) -> None:
+            if progress is not None:
+                progress.update(finished, len(todo), job, step, steps)
+
+        for job, rec in engine(todo, report):
+            if job.key not in wanted or job.key in have:
+                raise RuntimeError(f"an engine returned {job.key} twice or unasked")  # a bug, never the user's
             append_line(path, rec)
             have[job.key] = rec
+            finished += 1
+            queries += rec["queries"] + rec["insertion_queries"]
         if progress is not None and todo:
             progress.update(len(todo), len(todo), todo[-1], 1, 1)
-        return Outcome(records=[have[j.key] for j in jobs if j.key in have], done_before=len(jobs) - len(todo),
-                       ran=len(todo) - len(errors), queries=model.queries - queries_before, path=path, errors=errors)
+        return Outcome(records=[have[j.key] for j in jobs if j.key in have], done_before=len(jobs) - len(todo)
+                       - len(errors), ran=len(todo), queries=queries, path=path, errors=errors)
+
+
+def _skip_unreadable(todo: list[Job], unreadable: dict[str, str], path: Path, errors: list[dict[str, Any]],
+                     strict: bool) -> list[Job]:
+    """The jobs of readable photos; each job of an unreadable one gets an error record (or, with
+    ``strict``, the first stops the evaluation)."""
+    keep = []
+    for job in todo:
+        if job.image not in unreadable:
+            keep.append(job)
+            continue
+        if strict:
+            raise ImageError(unreadable[job.image])
+        rec = {"image": job.image, "image_sha256": job.sha256, "method": job.method, "seed": job.seed,
+               "error": unreadable[job.image]}
+        append_line(path, rec)
+        errors.append(rec)
+    return keep
+
+
+def run_jobs(model: BlackBox, jobs: Sequence[Job], config: EvalConfig, k: int,
+             report: Callable[[Job, int, int], None] | None = None) -> Iterator[tuple[Job, dict[str, Any]]]:
+    """Each job's record as it finishes, up to ``k`` soft-mask explanations in lockstep."""
+    def progress_of(job: Job) -> Callable[..., None] | None:
+        if report is None:
+            return None
+        report(job, 0, 1)
+        return lambda s, n, _loss=0.0: report(job, s, n)
+
+    requests = [(job, job.method, job.image, config.for_method(job.method, job.seed)) for job in jobs]
+    sent = dict(getattr(model, "traffic", {}))
+    for job, e in explain_many(model, requests, k, progress_of):
+        rec = measured(model, job, e, config)
+        if sent:  # an endpoint: what the wire carried since the last record (in lockstep, shared rounds)
+            now = dict(model.traffic)
+            rec["traffic"] = {key: v - sent[key] for key, v in now.items()}
+            sent = now
+        yield job, rec
 
 
 def run_job(model: BlackBox, job: Job, config: EvalConfig,
             step: Callable[..., None] | None = None) -> dict[str, Any]:
     """One method on one image with one seed, then its blur-insertion curve: one JSON record."""
+    return next(run_jobs(model, [job], config, 1, None if step is None else lambda _job, s, n: step(s, n)))[1]
+
+
+def measured(model: BlackBox, job: Job, e: Explanation, config: EvalConfig) -> dict[str, Any]:
+    """The job's record: its explanation and its blur-insertion curve (one query per area)."""
     cfg = config.explain
-    sent = dict(getattr(model, "traffic", {}))
-    e = explain(model, job.image, config=config.for_method(job.method, job.seed), progress=step)
     probs = blur_top_probs(model, Perturber(e.image, blur_spec=BlurSpec(cfg.sigma, cfg.kernel)), e.heatmap,
                            [a / 100 for a in config.areas])
-    rec = to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
+    return to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
                      top1_at_area=[int(k) for k in probs.argmax(axis=1)])
-    if sent:  # an endpoint: what this job cost on the wire
-        rec["traffic"] = {k: v - sent[k] for k, v in model.traffic.items()}
-    return rec
 
 
 def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float],
@@ -292,7 +319,3 @@ def thin(values: Sequence[float], points: int) -> list[float]:
     else:
         picked = [values[i] for i in np.linspace(0, len(values) - 1, points).round().astype(int)]
     return [round(float(v), 6) for v in picked]
-
-
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES

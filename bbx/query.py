@@ -38,7 +38,7 @@ from .config import QUERY_PATHS
 from .errors import ModelError, OptionError
 from .model import BlackBox, OnnxClassifier, Scores, TargetTerms, pad_batch
 from .perturb import Perturber
-from .preprocess import normalise
+from .preprocess import normalise, to_model_input
 
 _GRAPH_PATHS = ("onnx", "device", "fused")  # graphs run by onnxruntime beside the model
 
@@ -120,12 +120,32 @@ class MaskQuery:
         masks = pad_batch(masks, size)
         if self.query_path == "reference":
             return self.model.scores(self.perturber(masks), n)
+        return self.model.score_tensor(self.model_input(masks), n)
+
+    @property
+    def parts(self) -> tuple[np.ndarray, np.ndarray]:
+        """``norm(h(X))`` and ``gain * (X - h(X))``, (C, H, W) float32 in the model's channel order:
+        Q(X; M) in the model's format is ``base + delta * M'`` (not on the reference path)."""
+        if self.query_path == "reference":
+            raise ValueError("the reference path normalises each image: it has no base and delta")
+        return self._base, self._delta
+
+    def model_input(self, masks: np.ndarray) -> np.ndarray:
+        """The perturbed images of ``(B, h, w)`` masks in the model's own input format (layout, scale,
+        dtype), built on the host: what :meth:`~bbx.model.protocol.Classifier.score_tensor` scores.
+        Probes of several explanations concatenated this way share one model call (:mod:`bbx.lockstep`).
+        The host paths only."""
+        masks = np.asarray(masks, dtype=np.float32)
+        if self.query_path == "reference":
+            return to_model_input(self.perturber(masks), self.model.spec, np.dtype(self.model.input.dtype))
+        if self._engine is not None:
+            raise ValueError(f"the {self.query_path} query path builds its images on the model's device")
         up = self.perturber.upsample(masks)[:, None]  # (B, 1, H, W)
         x = np.multiply(self._delta, up)  # the step's one image-sized allocation
         x += self._base
         if self.model.input.layout == "NHWC":
             x = x.transpose(0, 2, 3, 1)
-        return self.model.score_tensor(np.ascontiguousarray(x, dtype=self._dtype), n)
+        return np.ascontiguousarray(x, dtype=self._dtype)
 
 
 def _normalised_parts(model: BlackBox, perturber: Perturber) -> tuple[np.ndarray, np.ndarray]:

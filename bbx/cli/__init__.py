@@ -26,6 +26,7 @@ def main(argv: Optional[list[str]] = None) -> None:
     warnings.showwarning = warn_line
     ARGV[:] = sys.argv[1:] if argv is None else list(argv)
     try:
+        argv = evaluate.ray_argv(sys.argv[1:] if argv is None else argv)
         code = app(args=argv, prog_name="bbx", standalone_mode=False)
     except BbxError as exc:
         fail(str(exc), exc.exit_code)

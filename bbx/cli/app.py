@@ -66,10 +66,11 @@ def load_model(model: str | Path, device: str, size: Optional[str], crop_pct: Op
                resize: Optional[str], pad_value: Optional[str], interpolation: Optional[str],
                preset: Optional[str], spec: Optional[Path], output: Optional[str], labels: Optional[Path],
                max_batch: Optional[int], cuda_option: Optional[list[str]], timeout: Optional[float],
-               run_timeout: Optional[float], **endpoint: Any):
+               run_timeout: Optional[float], threads: Optional[int] = None, **endpoint: Any):
     """The model a command names, opened with the command line's model options: an ONNX file, or an
     endpoint when ``model`` is an http(s) URL (:mod:`.remote`, whose options are ``endpoint``; there
-    ``--timeout`` bounds one request, as it bounds one model call of a file)."""
+    ``--timeout`` bounds one request, as it bounds one model call of a file). ``threads``:
+    onnxruntime's intra-op threads, for a process that shares the machine (a Ray worker)."""
     from ..model import Limits, OnnxClassifier
     from ..preprocess import parse_size
     from ..remote import is_url
@@ -93,7 +94,7 @@ def load_model(model: str | Path, device: str, size: Optional[str], crop_pct: Op
     return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, spec_file=spec,
                           output=output, labels=labels, max_batch=max_batch,
                           cuda_options=key_values(cuda_option or [], "cuda-option"),
-                          limits=Limits(timeout, run_timeout))
+                          limits=Limits(timeout, run_timeout), threads=threads)
 
 
 def default_note(m: Any) -> Optional[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Optional
 
@@ -12,10 +13,13 @@ from ..defaults import EVAL_SEEDS
 from ..errors import OptionError
 from ..evaluate import EvalConfig, Job, find_images
 from ..evaluate import evaluate as run_evaluate
-from .show import shown
 from .app import app, default_note, load_model, model_options, note
 from .progress import bar
 from .remote import traffic_line
+from .show import shown
+
+#: ``--ray`` without an address: ``bbx.cli.main`` writes it so (Typer has no option with an optional value)
+LOCAL = "local"
 
 
 @app.command()
@@ -35,6 +39,11 @@ def evaluate(
                                             "(default: explain's)"),
     out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
     limit: Optional[int] = typer.Option(None, help="only the first N images"),
+    lockstep: Optional[int] = typer.Option(None, help="soft-mask explanations in flight, their probes sent to "
+                                           "the model in shared batches (default: as many as fill --max-batch; "
+                                           "1: one at a time)"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="spread the photos over Ray "
+                                      "workers: a local cluster, or the one at ADDRESS (pip install 'bbx[ray]')"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     strict: bool = typer.Option(False, "--strict", help="stop at the first photo that cannot be read (default: "
                                 "skip it, with an error line in results.jsonl, and try it again next time)"),
@@ -58,7 +67,16 @@ def evaluate(
         note(line)
     try:
         with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
-            outcome = run_evaluate(m, images, config, out, progress=bar, strict=strict)
+            if ray is None:
+                outcome = run_evaluate(m, images, config, out, progress=bar, strict=strict, lockstep=lockstep)
+            else:
+                from ..ray_engine import evaluate_on_ray
+
+                # a CPU worker holds one slot: one onnxruntime thread, not one per core of the machine
+                gpu = model_opts["device"].lower() == "cuda" or m.device == "cuda"  # the driver may have none
+                opener = functools.partial(load_model, model, threads=None if gpu else 1, **model_opts)
+                outcome = evaluate_on_ray(m, opener, images, config, out, address=None if ray == LOCAL else ray,
+                                          progress=bar, lockstep=lockstep, gpu=gpu, strict=strict)
     except KeyboardInterrupt:
         _partial_summary(out)
         raise
@@ -117,3 +135,24 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+def ray_argv(args: list[str]) -> list[str]:
+    """``--ray`` takes an optional address: the next word is one when it looks like an address
+    (``auto``, ``ray://...``, ``host:port``); else ``--ray`` alone is a local cluster."""
+    out = list(args)
+    for i, arg in enumerate(out):
+        if arg == "--":
+            break
+        if arg == "--ray":
+            nxt = out[i + 1] if i + 1 < len(out) else ""
+            if not _is_address(nxt):
+                out.insert(i + 1, LOCAL)
+            break
+    return out
+
+
+def _is_address(word: str) -> bool:
+    import re
+
+    return word in ("auto", LOCAL) or word.startswith("ray://") or bool(re.fullmatch(r"[\w.\-\[\]:]+:\d+", word))

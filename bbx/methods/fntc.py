@@ -15,4 +15,5 @@ register(Method(
     name="fntc", run=partial(soft_mask.optimise, loss="fntc"),
     options=partial(soft_mask.options, loss="fntc"), seeded=soft_mask.seeded,
     summary="the paper's F-NTC soft mask (Eq. 7)", default_budget=soft_mask.DEFAULT_BUDGET,
+    stepper=soft_mask.Stepper("fntc"),
 ))

@@ -15,4 +15,5 @@ register(Method(
     name="ftc", run=partial(soft_mask.optimise, loss="ftc"),
     options=partial(soft_mask.options, loss="ftc"), seeded=soft_mask.seeded,
     summary="the paper's F-TC soft mask (Eq. 5)", default_budget=soft_mask.DEFAULT_BUDGET,
+    stepper=soft_mask.Stepper("ftc"),
 ))

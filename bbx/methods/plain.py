@@ -14,4 +14,5 @@ register(Method(
     name="plain", run=partial(soft_mask.optimise, loss="plain"),
     options=partial(soft_mask.options, loss="plain"), seeded=soft_mask.seeded,
     summary="the paper's plain soft mask (Eq. 3)", default_budget=soft_mask.DEFAULT_BUDGET,
+    stepper=soft_mask.Stepper("plain"),
 ))

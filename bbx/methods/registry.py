@@ -10,7 +10,7 @@ what it spends without a budget, a line for ``--help``. :func:`bbx.explain`, ``b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..config import ExplainConfig
 from ..errors import OptionError
@@ -47,6 +47,11 @@ class Method:
     #: the least a model must reveal for it to run (:data:`REVEALS`): "topk" for a method that
     #: reads only the target's probability, "scores" for one that reads every class
     needs: str = "scores"
+    #: for a method whose explanations can run in lockstep (:mod:`bbx.lockstep`): ``stepper(context,
+    #: config)`` makes one in progress with ``probes()``, ``feed(scores)``, ``done`` and ``finish()``
+    #: for a config where ``stepper.accepts(config)`` (:class:`~bbx.methods.soft_mask.Stepper`);
+    #: None: it runs one explanation at a time
+    stepper: "Any | None" = None
 
     def is_seeded(self, cfg: ExplainConfig | None = None) -> bool:
         """Whether seeds change its answer under ``cfg`` (default: the defaults)."""

@@ -6,11 +6,18 @@ checked steps on those that can move, within the budget; with ``nes`` or ``spsa`
 of the gradient is estimated from each step's antithetic probes, sent in one batch, the
 regulariser's is exact, and Adam steps for ``iterations`` steps. Either way the result carries
 whether it converged (:mod:`bbx.convergence`).
+
+With ``nes`` or ``spsa``, :class:`SoftMaskRun` is the loop as a stepper: :meth:`~SoftMaskRun.run`
+steps with the run's own query (the device paths where they apply), and :mod:`bbx.lockstep` steps
+many runs through :meth:`~SoftMaskRun.probes` and :meth:`~SoftMaskRun.feed`, their probes scored
+in shared batches. Both go through the same estimate, regulariser and Adam step, so a run's
+numbers do not depend on who scored its probes. ``active`` decides each step's probes from the
+last step's answers and runs one explanation at a time.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -18,9 +25,10 @@ from .. import defaults as d
 from ..active import optimise as active_optimise
 from ..config import ExplainConfig
 from ..convergence import assess
-from ..estimate import Estimator, background
+from ..errors import OptionError
+from ..estimate import Draw, Estimator, background
 from ..explanation import Explanation
-from ..model import Scores
+from ..model import Scores, TargetTerms
 from ..objective import Objective
 from ..optimize import Adam
 from ..perturb import BlurSpec, Perturber
@@ -49,53 +57,133 @@ DEFAULT_BUDGET = "2 + 2 x pairs x iterations (3,202 with the defaults); active s
 #: the budget multiple a non-converged NES/SPSA run is told to try: 8 x 3,202 is where NES's
 #: objective gain first came within a quarter of the exact-gradient reference's (docs/reproduce.md)
 NES_SCALE = 8
+#: query paths whose probes a shared batch can hold: built on the host in the model's input format
+SHAREABLE_PATHS = ("auto", "numpy", "reference")
+
+
+class SoftMaskRun:
+    """One explanation's optimisation in progress: its mask, Adam state, directions and history.
+
+    ``shared``: its probes are scored by someone else (:mod:`bbx.lockstep`) in batches with other
+    runs', so its query takes the host path (``numpy``; ``reference`` for integer inputs), which
+    builds model-format images that can be concatenated; a device path is refused.
+    """
+
+    def __init__(self, ctx: Context, cfg: ExplainConfig, loss: str, shared: bool = False):
+        self.ctx, self.loss = ctx, loss
+        self.iterations, self.pairs = cfg.plan()
+        self.estimator = Estimator(cfg.estimator, self.pairs, cfg.step, cfg.resolution, dtype="float32")  # what MaskQuery reads
+        shape = (cfg.mask_size, cfg.mask_size)
+        self._directions = self.estimator.stream(np.random.default_rng(cfg.seed), shape, self.iterations)  # drawn during the set-up
+
+        path = cfg.query_path
+        if shared:
+            if path not in SHAREABLE_PATHS:
+                raise OptionError(f"the {path} query path scores one explanation per call; explanations in "
+                                  f"lockstep share batches built on the host ({', '.join(SHAREABLE_PATHS)})")
+            path = "numpy" if path == "auto" else path
+        self.perturber = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
+        self.target, self._z0 = ctx.target, ctx.logits_before
+        self.objective = Objective(loss, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
+        self.query = MaskQuery(ctx.model, self.perturber, path, target=self.target)
+        self._on_device = (not shared) and self.query.pairs_on_device(self.pairs)
+        self.cfg = cfg
+        #: where shared batches' images were built ("host" or "device"), set by who scores them
+        self.shared_images: str | None = None
+
+        self.mask = np.ones(shape, dtype=np.float64)
+        self.adam = Adam(lr=cfg.lr, beta1=cfg.beta1)
+        self.history: list[float] = []
+        self.steps_done = 0
+        self._drawn: Draw | None = None  # the directions of the step whose probes are out
+        # R_M is exact and needs M alone: each step's is computed on the worker while the model runs,
+        # queued behind no draw but the one that step waits for anyway
+        self._regulariser = background(self.objective.regularizer, self.mask)
+
+    @property
+    def done(self) -> bool:
+        return self.steps_done >= self.iterations
+
+    # -- stepped by someone else: the probes out, their scores in ------------------------------------
+    def probes(self) -> np.ndarray:
+        """This step's ``2 P`` probe masks ``(2P, h, w)``; :meth:`feed` takes their scores, in order."""
+        if self._drawn is not None:
+            raise RuntimeError("the probes of this step are out already: feed their scores first")
+        self._drawn = next(self._directions)
+        return self.estimator.probes(self.mask, self._drawn.u)
+
+    def feed(self, scores: Scores | TargetTerms) -> None:
+        """The scores of :meth:`probes`' masks: finish the step."""
+        drawn, self._drawn = self._drawn, None
+        if drawn is None:
+            raise RuntimeError("no probes are out: call probes() first")
+        values = self.objective.model_loss(scores, self.target, self._z0)
+        self._advance(*self.estimator.gradient(values, drawn.u))
+
+    # -- stepped alone: this run's own query -----------------------------------------------------------
+    def step(self) -> None:
+        """One step, its probes scored by this run's query (formed on the device where it can)."""
+        drawn = next(self._directions)
+        on_device = self._pairs_loss if self._on_device else None
+        self._advance(*self.estimator.estimate(self._model_loss, self.mask, u=drawn, pairs_loss=on_device))
+
+    def run(self) -> Explanation:
+        while not self.done:
+            self.step()
+        return self.finish()
+
+    def _model_loss(self, masks: np.ndarray) -> np.ndarray:
+        return self.objective.model_loss(self.query(masks), self.target, self._z0)
+
+    def _pairs_loss(self, centre: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # probes formed on the device
+        return self.objective.model_loss(self.query.antithetic(centre, offsets), self.target, self._z0)
+
+    def _advance(self, g_model: np.ndarray, value: float) -> None:
+        reg, g_reg = self._regulariser.result()
+        self.mask = self.adam.step(self.mask, g_model + g_reg)
+        self.steps_done += 1
+        if self.steps_done < self.iterations:
+            self._regulariser = background(self.objective.regularizer, self.mask)
+        self.history.append(value + reg)
+        self.ctx.report(self.steps_done, self.iterations, self.history[-1])
+
+    def finish(self) -> Explanation:
+        """The explanation (one more query: the perturbed image) and whether it converged."""
+        mask = self.mask
+        perturbed = self.perturber(mask.astype(np.float32))
+        final = self.ctx.model.scores(perturbed[None])
+        heatmap = 1.0 - self.perturber.upsample(mask.astype(np.float32))
+        config = {**asdict(self.cfg), "method": self.loss, "iterations": self.iterations, "pairs": self.pairs,
+                  "query_path": self.query.query_path,
+                  "probes": "graph" if self._on_device else "host"}  # who formed the antithetic probes
+        if self.shared_images is not None:
+            config["lockstep_images"] = self.shared_images
+        verdict = assess(*objective_ends(self.objective, self._z0, self.target, final, mask), self.history,
+                         self.ctx.spent, stopped=None, scale=NES_SCALE)
+        return self.ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config,
+                               loss_history=self.history, probs_after=final.probs[0],
+                               convergence=verdict.summary())
+
+
+@dataclass(frozen=True)
+class Stepper:
+    """A soft-mask method's ``stepper`` (:class:`~bbx.methods.registry.Method`): a shared
+    :class:`SoftMaskRun` for the estimators that step (nes, spsa); ``active`` runs alone."""
+
+    loss: str
+
+    def accepts(self, cfg: ExplainConfig) -> bool:
+        return cfg.estimator != "active"
+
+    def __call__(self, ctx: Context, cfg: ExplainConfig) -> SoftMaskRun:
+        return SoftMaskRun(ctx, cfg, self.loss, shared=True)
 
 
 def optimise(ctx: Context, cfg: ExplainConfig, loss: str) -> Explanation:
     """Minimise ``loss`` (ftc, fntc or plain: :class:`~bbx.objective.Objective`) over the mask."""
     if cfg.estimator == "active":
         return _optimise_active(ctx, cfg, loss)
-    iterations, pairs = cfg.plan()
-    estimator = Estimator(cfg.estimator, pairs, cfg.step, cfg.resolution, dtype="float32")  # what MaskQuery reads
-    shape = (cfg.mask_size, cfg.mask_size)
-    directions = estimator.stream(np.random.default_rng(cfg.seed), shape, iterations)  # drawn during the set-up
-
-    pert = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
-    k, z0 = ctx.target, ctx.logits_before
-    objective = Objective(loss, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
-    query = MaskQuery(ctx.model, pert, cfg.query_path, target=k)
-
-    def model_loss(masks: np.ndarray) -> np.ndarray:
-        return objective.model_loss(query(masks), k, z0)
-
-    def pairs_loss(centre: np.ndarray, offsets: np.ndarray) -> np.ndarray:  # probes formed on the device
-        return objective.model_loss(query.antithetic(centre, offsets), k, z0)
-
-    mask = np.ones(shape, dtype=np.float64)
-    adam = Adam(lr=cfg.lr, beta1=cfg.beta1)
-    history: list[float] = []
-    on_device = pairs_loss if query.pairs_on_device(pairs) else None
-    # R_M is exact and needs M alone: each step's is computed on the worker while the model runs,
-    # queued behind no draw but the one that step waits for anyway
-    regulariser = background(objective.regularizer, mask)
-    for step, drawn in enumerate(directions):
-        g_model, value = estimator.estimate(model_loss, mask, u=drawn, pairs_loss=on_device)
-        reg, g_reg = regulariser.result()
-        mask = adam.step(mask, g_model + g_reg)
-        if step + 1 < iterations:
-            regulariser = background(objective.regularizer, mask)
-        history.append(value + reg)
-        ctx.report(step + 1, iterations, history[-1])
-
-    perturbed = pert(mask.astype(np.float32))
-    final = ctx.model.scores(perturbed[None])
-    heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
-    config = {**asdict(cfg), "method": loss, "iterations": iterations, "pairs": pairs,
-              "query_path": query.query_path,
-              "probes": "host" if on_device is None else "graph"}  # who formed the antithetic probes
-    verdict = assess(*objective_ends(objective, z0, k, final, mask), history, ctx.spent, stopped=None, scale=NES_SCALE)
-    return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config, loss_history=history,
-                      probs_after=final.probs[0], convergence=verdict.summary())
+    return SoftMaskRun(ctx, cfg, loss).run()
 
 
 def _optimise_active(ctx: Context, cfg: ExplainConfig, loss: str) -> Explanation:

@@ -47,6 +47,8 @@ class OnnxClassifier(Classifier):
         ``gpu_mem_limit`` ...); bbx's own sessions around the model get the same.
     limits: time limits of each model call and of all of them (:class:`~bbx.model.watchdog.Limits`);
         Ctrl-C ends a call in flight either way.
+    threads: onnxruntime's intra-op threads for the model (default: one per physical core); a
+        process that shares the machine with others (a Ray worker per CPU slot) takes its share.
     """
 
     def __init__(
@@ -62,6 +64,7 @@ class OnnxClassifier(Classifier):
         max_batch: int | None = None,
         cuda_options: Mapping[str, Any] | None = None,
         limits: Limits | None = None,
+        threads: int | None = None,
     ) -> None:
         self.path = Path(path)
         if max_batch is not None and max_batch < 1:
@@ -71,7 +74,7 @@ class OnnxClassifier(Classifier):
         self.name = str(self.path)
         self.metadata = {p.key: p.value for p in proto.metadata_props}
         self.external_data = external_locations(proto)  # checked above: each inside the model's folder
-        self.runtime: Runtime = open_runtime(self.path, device, cuda_options)
+        self.runtime: Runtime = open_runtime(self.path, device, cuda_options, threads)
         self.guard = Guard(limits)
         self.device = self.runtime.device
         self.session = self.runtime.session

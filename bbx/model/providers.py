@@ -55,8 +55,10 @@ class Runtime:
         return ort.InferenceSession(proto.SerializeToString(), sess_options=opts, providers=self.provider_config)
 
 
-def open_runtime(path: Path, device: str, cuda_options: Mapping[str, Any] | None) -> Runtime:
-    """The model's session on ``device`` (``cpu``, ``cuda`` falling back with a warning, ``auto``)."""
+def open_runtime(path: Path, device: str, cuda_options: Mapping[str, Any] | None,
+                 threads: int | None = None) -> Runtime:
+    """The model's session on ``device`` (``cpu``, ``cuda`` falling back with a warning, ``auto``),
+    with ``threads`` intra-op threads (default: onnxruntime's, one per physical core)."""
     import onnxruntime as ort
 
     if cuda_options and device.lower() == "cpu":
@@ -66,6 +68,10 @@ def open_runtime(path: Path, device: str, cuda_options: Mapping[str, Any] | None
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 4
+    if threads is not None:
+        if threads < 1:
+            raise OptionError(f"threads must be at least 1, not {threads}")
+        opts.intra_op_num_threads = threads
     # the resolved path: onnxruntime reads external data from the folder bbx.model.files checked
     where = str(path.resolve())
     try:

@@ -1,0 +1,147 @@
+"""Many explanations in flight on one model: their probes scored in shared batches.
+
+A model on a GPU runs a batch of 256 in about the time of a batch of 32, and one explanation
+step sends only ``2 P`` probes (16 with the defaults). :func:`explain_many` keeps up to ``k``
+explanations of a method with a stepper (the soft masks, :class:`~bbx.methods.soft_mask.SoftMaskRun`)
+in flight: every round, each in-flight run hands out its step's probes, all of them go to the
+model in one :meth:`~bbx.model.protocol.Classifier.score_tensor` call (split only at the model's
+batch ceiling), and each run gets back the scores of its own probes. Each keeps its own
+optimiser, seed, direction stream and query count (:class:`Tally`), so its numbers are those of
+running alone; on the CPU, bit for bit (tests check it). Other methods run one at a time, in order.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from . import methods as registry
+from .config import ExplainConfig
+from .errors import OptionError
+from .explain import explain, resolve
+from .explanation import Explanation
+from .methods import Context, Progress
+from .lockstep_graph import DeviceImages
+from .model import BlackBox, OnnxClassifier, Scores
+
+
+class Tally:
+    """A shared model as one explanation sees it: everything forwarded, only its own queries counted.
+
+    Its own calls (scoring X, the final Q) are counted by what they add to the shared model's
+    count (one caller at a time); a shared batch is counted on the model once and charged to
+    each explanation for its own probes (:meth:`charge`).
+    """
+
+    def __init__(self, model: BlackBox):
+        self.shared = model
+        self.queries = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.shared, name)
+
+    def scores(self, images: np.ndarray, real: int | None = None) -> Scores:
+        return self._counted(self.shared.scores, images, real)
+
+    def score_tensor(self, x: np.ndarray, real: int | None = None) -> Scores:
+        return self._counted(self.shared.score_tensor, x, real)
+
+    def charge(self, n: int) -> None:
+        """``n`` of this explanation's probes were scored in a shared batch (and counted there)."""
+        self.queries += n
+
+    def _counted(self, call: Callable[..., Scores], *args: Any) -> Scores:
+        before = self.shared.queries
+        out = call(*args)
+        self.queries += self.shared.queries - before
+        return out
+
+
+class SharedBatches:
+    """Scores every in-flight run's step in shared calls: the images built on the host in the
+    model's input format (:meth:`~bbx.query.MaskQuery.model_input`, concatenated), or, for an ONNX
+    model on CUDA, on the device from the masks (:mod:`bbx.lockstep_graph`).
+
+    ``where``: ``auto`` (the device for a float-input ONNX model on CUDA, else the host),
+    ``host`` or ``device``.
+    """
+
+    def __init__(self, model: BlackBox, where: str = "auto"):
+        if where not in ("auto", "host", "device"):
+            raise OptionError(f"shared batches are built on the host or the device, not {where!r}")
+        floating = np.dtype(model.input.dtype).kind == "f"
+        if where == "device" and not (isinstance(model, OnnxClassifier) and floating):
+            raise OptionError("probes are built on the device for a float-input ONNX model only")
+        if where == "auto":
+            where = "device" if isinstance(model, OnnxClassifier) and model.device == "cuda" and floating else "host"
+        self.model, self.where = model, where
+        self._device = DeviceImages(model) if where == "device" else None
+        self._last: list[Any] = []  # the runs of the last round (held: their identities are not reused)
+
+    def step(self, runs: Sequence[Any]) -> None:
+        """One step of every run: their probes scored together, each run fed its own scores."""
+        probes = [run.probes() for run in runs]
+        if self._device is None:
+            x = np.concatenate([run.query.model_input(p) for run, p in zip(runs, probes)])
+            scores = self.model.score_tensor(x)
+        else:
+            changed = len(runs) != len(self._last) or any(a is not b for a, b in zip(runs, self._last))
+            self._last = list(runs)
+            scores = self._device.score([run.query.parts for run in runs], probes, changed)
+        start = 0
+        for run, p in zip(runs, probes):
+            n = len(p)
+            run.ctx.model.charge(n)
+            run.shared_images = self.where
+            run.feed(Scores(scores.raw[start: start + n], scores.kind))
+            start += n
+
+
+def lockstep_width(model: BlackBox, config: ExplainConfig) -> int:
+    """How many soft-mask explanations fill the model's batch ceiling: ``max_batch // (2 P)``, at least 1."""
+    _, pairs = config.plan()
+    return max(1, model.max_batch // (2 * pairs))
+
+
+#: one explanation to make: (key, method, image, config); the key comes back with its result
+Request = tuple[Hashable, str, Any, ExplainConfig]
+
+
+def explain_many(model: BlackBox, requests: Iterable[Request], k: int,
+                 progress: Callable[[Hashable], Progress | None] | None = None,
+                 where: str = "auto") -> Iterator[tuple[Hashable, Explanation]]:
+    """Every request's explanation, each yielded as it finishes: up to ``k`` with a stepper in
+    lockstep, the others one at a time. ``progress(key)``: that request's step reporter;
+    ``where``: where shared batches' images are built (:class:`SharedBatches`)."""
+    if k < 1:
+        raise OptionError(f"lockstep needs at least 1 explanation in flight, not {k}")
+    shared = SharedBatches(model, where) if k > 1 else None
+    queue = deque(requests)
+    flight: list[tuple[Hashable, Any]] = []
+    while queue or flight:
+        while queue and len(flight) < k:
+            key, method, image, cfg = queue.popleft()
+            spec = registry.get(method)
+            report = progress(key) if progress is not None else None
+            if k == 1 or spec.stepper is None or not spec.stepper.accepts(cfg):  # alone, on its own query path
+                yield key, explain(model, image, config=cfg, method=spec.name, progress=report)
+                continue
+            cfg = resolve(spec.name, cfg, {})
+            ctx = Context(Tally(model), image, None, spec.name, cfg.budget, report)
+            run = spec.stepper(ctx, cfg)
+            if run.done:  # no step to take (a budget that allows none)
+                yield key, run.finish()
+            else:
+                flight.append((key, run))
+        if not flight:
+            continue
+        shared.step([run for _, run in flight])
+        still = []
+        for key, run in flight:
+            if run.done:
+                yield key, run.finish()
+            else:
+                still.append((key, run))
+        flight = still
