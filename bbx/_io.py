@@ -187,6 +187,19 @@ def check_out(path: str | Path) -> Path:
     return path
 
 
+def write_csv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """A benchmark's rows as one CSV file (the first row's keys are the header), written atomically."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda fh: fh.write(buf.getvalue()), mode="w")
+
+
 def ensure_dir(path: str | Path) -> Path:
     """Create an output folder, or say in one line why it cannot be used."""
     path = Path(path)

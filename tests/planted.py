@@ -45,6 +45,16 @@ def photo(seed: int = 0, size: int = SIZE) -> np.ndarray:
     return np.clip(img, 0, 1).astype(np.float32)
 
 
+def photo_folder(folder: Path, count: int) -> list[Path]:
+    """``count`` planted photos (seeds 0, 1, ...) saved as PNG files in ``folder``, sorted."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        Image.fromarray(np.rint(photo(seed=i) * 255).astype(np.uint8)).save(folder / f"photo{i}.png")
+    return sorted(folder.glob("*.png"))
+
+
 def build(path: Path, kind: str = "target") -> Path:
     """Write the ``target`` or ``other`` planted model to ``path`` (with its preprocessing)."""
     lap = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float32)

@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from PIL import Image
 from scipy.stats import t as student_t
 
 import planted
@@ -37,11 +36,8 @@ def world(tmp_path_factory):
     """The planted ``target`` model and six of its photos as PNG files."""
     d = tmp_path_factory.mktemp("evaluate")
     model = planted.build(d / "target.onnx", "target")
-    images = d / "images"
-    images.mkdir()
-    for i in range(6):
-        Image.fromarray(np.rint(planted.photo(seed=i) * 255).astype(np.uint8)).save(images / f"photo{i}.png")
-    return {"model": model, "images": images, "paths": sorted(images.glob("*.png"))}
+    paths = planted.photo_folder(d / "images", 6)
+    return {"model": model, "images": d / "images", "paths": paths}
 
 
 def lines(path: Path) -> list[dict]:

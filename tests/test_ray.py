@@ -11,9 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 import bbx
 import planted
@@ -37,11 +35,8 @@ def keyed(path: Path) -> dict:
 def world(tmp_path_factory):
     d = tmp_path_factory.mktemp("ray")
     model = planted.build(d / "target.onnx", "target")
-    images = d / "images"
-    images.mkdir()
-    for i in range(4):
-        Image.fromarray(np.rint(planted.photo(seed=i) * 255).astype(np.uint8)).save(images / f"photo{i}.png")
-    return {"model": model, "images": images, "paths": sorted(images.glob("*.png")), "dir": d}
+    paths = planted.photo_folder(d / "images", 4)
+    return {"model": model, "images": d / "images", "paths": paths, "dir": d}
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ pictures below the fold not loaded yet) and the time until every picture has loa
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from browser import LOAD_ALL_IMAGES, Browser, find_chromium  # noqa: E402
 
+from bbx._io import write_csv  # noqa: E402
 from bbx.audit.page import write_page  # noqa: E402
 from bbx.audit.run import DEFAULT_METHODS, build_report  # noqa: E402
 from bbx.evaluate import EvalConfig, thin  # noqa: E402
@@ -140,12 +140,7 @@ def main() -> None:
         row["chromium"] = subprocess.run([chromium, "--version"], capture_output=True, text=True).stdout.strip()
         row["bbx"] = bbx.__version__
         print(row)
-    args.csv.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.csv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {args.csv}")
+    print(f"wrote {write_csv(args.csv, rows)}")
 
 
 if __name__ == "__main__":

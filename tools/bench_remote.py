@@ -12,7 +12,6 @@ masks must be equal (checked).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import subprocess
@@ -27,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the MLServer runner and runtime the tests use
 
 from remote_support import MLServer, Served  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from bbx._io import write_csv  # noqa: E402
 
 SETTINGS = {
     # the README's job as measured (NES was bbx's default then): 200 steps of 8 pairs, 16 probes per step
@@ -78,12 +80,7 @@ def main() -> None:
                     "load_1min": round(os.getloadavg()[0], 1),  # a shared machine: what else ran
                 })
             print(rows[-2], rows[-1], sep="\n", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    print(f"wrote {args.out}")
+    print(f"wrote {write_csv(args.out, rows)}")
 
 
 if __name__ == "__main__":

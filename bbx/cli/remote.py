@@ -12,6 +12,7 @@ from typing import Any, Optional
 import typer
 
 from ..errors import OptionError
+from ..remote.client import ClientConfig
 
 _HELP = "Endpoint"
 
@@ -27,11 +28,11 @@ def option_specs() -> dict[str, tuple[Any, Any]]:
         "max_rps": (Optional[float], typer.Option(None, "--max-rps", help=f"{_HELP}: at most this many requests per "
                     "second")),
         "concurrency": (Optional[int], typer.Option(None, "--concurrency", help=f"{_HELP}: requests in flight at once "
-                        "(default 2)")),
+                        f"(default {ClientConfig.concurrency})")),
         "retries": (Optional[int], typer.Option(None, "--retries", help=f"{_HELP}: further tries after a timeout, a "
-                    "dropped connection, 429 or 5xx (default 5; Retry-After is honoured)")),
+                    f"dropped connection, 429 or 5xx (default {ClientConfig.retries}; Retry-After is honoured)")),
         "max_wait": (Optional[float], typer.Option(None, "--max-wait", help=f"{_HELP}: longest wait before a retry, "
-                     "Retry-After included (default 120 s)")),
+                     f"Retry-After included (default {ClientConfig.max_wait:g} s)")),
         "max_answered": (Optional[int], typer.Option(None, "--max-answered", help=f"{_HELP}: hard cap on images the "
                          "endpoint answers in this command (explain: --budget sets it)")),
         "ca_file": (Optional[Path], typer.Option(None, "--ca-file", help=f"{_HELP}: CA bundle to verify the server's "
