@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from .. import methods as registry
 from ..errors import OptionError
-from ..evaluate import EvalConfig, Job, find_images
+from ..evaluate import EvalConfig, find_images
 from .show import shown
 from .app import app, command_line, load_model, model_options
+from .progress import RunsBar
 
 
 def _needs_report_extra() -> None:
@@ -53,45 +54,7 @@ def audit(
     _needs_report_extra()
     photos = find_images(paths, limit)
     m = load_model(model, **model_opts)
-    with _RichBar(f"audit of {len(photos)} photos", enabled=not quiet) as bar:
+    with RunsBar("audit", f"audit of {len(photos)} photos", enabled=not quiet) as bar:
         result = run_audit(m, photos, config, out, progress=bar, command=command_line())
     typer.echo(result.line())
     typer.echo(f"report: {shown(result.path)}")
-
-
-class _RichBar:
-    """A rich progress bar on stderr: runs done (fractions of the one in flight count), the one in
-    flight, elapsed time and the time left."""
-
-    def __init__(self, title: str, enabled: bool = True):
-        self.title, self.enabled = title, enabled
-        self.progress: Any = None
-        self.task: Any = None
-
-    def __enter__(self) -> "_RichBar":
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
-
-        if self.enabled:
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                                     console=Console(stderr=True), transient=False)
-            self.progress.__enter__()
-        return self
-
-    def start(self, done_before: int, todo: int) -> None:
-        typer.echo(f"{self.title}: {done_before + todo} runs, {done_before} done before, {todo} to do", err=True)
-        if self.progress is not None and todo:
-            self.task = self.progress.add_task(self.title, total=todo)
-
-    def update(self, done: int, total: int, job: Job, step: int, steps: int) -> None:
-        if self.progress is None or self.task is None:
-            return
-        what = f"{shown(Path(job.image).name)} {job.method}" + (f" seed {job.seed}" if job.seed else "") if done < total else "done"
-        self.progress.update(self.task, completed=done + (step / max(steps, 1) if done < total else 0),
-                             description=what[:48])
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.__exit__(*exc)

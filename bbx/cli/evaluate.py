@@ -11,10 +11,10 @@ import typer
 from .. import methods as registry
 from ..defaults import EVAL_SEEDS
 from ..errors import OptionError
-from ..evaluate import EvalConfig, Job, find_images
+from ..evaluate import EvalConfig, find_images
 from ..evaluate import evaluate as run_evaluate
 from .app import app, default_note, load_model, model_options, note
-from .progress import bar
+from .progress import RunsBar
 from .remote import traffic_line
 from .show import shown
 
@@ -66,7 +66,7 @@ def evaluate(
     if line:
         note(line)
     try:
-        with _Bar(f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
+        with RunsBar("evaluate", f"evaluate: {len(images)} images x {len(config.methods)} methods", enabled=not quiet) as bar:
             if ray is None:
                 outcome = run_evaluate(m, images, config, out, progress=bar, strict=strict, lockstep=lockstep)
             else:
@@ -106,35 +106,6 @@ def _partial_summary(out: Path) -> None:
     if records:
         typer.echo(summarise(records).markdown())
         typer.echo(shown(f"interrupted: {len(records)} runs kept in {out / RESULTS}; the same command resumes"))
-
-
-class _Bar:
-    """The plan (one line on stderr, always), then a bar on terminals: runs done, elapsed, time left,
-    and the run in flight with its step."""
-
-    def __init__(self, title: str, enabled: bool = True):
-        self.title = title
-        self.enabled = enabled
-        self.progress = None
-
-    def __enter__(self) -> "_Bar":
-        return self
-
-    def start(self, done_before: int, todo: int) -> None:
-        """The plan, always (one line on stderr): how much a rerun will skip."""
-        typer.echo(f"{self.title}: {done_before + todo} runs, {done_before} done before, {todo} to do", err=True)
-        self.progress = bar("evaluate", self.enabled)
-
-    def update(self, done: int, total: int, job: Job, step: int, steps: int) -> None:
-        if self.progress is None:
-            return
-        what = f"{shown(Path(job.image).name)} {job.method} seed {job.seed} step {step}/{steps}" if done < total else "done"
-        self.progress.update(self.progress.task_ids[0], completed=done + (step / max(steps, 1) if done < total else 0),
-                             total=total, status=what)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
 
 def ray_argv(args: list[str]) -> list[str]:

@@ -4,7 +4,12 @@ not a terminal or when ``--quiet`` is given."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
+
+import typer
+
+from .show import shown
 
 
 def bar(title: str, enabled: bool = True) -> Any:
@@ -37,5 +42,34 @@ class StepBar:
             self.progress.update(self.progress.task_ids[0], completed=step, total=total, status=f"loss {loss:+.4f}")
 
     def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+class RunsBar:
+    """The plan (one line on stderr, always), then a bar on terminals: runs done, elapsed, time left,
+    and the run in flight with its step."""
+
+    def __init__(self, name: str, title: str, enabled: bool = True):
+        self.name, self.title = name, title
+        self.enabled = enabled
+        self.progress = None
+
+    def __enter__(self) -> "RunsBar":
+        return self
+
+    def start(self, done_before: int, todo: int) -> None:
+        """The plan, always (one line on stderr): how much a rerun will skip."""
+        typer.echo(f"{self.title}: {done_before + todo} runs, {done_before} done before, {todo} to do", err=True)
+        self.progress = bar(self.name, self.enabled)
+
+    def update(self, done: int, total: int, job: Any, step: int, steps: int) -> None:
+        if self.progress is None:
+            return
+        what = f"{shown(Path(job.image).name)} {job.method} seed {job.seed} step {step}/{steps}" if done < total else "done"
+        self.progress.update(self.progress.task_ids[0], completed=done + (step / max(steps, 1) if done < total else 0),
+                             total=total, status=what)
+
+    def __exit__(self, *exc: object) -> None:
         if self.progress is not None:
             self.progress.stop()

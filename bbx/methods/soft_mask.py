@@ -149,20 +149,13 @@ class SoftMaskRun:
 
     def finish(self) -> Explanation:
         """The explanation (one more query: the perturbed image) and whether it converged."""
-        mask = self.mask
-        perturbed = self.perturber(mask.astype(np.float32))
-        final = self.ctx.model.scores(perturbed[None])
-        heatmap = 1.0 - self.perturber.upsample(mask.astype(np.float32))
         config = {**asdict(self.cfg), "method": self.loss, "iterations": self.iterations, "pairs": self.pairs,
                   "query_path": self.query.query_path,
                   "probes": "graph" if self._on_device else "host"}  # who formed the antithetic probes
         if self.shared_images is not None:
             config["lockstep_images"] = self.shared_images
-        verdict = assess(*objective_ends(self.objective, self._z0, self.target, final, mask), self.history,
-                         self.ctx.spent, stopped=None, scale=NES_SCALE)
-        return self.ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config,
-                               loss_history=self.history, probs_after=final.probs[0],
-                               convergence=verdict.summary())
+        return finished(self.ctx, self.perturber, self.objective, self.mask, config, self.history,
+                        stopped=None, scale=NES_SCALE)
 
 
 @dataclass(frozen=True)
@@ -203,16 +196,22 @@ def _optimise_active(ctx: Context, cfg: ExplainConfig, loss: str) -> Explanation
     at_ones = float(model_loss(np.ones((1, *shape)))[0])  # X through the same path as every probe
     result = active_optimise(model_loss, objective.regularizer, shape, budget - ctx.spent - 1, at_ones,
                              cfg.lambda2, progress=lambda step, _, j: ctx.report(step, max(step, budget // 60), j))
-    mask = result.mask
-    perturbed = pert(mask.astype(np.float32))
-    final = ctx.model.scores(perturbed[None])
-    heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
     config = {**asdict(cfg), "method": loss, "iterations": len(result.history) - 1, "pairs": None,
               "budget": budget, "query_path": query.query_path, "screens": result.screens,
               "active": len(result.active)}
-    verdict = assess(*objective_ends(objective, z0, k, final, mask), result.history, ctx.spent,
-                     stopped=result.converged)
-    return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config, loss_history=result.history,
+    return finished(ctx, pert, objective, result.mask, config, result.history, stopped=result.converged)
+
+
+def finished(ctx: Context, pert: Perturber, objective: Objective, mask: np.ndarray, config: dict,
+             history: list[float], **assess_options: object) -> Explanation:
+    """The explanation of ``mask``: the perturbed image scored (one query), the objective at both
+    ends and the verdict on convergence (:func:`bbx.convergence.assess` with ``assess_options``)."""
+    perturbed = pert(mask.astype(np.float32))
+    final = ctx.model.scores(perturbed[None])
+    heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
+    verdict = assess(*objective_ends(objective, ctx.logits_before, ctx.target, final, mask), history, ctx.spent,
+                     **assess_options)
+    return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config, loss_history=history,
                       probs_after=final.probs[0], convergence=verdict.summary())
 
 
