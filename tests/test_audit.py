@@ -75,6 +75,17 @@ def test_convergence_reads_a_convergence_record_first_then_the_loss_trend():
     rec["convergence"]["converged"] = False
     assert data.convergence(rec)[1] is False
 
+def test_convergence_reads_evaluates_columns_and_gives_a_search_no_verdict():
+    """bbx evaluate's records carry the verdict in flat columns; greedy's trail of target probabilities
+    (falling as a loss would) is a search, and its empty columns say so: no verdict, not 'still falling'."""
+    falling = list(np.linspace(1.0, -1.0, 21))
+    ftc = {"loss_trend": falling, "objective_at_ones": -0.38, "objective_final": -0.4, "converged": True, "noise": 0.0}
+    assert data.convergence(ftc) == ("objective -0.38 at M=1 \u2192 -0.4", True)
+    assert data.convergence(ftc | {"converged": False})[1] is False
+    greedy = {"loss_trend": falling, "objective_at_ones": None, "objective_final": None, "converged": None,
+              "noise": None}
+    assert data.convergence(greedy) == ("\u2014", None)
+
 
 def test_class_mean_map_shows_the_planted_patch(planted_world, tmp_path):
     """Occlusion with 4 px cells (A is 12 px, on that grid) finds patch A on every photo: the class's mean
