@@ -577,9 +577,9 @@ def _corrupt_settings(d: Path) -> None:
 # -- the corpus --------------------------------------------------------------------------------
 
 def explain(*extra: str, image: str = "{in}/image.png", out: str = "out") -> tuple[str, ...]:
-    """``bbx explain`` of the case's model, short: 2 steps of 1 pair (later options win)."""
-    return ("explain", "{in}/model.onnx", image, "--iterations", "2", "--pairs", "1", "--estimator", "nes", "--out", out,
-            *extra)
+    """``bbx explain`` of the case's model, short: the soft mask (ftc), 2 steps of 1 pair (later options win)."""
+    return ("explain", "{in}/model.onnx", image, "--method", "ftc", "--iterations", "2", "--pairs", "1",
+            "--estimator", "nes", "--out", out, *extra)
 
 
 @dataclass(frozen=True)
