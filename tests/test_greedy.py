@@ -70,7 +70,7 @@ def test_through_explain_deterministic_and_defaults(target_model):
 
 
 def test_too_small_a_budget_and_bad_sizes_are_refused(target_model):
-    with pytest.raises(OptionError, match="too small for greedy"):
+    with pytest.raises(OptionError, match="too small for greedy.* it needs 18 queries .*larger --budget or --patch"):
         greedy(target_model, planted.photo(), budget=17)  # 1 + 16 cells + 1 step = 18
     with pytest.raises(OptionError, match="at least 1 pixel"):
         greedy(target_model, planted.photo(), stride=0)
