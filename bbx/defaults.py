@@ -21,7 +21,10 @@ ITERATIONS = 200  # optimiser steps
 THRESHOLD = 0.6  # a pixel is undesirable where 1 - M' exceeds this (Table 2)
 
 # -- bbx's own ---------------------------------------------------------------------------------
-METHOD = "ftc"  # what bbx explain runs when no method is named
+# what bbx explain runs when no method is named: the winner of the equal-area comparison (docs/reproduce.md)
+METHOD = "greedy"
+# what bbx audit runs unless told: the gallery's method, then the two baselines its curve is read against
+AUDIT_METHODS = (METHOD, "occlusion", "random")
 BETA1 = 0.99  # Adam's momentum, a time prior over noisy estimates (docs/reproduce.md)
 BETA2 = 0.999
 PAIRS = 8  # antithetic pairs per step when neither pairs nor a budget is given

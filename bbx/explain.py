@@ -35,9 +35,9 @@ def explain(
     ``model``: a black box (:class:`~bbx.model.OnnxClassifier`, ...) or an ``.onnx`` path.
     ``image``: a path, an ``(h, w, 3)`` uint8 photo (resized and cropped per the model's spec) or
     an ``(H, W, 3)`` float image in 0-1 already at the model's input size. ``method``: a registered
-    name (``bbx.methods.names()``); default ``config.method``, else ``ftc``. Any field of
-    :class:`ExplainConfig` can be given in ``config`` or as a keyword (``budget=2000, seed=1``);
-    one the method does not read is refused. ``progress(step, total, loss)`` is called as it goes.
+    name (``bbx.methods.names()``); default ``config.method``, else :data:`bbx.defaults.METHOD`. Any
+    field of :class:`ExplainConfig` can be given in ``config`` or as a keyword (``budget=2000, area=0.05``);
+    one the method does not read is refused, in a line that names the methods that read it. ``progress(step, total, loss)`` is called as it goes.
     """
     cfg = resolve(method, config, overrides)
     spec = methods.get(cfg.method)
@@ -55,10 +55,17 @@ def resolve(method: str | None, config: ExplainConfig | None, overrides: dict[st
     cfg = config or ExplainConfig()
     if method is not None and cfg.method is not None and methods.get(method).name != methods.get(cfg.method).name:
         raise OptionError(f"method {method!r} contradicts the config's method {cfg.method!r}: give one")
-    name = methods.get(method or overrides.get("method") or cfg.method or defaults.METHOD).name
+    named = method or overrides.get("method") or cfg.method
+    name = methods.get(named or defaults.METHOD).name
     cfg = replace(cfg, **{**overrides, "method": name}).validate()
     unused = methods.get(name).unused(cfg.given(), cfg)
     if unused:
         reads = ", ".join(sorted(methods.get(name).reads(cfg) - {"method"}))
-        raise OptionError(f"method {name} does not use {', '.join(unused)} (it reads {reads})")
+        # where a refused option belongs: the methods that read it (the soft mask's, when none was named)
+        others = [m for m in methods.names()
+                  if m != name and set(unused) <= methods.get(m).reads(replace(cfg, method=m))]
+        hint = (f"; {others[0]} does: name it as the method" if len(others) == 1 else
+                f"; {', '.join(others)} do: name one as the method" if others else "")
+        raise OptionError(f"method {name}{'' if named else ' (the default)'} does not use {', '.join(unused)} "
+                          f"(it reads {reads}){hint}")
     return cfg

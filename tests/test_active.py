@@ -27,8 +27,8 @@ def target_model(tmp_path_factory):
 
 
 def test_active_converges_where_nes_does_not_at_equal_queries(target_model):
-    active = bbx.explain(target_model, planted.photo(), target=0, estimator="active", budget=1200)
-    nes = bbx.explain(target_model, planted.photo(), target=0, estimator="nes", budget=1200)
+    active = bbx.explain(target_model, planted.photo(), target=0, method="ftc", estimator="active", budget=1200)
+    nes = bbx.explain(target_model, planted.photo(), target=0, method="ftc", estimator="nes", budget=1200)
     assert active.queries <= 1200 and nes.queries <= 1200
     a, n = active.convergence, nes.convergence
     assert a["converged"] and not n["converged"], (a, n)
@@ -40,18 +40,18 @@ def test_active_converges_where_nes_does_not_at_equal_queries(target_model):
 
 
 def test_active_never_ends_above_m_equal_1_and_is_a_function_of_its_inputs(target_model):
-    e = bbx.explain(target_model, planted.photo(), target=0, estimator="active", budget=900)
+    e = bbx.explain(target_model, planted.photo(), target=0, method="ftc", estimator="active", budget=900)
     history = e.loss_history
     assert all(b <= a for a, b in zip(history, history[1:]))  # only steps that lowered J were taken
     assert history[-1] == pytest.approx(e.convergence["objective_final"], abs=1e-6)  # exact J, no estimate
-    again = bbx.explain(target_model, planted.photo(), target=0, estimator="active", budget=900)
+    again = bbx.explain(target_model, planted.photo(), target=0, method="ftc", estimator="active", budget=900)
     assert np.array_equal(e.mask, again.mask)  # no random draws
     with pytest.raises(bbx.OptionError, match="ftc does not use seed"):  # so a seed is refused, not dropped
-        bbx.explain(target_model, planted.photo(), target=0, estimator="active", budget=900, seed=7)
+        bbx.explain(target_model, planted.photo(), target=0, method="ftc", estimator="active", budget=900, seed=7)
 
 
 def test_a_run_that_cannot_converge_says_so(target_model):
-    e = bbx.explain(target_model, planted.photo(), target=0, estimator="nes", iterations=3, pairs=1)
+    e = bbx.explain(target_model, planted.photo(), target=0, method="ftc", estimator="nes", iterations=3, pairs=1)
     c = e.convergence
     assert c["converged"] is False and c["suggested_budget"] > e.queries
     assert c["objective_final"] >= c["objective_at_ones"]  # 3 noisy steps ended worse than no mask
@@ -73,8 +73,8 @@ def test_the_cli_says_in_one_line_whether_it_converged(tmp_path):
     from PIL import Image
 
     Image.fromarray((planted.photo() * 255).astype(np.uint8)).save(photo)
-    proc = subprocess.run([sys.executable, "-m", "bbx", "explain", model, photo, "--target", "0", "--estimator",
-                           "nes", "--iterations", "3", "--pairs", "1", "--out", tmp_path / "o", "-q"],
+    proc = subprocess.run([sys.executable, "-m", "bbx", "explain", model, photo, "--target", "0", "--method", "ftc",
+                           "--estimator", "nes", "--iterations", "3", "--pairs", "1", "--out", tmp_path / "o", "-q"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]

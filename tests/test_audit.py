@@ -76,6 +76,18 @@ def test_convergence_reads_a_convergence_record_first_then_the_loss_trend():
     assert data.convergence(rec)[1] is False
 
 
+def test_convergence_reads_evaluates_columns_and_gives_a_search_no_verdict():
+    """bbx evaluate's records carry the verdict in flat columns; greedy's trail of target probabilities
+    (falling as a loss would) is a search, and its empty columns say so: no verdict, not 'still falling'."""
+    falling = list(np.linspace(1.0, -1.0, 21))
+    ftc = {"loss_trend": falling, "objective_at_ones": -0.38, "objective_final": -0.4, "converged": True, "noise": 0.0}
+    assert data.convergence(ftc) == ("objective -0.38 at M=1 \u2192 -0.4", True)
+    assert data.convergence(ftc | {"converged": False})[1] is False
+    greedy = {"loss_trend": falling, "objective_at_ones": None, "objective_final": None, "converged": None,
+              "noise": None}
+    assert data.convergence(greedy) == ("\u2014", None)
+
+
 def test_class_mean_map_shows_the_planted_patch(planted_world, tmp_path):
     """Occlusion with 4 px cells (A is 12 px, on that grid) finds patch A on every photo: the class's mean
     map is bright there and dark elsewhere, though the photos are textured in B and C too."""
@@ -152,20 +164,24 @@ def test_bad_input_is_one_line(planted_world, tmp_path):
 
 def test_explain_html_writes_the_one_photo_page_and_notebooks_get_a_png(planted_world, tmp_path):
     photo = sorted(planted_world["photos"].glob("*.png"))[0]
-    proc = _run(["explain", planted_world["model"], photo, "--labels", planted_world["labels"], "--iterations", "3",
-                 "--pairs", "2", "--estimator", "nes", "--html",
-                 "--out", tmp_path, "-q"])
+    proc = _run(["explain", planted_world["model"], photo, "--labels", planted_world["labels"], "--html",
+                 "--out", tmp_path, "-q"])  # the default method, greedy
     assert proc.returncode == 0, proc.stderr
     page = (tmp_path / "index.html").read_text()
     assert 'src="photo.png"' in page and 'src="overlay.png"' in page and 'src="perturbed.png"' in page
     assert (tmp_path / "photo.png").is_file() and "id=classes" not in page
     assert NASTY[0] not in page and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert '<td class="">\u2014</td>' in page and "falling" not in page and "flat at the end" not in page  # a search
+    soft = _run(["explain", planted_world["model"], photo, "--labels", planted_world["labels"], "--method", "ftc",
+                 "--iterations", "3", "--pairs", "2", "--estimator", "nes", "--html", "--out", tmp_path / "ftc", "-q"])
+    assert soft.returncode == 0, soft.stderr
+    assert "objective " in (tmp_path / "ftc" / "index.html").read_text()  # the soft mask's verdict, J at both ends
 
     import io
 
     import bbx
 
-    e = bbx.explain(OnnxClassifier(planted_world["model"]), photo, iterations=2, pairs=1, estimator="nes")
+    e = bbx.explain(OnnxClassifier(planted_world["model"]), photo, method="ftc", iterations=2, pairs=1, estimator="nes")
     png = e._repr_png_()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert Image.open(io.BytesIO(png)).size[0] > 3 * planted.SIZE  # three panels side by side

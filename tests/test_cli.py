@@ -132,8 +132,8 @@ def test_explain_takes_the_query_path_and_reports_it(files, tmp_path):
     """--query-path fused: one composed graph; report.json names the path an explanation took."""
     import json
 
-    proc = bbx("explain", files / "plain.onnx", files / "ok.png", "--iterations", "2", "--pairs", "2", "--estimator", "nes",
-               "--query-path", "FUSED", "--out", tmp_path / "out")
+    proc = bbx("explain", files / "plain.onnx", files / "ok.png", "--method", "ftc", "--iterations", "2", "--pairs", "2",
+               "--estimator", "nes", "--query-path", "FUSED", "--out", tmp_path / "out")
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["config"]["query_path"] == "fused" and report["queries"] == 2 + 2 * 2 * 2

@@ -92,7 +92,7 @@ def test_a_model_before_opset_11_is_chained_with_a_warning(tmp_path, monkeypatch
     assert query.query_path == "device"
     np.testing.assert_allclose(query(masks).prob, MaskQuery(model, pert, "reference")(masks).probs[:, 0], atol=1e-6)
     with pytest.warns(RuntimeWarning, match="cannot compose"):
-        e = bbx.explain(model, planted.photo(), iterations=2, pairs=2, query_path="fused", estimator="nes")
+        e = bbx.explain(model, planted.photo(), method="ftc", iterations=2, pairs=2, query_path="fused", estimator="nes")
     assert e.config["query_path"] == "device"
     monkeypatch.setattr(onnx, "load", lambda *a, **k: pytest.fail("composition was tried again"))
     with pytest.warns(RuntimeWarning, match="cannot compose"):  # every explanation of an evaluation asks

@@ -446,9 +446,9 @@ def test_ftc_leaves_alone_what_only_feeds_other_classes(other_model):
 
 # -- reproducibility, budget, targets ---------------------------------------------------------
 def test_same_seed_same_mask_bit_for_bit(target_model):
-    a = bbx.explain(target_model, planted.photo(), iterations=20, seed=7, estimator="nes")
-    b = bbx.explain(target_model, planted.photo(), iterations=20, seed=7, estimator="nes")
-    c = bbx.explain(target_model, planted.photo(), iterations=20, seed=8, estimator="nes")
+    a = bbx.explain(target_model, planted.photo(), method="ftc", iterations=20, seed=7, estimator="nes")
+    b = bbx.explain(target_model, planted.photo(), method="ftc", iterations=20, seed=7, estimator="nes")
+    c = bbx.explain(target_model, planted.photo(), method="ftc", iterations=20, seed=8, estimator="nes")
     assert np.array_equal(a.mask, b.mask)
     assert not np.array_equal(a.mask, c.mask)
 
@@ -456,7 +456,7 @@ def test_same_seed_same_mask_bit_for_bit(target_model):
 @pytest.mark.parametrize("budget,iterations,pairs", [(1000, 200, None), (50, 200, None), (500, 30, 4)])
 def test_budget_is_never_exceeded_and_queries_are_exact(target_model, budget, iterations, pairs):
     before = target_model.queries
-    e = bbx.explain(target_model, planted.photo(), budget=budget, iterations=iterations, pairs=pairs, estimator="nes")
+    e = bbx.explain(target_model, planted.photo(), method="ftc", budget=budget, iterations=iterations, pairs=pairs, estimator="nes")
     assert e.queries == target_model.queries - before
     assert e.queries <= budget
     assert e.queries == 2 + 2 * e.config["pairs"] * e.config["iterations"]
@@ -467,14 +467,14 @@ def test_budget_is_never_exceeded_and_queries_are_exact(target_model, budget, it
 
 
 def test_target_by_index_and_name(target_model):
-    by_name = bbx.explain(target_model, planted.photo(), target="rival", iterations=2, estimator="nes")
-    by_index = bbx.explain(target_model, planted.photo(), target=1, iterations=2, estimator="nes")
+    by_name = bbx.explain(target_model, planted.photo(), method="ftc", target="rival", iterations=2, estimator="nes")
+    by_index = bbx.explain(target_model, planted.photo(), method="ftc", target=1, iterations=2, estimator="nes")
     assert by_name.target == by_index.target == 1
     assert by_name.target_name == "rival"
     with pytest.raises(bbx.BbxError, match="unknown target class"):
-        bbx.explain(target_model, planted.photo(), target="zebra", iterations=2, estimator="nes")
+        bbx.explain(target_model, planted.photo(), method="ftc", target="zebra", iterations=2, estimator="nes")
     with pytest.raises(bbx.BbxError, match="out of range"):
-        bbx.explain(target_model, planted.photo(), target=3, iterations=2, estimator="nes")
+        bbx.explain(target_model, planted.photo(), method="ftc", target=3, iterations=2, estimator="nes")
 
 
 # -- the bundled model ------------------------------------------------------------------------
@@ -495,22 +495,47 @@ def test_bundled_model_target_probability_rises(lite0, method):
 
 
 def test_bundled_model_seed_reproduces_the_mask_bit_for_bit(lite0):
-    a = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11, estimator="nes")
-    b = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", iterations=15, seed=11, estimator="nes")
+    a = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method="ftc", iterations=15, seed=11, estimator="nes")
+    b = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method="ftc", iterations=15, seed=11, estimator="nes")
     assert np.array_equal(a.mask, b.mask) and a.mask.min() < 1.0
 
 
-def test_the_readme_explanation_gives_the_readme_figures(lite0):
-    """`bbx explain` with no arguments, as the README shows it (CPU, the active estimator, at most
-    3,202 queries): it converges, and the objective ends below its value at M = 1."""
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def _printed(e) -> str:
+    """The first line bbx explain prints (bbx/cli/explain.py), up to the query count."""
+    return (f"chelsea.png: target {e.target_name!r} (class {e.target}) {e.prob_before:.4f} -> {e.prob_after:.4f}; "
+            f"phi {e.phi_text}; undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries")
+
+
+def _readme_block(marker: str) -> str:
+    """The ```text block that follows ``<!-- marker: ... -->`` in the README."""
+    return README.read_text(encoding="utf-8").split(f"<!-- {marker}:", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_default_explanation_gives_the_readme_figures(lite0):
+    """`bbx explain` with no arguments, as the README shows it: greedy, the default method, at most its
+    2,000 queries; a search, so no convergence verdict."""
     e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png")
+    assert (e.config["method"], e.target_name, e.queries) == ("greedy", "tiger cat", 2000)
+    assert (round(e.prob_before, 4), round(e.prob_after, 4)) == (0.3834, 0.7825)
+    assert (round(e.phi, 1), round(100 * e.undesirable_ratio, 2)) == (64.7, 10.20)
+    assert e.convergence == {}
+    assert _printed(e) + "\n" in _readme_block("readme-cpu-run")  # the line the README quotes, figure for figure
+
+
+def test_the_readme_soft_mask_explanation_gives_the_readme_figures(lite0):
+    """`bbx explain --method ftc`, as the README shows it (CPU, the active estimator, at most 3,202
+    queries): it converges, and the objective ends below its value at M = 1."""
+    e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method="ftc")
     assert (e.target_name, e.queries) == ("tiger cat", 3188)
     assert (round(e.prob_before, 4), round(e.prob_after, 4)) == (0.3834, 0.4333)
     assert (round(e.phi, 1), round(100 * e.undesirable_ratio, 2)) == (8.1, 0.07)
     c = e.convergence
     assert c["converged"] and (round(c["objective_at_ones"], 4), round(c["objective_final"], 4)) == (-0.3834, -0.4017)
-    # the line the README quotes is the line bbx explain prints (bbx/cli/explain.py), figure for figure
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
-    printed = (f"chelsea.png: target {e.target_name!r} (class {e.target}) {e.prob_before:.4f} -> {e.prob_after:.4f}; "
-               f"phi {e.phi_text}; undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries\n")
-    assert printed in readme.split("<!-- readme-cpu-run:", 1)[1].split("```text\n", 1)[1]
+    block = _readme_block("readme-ftc-run")  # the lines the README quotes, figure for figure
+    assert _printed(e) + " in " in block  # then the seconds it took there
+    from bbx.convergence import Convergence
+
+    assert Convergence(**c).line() + "\n" in block  # the last line bbx explain prints

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import numpy as np
 import pytest
+from PIL import Image
 
 import bbx
 import planted
+from bbx.defaults import GREEDY_BUDGET
 from bbx.errors import OptionError
 from bbx.evaluate import EvalConfig
 from bbx.metrics import iou, top_mask
@@ -65,7 +70,7 @@ def test_through_explain_deterministic_and_defaults(target_model):
 
 
 def test_too_small_a_budget_and_bad_sizes_are_refused(target_model):
-    with pytest.raises(OptionError, match="too small for greedy"):
+    with pytest.raises(OptionError, match="too small for greedy.* it needs 18 queries .*larger --budget or --patch"):
         greedy(target_model, planted.photo(), budget=17)  # 1 + 16 cells + 1 step = 18
     with pytest.raises(OptionError, match="at least 1 pixel"):
         greedy(target_model, planted.photo(), stride=0)
@@ -81,3 +86,39 @@ def test_evaluate_runs_greedy_once_per_image():
     # the active estimator draws nothing: one run of ftc, as of greedy
     jobs = EvalConfig(methods=("greedy", "ftc"), seeds=3).validate().jobs(["a.png"])
     assert [(j.method, j.seed) for j in jobs] == [("greedy", 0), ("ftc", 0)]
+
+
+def test_bbx_explain_without_a_method_runs_greedy(tmp_path):
+    """``bbx explain MODEL PHOTO``, no method named, runs greedy (bbx/defaults.py): on the planted model it
+    blurs patch A and never the decoy C, within greedy's 2,000 queries, and says no convergence verdict."""
+    model = planted.build(tmp_path / "target.onnx", "target")
+    photo = tmp_path / "photo.png"
+    faint = 0.5 + 0.5 * (planted.photo() - 0.5)  # texture in A costs class 0 part of its logit: still top-1
+    Image.fromarray(np.rint(faint * 255).astype(np.uint8)).save(photo)
+    out = tmp_path / "out"
+    proc = subprocess.run(["bbx", "explain", str(model), str(photo), "--out", str(out), "-q"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["method"] == "greedy" and report["config"]["budget"] == GREEDY_BUDGET
+    assert report["target"] == 0 and 0 < report["queries"] <= GREEDY_BUDGET
+    assert report["prob_after"] > report["prob_before"] + 0.1
+    assert report["convergence"] == {}  # a search: no objective, so no verdict
+    lines = proc.stdout.strip().splitlines()
+    assert f"{report['queries']} queries" in lines[0] and lines[-1].startswith("wrote "), proc.stdout
+    assert "converged" not in proc.stdout
+    heat = 1.0 - np.load(out / "photo_mask.npy")  # the heatmap on the photo
+    assert (heat[planted.patch_mask(planted.A)] > 0.6).all()
+    assert not (heat[planted.patch_mask(planted.C)] > 0.6).any()
+    with Image.open(out / "heatmap.png") as im:
+        assert im.size == (planted.SIZE, planted.SIZE)
+    same = bbx.explain(bbx.OnnxClassifier(model), photo)  # and bbx.explain's default is the same method
+    assert same.config["method"] == "greedy" and same.queries == report["queries"]
+    np.testing.assert_allclose(same.mask, np.load(out / "mask.npy"), atol=1e-6)
+
+
+def test_soft_mask_options_without_a_method_name_the_methods_that_read_them(target_model):
+    with pytest.raises(OptionError, match=r"greedy \(the default\) does not use iterations .*ftc, fntc, plain do"):
+        bbx.explain(target_model, planted.photo(), iterations=5)
+    with pytest.raises(OptionError, match="occlusion does not use window .*greedy does: name it as the method"):
+        bbx.explain(target_model, planted.photo(), method="occlusion", window=8)

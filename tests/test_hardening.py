@@ -577,9 +577,9 @@ def _corrupt_settings(d: Path) -> None:
 # -- the corpus --------------------------------------------------------------------------------
 
 def explain(*extra: str, image: str = "{in}/image.png", out: str = "out") -> tuple[str, ...]:
-    """``bbx explain`` of the case's model, short: 2 steps of 1 pair (later options win)."""
-    return ("explain", "{in}/model.onnx", image, "--iterations", "2", "--pairs", "1", "--estimator", "nes", "--out", out,
-            *extra)
+    """``bbx explain`` of the case's model, short: the soft mask (ftc), 2 steps of 1 pair (later options win)."""
+    return ("explain", "{in}/model.onnx", image, "--method", "ftc", "--iterations", "2", "--pairs", "1",
+            "--estimator", "nes", "--out", out, *extra)
 
 
 @dataclass(frozen=True)
@@ -787,8 +787,9 @@ CASES = [
     Case("r2-09-external-data-changed", _evaluated_then(_change_weights, base=_external_inside), evaluate_args(),
          "other settings (external_data)"),
     # 10: every size bounded before it is allocated
-    Case("r2-10-budget-huge", model_and_photo, ("explain", "{in}/model.onnx", "{in}/image.png", "--budget",
-                                                 "1000000000", "--estimator", "nes", "--run-timeout", "4", "--out", "out"),
+    Case("r2-10-budget-huge", model_and_photo, ("explain", "{in}/model.onnx", "{in}/image.png", "--method", "ftc",
+                                                 "--budget", "1000000000", "--estimator", "nes", "--run-timeout", "4",
+                                                 "--out", "out"),
          "the run took longer than --run-timeout 4 s", memory=1_500_000_000),
     Case("r2-10-static-batch-huge", graph_model(lambda g: g.reference("image", ob.SIZE, ob.CLASSES, ob.SEED,
                                                                     out="logits"), [10**9, 3, ob.SIZE, ob.SIZE],

@@ -42,8 +42,8 @@ def test_target_180_is_the_label_not_an_index(tmp_path, photo):
     path = _two_class(tmp_path, ["0", "180"])
     m = OnnxClassifier(path)
     assert m.class_index("180") == 1 and m.class_index("0") == 0 and m.class_index(1) == 1
-    proc = _run("explain", str(path), str(photo), "--target", "180", "--iterations", "1", "--pairs", "1", "--estimator", "nes",
-                "--out", str(tmp_path / "out"))
+    proc = _run("explain", str(path), str(photo), "--target", "180", "--method", "ftc", "--iterations", "1", "--pairs", "1",
+                "--estimator", "nes", "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "out" / "report.json").read_text())["target_name"] == "180"
     with pytest.raises(OptionError, match="no class is named that"):
@@ -103,15 +103,16 @@ def test_phi_is_readable_or_shows_the_raw_probabilities():
 
 
 def test_constant_model_is_said(tmp_path, photo):
-    e = bbx.explain(ob.build_constant(tmp_path), photo, iterations=2, pairs=1, estimator="nes")
+    e = bbx.explain(ob.build_constant(tmp_path), photo, method="ftc", iterations=2, pairs=1, estimator="nes")
     assert e.notes and e.notes[0].startswith("constant model") and e.summary()["notes"] == e.notes
+    e = bbx.explain(ob.build_constant(tmp_path), photo)  # the default method, greedy, says it too
+    assert e.config["method"] == "greedy" and e.notes and e.notes[0].startswith("constant model")
 
 
 def test_explain_reports_provenance_and_refuses_to_overwrite(tmp_path, photo):
     path = ob.build_plain(tmp_path, "m")
     out = tmp_path / "out"
-    args = ("explain", str(path), str(photo), "--iterations", "2", "--pairs", "1", "--estimator", "nes",
-            "--out", str(out))
+    args = ("explain", str(path), str(photo), "--out", str(out))  # the default method, greedy
     first = _run(*args)
     assert first.returncode == 0, first.stderr
     r = json.loads((out / "report.json").read_text())
@@ -125,6 +126,7 @@ def test_explain_reports_provenance_and_refuses_to_overwrite(tmp_path, photo):
     assert r["versions"]["onnxruntime"] == onnxruntime.__version__ and r["versions"]["numpy"] == numpy.__version__
     assert r["preprocess"]["resize_mode"] == "crop" and r["preprocess_sources"]["mean"] == "metadata"
     assert r["created"].endswith("+00:00") and r["photo_size"] == [20, 24]
+    assert r["config"]["method"] == "greedy" and r["queries"] <= 2000 and r["convergence"] == {}
     before = (out / "report.json").read_bytes()
     again = _run(*args)
     assert again.returncode == 2 and "already holds bbx outputs" in again.stderr and "--overwrite" in again.stderr
@@ -136,7 +138,7 @@ def test_explain_reports_provenance_and_refuses_to_overwrite(tmp_path, photo):
 def test_progress_callback_and_logger(tmp_path, photo, caplog):
     steps = []
     with caplog.at_level(logging.DEBUG, logger="bbx"):
-        e = bbx.explain(ob.build_plain(tmp_path), photo, iterations=3, pairs=1, estimator="nes",
+        e = bbx.explain(ob.build_plain(tmp_path), photo, method="ftc", iterations=3, pairs=1, estimator="nes",
                         progress=lambda step, total, loss: steps.append((step, total)))
     assert steps == [(1, 3), (2, 3), (3, 3)]
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG and r.name == "bbx"]
@@ -152,8 +154,8 @@ def test_progress_bar_on_a_terminal_shows_elapsed_and_time_left(tmp_path, photo)
     import re
     import shlex
 
-    cmd = shlex.join(["bbx", "explain", str(ob.build_plain(tmp_path)), str(photo), "--iterations", "3", "--pairs", "1",
-                      "--estimator", "nes", "--out", str(tmp_path / "out")])
+    cmd = shlex.join(["bbx", "explain", str(ob.build_plain(tmp_path)), str(photo), "--method", "ftc", "--iterations", "3",
+                      "--pairs", "1", "--estimator", "nes", "--out", str(tmp_path / "out")])
     proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
     screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", proc.stdout.replace("\r", "\n"))

@@ -30,7 +30,7 @@ def test_cli_cuda_runs_or_warns_once_and_still_explains(tmp_path):
     Image.fromarray(np.full((24, 24, 3), 90, np.uint8)).save(tmp_path / "x.png")
     proc = subprocess.run(["bbx", "explain", str(path), str(tmp_path / "x.png"), "--device", "cuda",
                            "--cuda-option", "prefer_nhwc=1",
-                           "--iterations", "2", "--pairs", "2", "--estimator", "nes", "--out", str(tmp_path / "out")],
+                           "--out", str(tmp_path / "out")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "report.json").is_file()

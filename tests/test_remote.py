@@ -90,8 +90,8 @@ def test_explanation_through_the_endpoint_equals_the_local_one(mlserver):
 
 def test_bundled_model_cli_endpoint_equals_local_file(mlserver, tmp_path):
     url = mlserver.model_url("efficientnet_lite0")
-    remote = bbx_cli("explain", url, PHOTO, "--budget", 50, "--out", tmp_path / "remote", "-q")
-    local = bbx_cli("explain", BUNDLED, PHOTO, "--budget", 50, "--out", tmp_path / "local", "-q")
+    remote = bbx_cli("explain", url, PHOTO, "--method", "ftc", "--budget", 50, "--out", tmp_path / "remote", "-q")
+    local = bbx_cli("explain", BUNDLED, PHOTO, "--method", "ftc", "--budget", 50, "--out", tmp_path / "local", "-q")
     assert remote.returncode == 0 and local.returncode == 0, remote.stderr + local.stderr
     assert np.array_equal(np.load(tmp_path / "remote" / "mask.npy"), np.load(tmp_path / "local" / "mask.npy"))
     report = json.loads((tmp_path / "remote" / "report.json").read_text())
@@ -127,8 +127,11 @@ def test_top_k_endpoint_runs_greedy_and_refuses_ftc(mlserver, tmp_path):
     assert e.queries <= 60 and e.target == int(q[0].argmax())
     with pytest.raises(OptionError, match="ftc needs every class's score.*greedy, occlusion, random"):
         bbx.explain(m, images[0], method="ftc", budget=60)
-    proc = bbx_cli("explain", url, PHOTO, "--spec", mlserver.tiny_sidecar, "--out", tmp_path)
+    proc = bbx_cli("explain", url, PHOTO, "--method", "ftc", "--spec", mlserver.tiny_sidecar, "--out", tmp_path)
     one_error_line(proc, "ftc needs every class's score", "only the top-k classes")
+    proc = bbx_cli("explain", url, PHOTO, "--budget", "60", "--spec", mlserver.tiny_sidecar, "--out", tmp_path / "d")
+    assert proc.returncode == 0, proc.stderr  # the default method, greedy, reads only the target's probability
+    assert json.loads((tmp_path / "d" / "report.json").read_text())["config"]["method"] == "greedy"
 
 
 def test_label_only_endpoint_predicts_and_refuses_every_method(mlserver, tmp_path):
@@ -150,6 +153,9 @@ def test_label_only_endpoint_predicts_and_refuses_every_method(mlserver, tmp_pat
     assert proc.returncode == 0 and f"class{top1}" in proc.stdout and "label only" in proc.stdout, proc.stderr
     one_error_line(bbx_cli("evaluate", url, photo, "--methods", "occlusion", "--spec", mlserver.tiny_sidecar,
                            "--out", tmp_path / "ev"), "occlusion needs only the top-k classes")
+    one_error_line(bbx_cli("explain", url, photo, "--spec", mlserver.tiny_sidecar, "--out", tmp_path / "ex"),
+                   "greedy needs only the top-k classes", "no method of bbx runs on it")  # the default, refused
+    assert not (tmp_path / "ex").exists()
 
 
 def test_one_clear_line_for_each_broken_endpoint(mlserver, tmp_path):
@@ -160,7 +166,8 @@ def test_one_clear_line_for_each_broken_endpoint(mlserver, tmp_path):
     one_error_line(bbx_cli("inspect", "http://user:pw@127.0.0.1:1/v2/models/tiny"), "--auth-env")
     one_error_line(bbx_cli("inspect", mlserver.model_url("tiny"), "--device", "cuda"), "--device cuda does nothing")
     one_error_line(bbx_cli("inspect", BUNDLED, "--max-rps", 3), "--max-rps is for endpoints")
-    one_error_line(bbx_cli("explain", mlserver.model_url("tiny"), PHOTO, "--query-path", "fused", "--out", tmp_path),
+    one_error_line(bbx_cli("explain", mlserver.model_url("tiny"), PHOTO, "--method", "ftc", "--query-path", "fused",
+                           "--out", tmp_path),
                    "the fused query path")
     for fault, said in (("malformed", "malformed body"), ("wrong_shape", "wrong shape")):
         with FaultProxy(mlserver.port, faults=["ok", fault]) as proxy:  # the detection request passes

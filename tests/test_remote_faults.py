@@ -24,7 +24,7 @@ def test_faults_lose_nothing_and_answer_nothing_twice(mlserver):
     script = ["ok", "ok"] + [step for fault in FAULTS for step in (fault, "ok")]
     config = ClientConfig(timeout=1.5, retries=3, backoff=0.01)  # a tiny model answers well within 1.5 s
     image = ob.random_images(1, seed=11)[0]
-    settings = {"estimator": "nes", "budget": 130, "seed": 2, "mask_size": 8}  # one request per step: 64 of them
+    settings = {"method": "ftc", "estimator": "nes", "budget": 130, "seed": 2, "mask_size": 8}  # one request per step: 64 of them
     local = bbx.explain(bbx.OnnxClassifier(mlserver.tiny_onnx), image, **settings)
     with FaultProxy(mlserver.port, faults=script) as proxy:
         m = EndpointClassifier(mlserver.model_url("tiny", proxy.url), client=config)

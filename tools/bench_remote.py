@@ -32,8 +32,8 @@ from bbx._io import write_csv  # noqa: E402
 
 SETTINGS = {
     # the README's job as measured (NES was bbx's default then): 200 steps of 8 pairs, 16 probes per step
-    "default": ["--estimator", "nes"],
-    "pairs64": ["--estimator", "nes", "--pairs", "64", "--iterations", "25"],  # the same 3,202 queries, 128 per step
+    "default": ["--method", "ftc", "--estimator", "nes"],
+    "pairs64": ["--method", "ftc", "--estimator", "nes", "--pairs", "64", "--iterations", "25"],  # the same 3,202 queries, 128 per step
 }
 
 

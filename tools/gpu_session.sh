@@ -27,7 +27,7 @@ python3 tools/bench_gpu.py --models resnet18,vgg19 --query-paths fused --cuda-op
 python3 tools/bench_gpu.py --models resnet18 --precisions fp32 --query-paths fused --host-probes \
   --csv "$out/bench_gpu.csv" "$@" || true
 # the README's main job on the GPU: the bundled EfficientNet-Lite0 and photo, twice (the first pays cuDNN's search)
-for run in 1 2; do python3 -m bbx explain --device cuda --out /tmp/explain_cuda || true; done
+for run in 1 2; do python3 -m bbx explain --method ftc --device cuda --out /tmp/explain_cuda || true; done
 python3 -c "import json; r = json.load(open('/tmp/explain_cuda/report.json')); print('query path', r['config']['query_path'], 'probes', r['config']['probes'], 'on', r['device'])" || true
 # the chained path for comparison, and ResNet-18 fp32 on the default again: how much a row moves between runs
 python3 tools/bench_gpu.py --models resnet18 --precisions fp32 --query-paths onnx,fused --csv "$out/bench_gpu.csv" "$@" || true

@@ -55,7 +55,8 @@ def main() -> None:
         model = bbx.OnnxClassifier(path, device=args.device, max_batch=2 * args.pairs)
 
         def run(iterations: int) -> bbx.Explanation:
-            return bbx.explain(model, args.image, pairs=args.pairs, iterations=iterations, query_path=args.query_path)
+            return bbx.explain(model, args.image, method="ftc", estimator="nes", pairs=args.pairs, iterations=iterations,
+                               query_path=args.query_path)
 
         run(2)  # warm-up: sessions, shapes, cuDNN's search
         profile = cProfile.Profile()

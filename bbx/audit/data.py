@@ -117,17 +117,25 @@ def fragile(records: Sequence[dict[str, Any]], labels: Sequence[str],
 def convergence(rec: dict[str, Any]) -> tuple[str, bool | None]:
     """The objective at M = 1 against the end when the record holds them, else the loss's trend.
 
-    A convergence record (``convergence``: ``objective_start``, ``objective_end`` and optionally
-    ``converged``) takes precedence; without one, the thinned loss history (``loss_trend``, its first
-    step standing in for M = 1) says whether the loss ended below its start and had stopped falling
-    over its last quarter.
+    ``bbx evaluate``'s convergence columns (``objective_at_ones``, ``objective_final``, ``converged``:
+    :func:`bbx.evaluate.convergence_fields`) or a convergence record (``convergence``:
+    ``objective_start``, ``objective_end`` and optionally ``converged``) take precedence. A record that
+    has the columns empty comes from a method that optimises no objective (greedy's trail of target
+    probabilities is a search, not a loss): no verdict. Only a record written before those columns
+    existed falls back to the thinned loss history (``loss_trend``, its first step standing in for
+    M = 1): whether the loss ended below its start and had stopped falling over its last quarter.
     """
     conv = rec.get("convergence")
+    if _finite(rec.get("objective_at_ones")) and _finite(rec.get("objective_final")):
+        conv = {"objective_start": rec["objective_at_ones"], "objective_end": rec["objective_final"],
+                "converged": rec.get("converged")}
     if isinstance(conv, dict) and _finite(conv.get("objective_start")) and _finite(conv.get("objective_end")):
         start, end = float(conv["objective_start"]), float(conv["objective_end"])
         ok = conv.get("converged")
         ok = bool(ok) if isinstance(ok, bool) else end < start
         return f"objective {start:.3g} at M=1 \u2192 {end:.3g}", ok
+    if "objective_at_ones" in rec:  # the columns exist and are empty: nothing was optimised
+        return "\u2014", None
     trend = [float(v) for v in rec.get("loss_trend") or [] if _finite(v)]
     if len(trend) < 4:
         return "\u2014", None

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._io import ensure_dir
-from ..defaults import METHOD
+from ..defaults import AUDIT_METHODS
 from ..evaluate import EvalConfig, Outcome, Progress, evaluate
 from ..perturb import BlurSpec
 from . import data, images, plots
@@ -24,7 +24,7 @@ from .card import model_card
 from .page import Report, write_page
 
 #: What ``bbx audit`` runs unless told: the default method, then the two baselines its curve is read against.
-DEFAULT_METHODS = (METHOD, "occlusion", "random")
+DEFAULT_METHODS = AUDIT_METHODS
 
 
 @dataclass

@@ -7,6 +7,7 @@ from typing import Optional
 
 import typer
 
+from .. import defaults as d
 from .. import methods as registry
 from ..errors import OptionError
 from ..evaluate import EvalConfig, find_images
@@ -33,7 +34,7 @@ def audit(
     paths: list[str] = typer.Argument(..., help="photos, folders (their images, recursively) or quoted globs"),
     out: Path = typer.Option(Path("audit"), help="output folder (index.html); a rerun with the same folder resumes"),
     methods: Optional[str] = typer.Option(None, help=f"comma list from {','.join(registry.names())}; the first "
-                                          "fills the gallery (default: ftc,occlusion,random)"),
+                                          f"fills the gallery (default: {','.join(d.AUDIT_METHODS)})"),
     budget: Optional[int] = typer.Option(None, help="at most this many queries per explanation (default: each "
                                          "method's own; occlusion needs 198 on a 224 px input)"),
     seeds: int = typer.Option(1, help="seeds per photo for ftc, fntc, plain and random (the gallery shows the first)"),

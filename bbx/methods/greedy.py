@@ -52,7 +52,8 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     n_coarse = int(coarse.max()) + 1
     if budget < n_coarse + 2:
         raise OptionError(f"budget {budget} is too small for greedy on a {h}x{w} input: it needs "
-                          f"{n_coarse + 2} queries (the image, {n_coarse} occlusion cells, one search step)")
+                          f"{n_coarse + 2} queries (the image, {n_coarse} occlusion cells, one search step); "
+                          f"give a larger --budget or --patch")
 
     pert = Perturber(x, blur_spec=BlurSpec(cfg.sigma, cfg.kernel))
     p0, k = ctx.probs_before, ctx.target
