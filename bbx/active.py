@@ -29,7 +29,7 @@ random draws: the result is a function of the image, the model and the settings.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Generator
 
 import numpy as np
 
@@ -69,7 +69,23 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
 
     ``loss_at_ones``: the model's loss at M = 1 (the image itself, scored by the caller);
     ``lambda2``: the L1 weight of R_M, which sets what a screened gain must exceed.
+    :func:`optimise_steps` driven by ``loss``.
     """
+    steps = optimise_steps(regularizer, shape, budget, loss_at_ones, lambda2, settings, progress)
+    try:
+        masks = next(steps)
+        while True:
+            masks = steps.send(loss(masks))
+    except StopIteration as end:
+        return end.value
+
+
+def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss_at_ones: float, lambda2: float,
+                   settings: ActiveSet = ActiveSet(),
+                   progress: Progress | None = None) -> Generator[np.ndarray, np.ndarray, ActiveResult]:
+    """:func:`optimise` as a generator, for a caller that scores the probes itself (:mod:`bbx.lockstep`
+    scores many explanations' together): it yields each batch of probe masks ``(B, h, w)`` and is
+    sent their model losses ``(B,)``, one query each; it returns the :class:`ActiveResult`."""
     s = settings
     n = shape[0] * shape[1]
     mask = np.ones(shape, dtype=np.float64)
@@ -80,7 +96,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
     length = s.first_length
     converged = False
 
-    def grow() -> int | None:
+    def grow() -> Generator[np.ndarray, np.ndarray, int | None]:
         """Screen the elements outside the active set (lowered by ``screen_step``, in blocks small
         enough for the budget left), take the best screened mask if it lowers J, and add to the
         set the elements whose screen lowered J, then those whose gain beat ``threshold`` x their
@@ -97,7 +113,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
             lowered = np.clip(probes[row, members] - s.screen_step, 0.0, 1.0)
             drop[row] = float(np.mean(probes[row, members] - lowered))
             probes[row, members] = lowered
-        values = loss(probes.reshape(len(groups), *shape))
+        values = yield probes.reshape(len(groups), *shape)
         used += len(groups)
         screens += 1
         screened_at = mask.copy()
@@ -113,7 +129,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
             both = mask.reshape(n).copy()
             for i in better:
                 both[groups[i]] = probes[i, groups[i]]
-            both_loss = float(loss(both.reshape(1, *shape))[0])
+            both_loss = float((yield both.reshape(1, *shape))[0])
             used += 1
             both_j = both_loss + regularizer(both.reshape(shape))[0]
             if both_j < probe_j[best]:
@@ -146,7 +162,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
     steps = 0
     fine = False  # whether the last screen looked at each element alone
     screened_at = None
-    found = grow()
+    found = yield from grow()
     if not found:  # None: the budget cannot pay for one screen; 0: at M = 1 no element pays its L1 cost
         return ActiveResult(mask, history, used, converged=found == 0 and fine, screens=screens)
     while True:
@@ -164,13 +180,13 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
             probes = np.repeat(mask.reshape(1, n), 2 * len(probe), axis=0)
             probes[np.arange(len(probe)), probe] += s.step
             probes[len(probe) + np.arange(len(probe)), probe] -= s.step
-            values = loss(probes.reshape(-1, *shape))
+            values = yield probes.reshape(-1, *shape)
             g[probe] = (values[: len(probe)] - values[len(probe):]) / (2 * s.step)
         else:  # one probe per element, towards the inside of [0, 1]: half the queries, O(c) error
             probes = np.repeat(mask.reshape(1, n), len(probe), axis=0)
             sign = np.where(mask.reshape(n)[probe] >= 0.5, -1.0, 1.0)
             probes[np.arange(len(probe)), probe] += sign * s.step
-            values = loss(probes.reshape(-1, *shape))
+            values = yield probes.reshape(-1, *shape)
             g[probe] = (values - model_loss) / (sign * s.step)
         used += len(values)
         flat = mask.reshape(n)
@@ -191,7 +207,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         if top > 0:
             lengths = length * 2.0 ** np.arange(-(s.trials - 2), 2)  # ... length/2, length, 2 length
             trial = np.clip(flat[None] + lengths[:, None] * direction[None], 0.0, 1.0)
-            trial_loss = loss(trial.reshape(-1, *shape))
+            trial_loss = yield trial.reshape(-1, *shape)
             used += s.trials
             trial_j = np.array([trial_loss[t] + regularizer(trial[t].reshape(shape))[0] for t in range(s.trials)])
             best = int(np.argmin(trial_j))
@@ -206,7 +222,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
             progress(len(history) - 1, 0, j)
         if length < s.min_step:
             # the model is deterministic: a screen at the mask last screened would find the same
-            found = 0 if np.array_equal(mask, screened_at) else grow()
+            found = 0 if np.array_equal(mask, screened_at) else (yield from grow())
             if not found:  # the step shrank to nothing; no new element pays (or no room to look)
                 converged = found == 0 and fine  # a screen in blocks, or none, certifies nothing
                 break

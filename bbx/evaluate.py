@@ -28,7 +28,7 @@ from .eval_files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, lock,
 from .explanation import Explanation
 from .insertion import AREAS, blur_top_probs
 from .lockstep import explain_many, lockstep_width
-from .methods.soft_mask import SHAREABLE_PATHS
+from .methods.epilogue import SHAREABLE_PATHS
 from .metrics import phi
 from .model import BlackBox
 from .perturb import BlurSpec, Perturber

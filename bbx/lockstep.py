@@ -1,13 +1,17 @@
 """Many explanations in flight on one model: their probes scored in shared batches.
 
 A model on a GPU runs a batch of 256 in about the time of a batch of 32, and one explanation
-step sends only ``2 P`` probes (16 with the defaults). :func:`explain_many` keeps up to ``k``
-explanations of a method with a stepper (the soft masks, :class:`~bbx.methods.soft_mask.SoftMaskRun`)
-in flight: every round, each in-flight run hands out its step's probes, all of them go to the
-model in one :meth:`~bbx.model.protocol.Classifier.score_tensor` call (split only at the model's
-batch ceiling), and each run gets back the scores of its own probes. Each keeps its own
-optimiser, seed, direction stream and query count (:class:`Tally`), so its numbers are those of
-running alone; on the CPU, bit for bit (tests check it). Other methods run one at a time, in order.
+step sends only ``2 P`` probes (16 with the defaults) with NES or SPSA, at most
+``max_active + trials`` (52) in a step of the active estimator. :func:`explain_many` keeps up to
+``k`` explanations of a method with a stepper (the soft masks: :class:`~bbx.methods.soft_mask.SoftMaskRun`
+for nes and spsa, :class:`~bbx.methods.active_run.ActiveRun` for active) in flight: every round,
+each in-flight run hands out the probes it wants scored next, all of them go to the model together
+(in calls of equal size at most the model's batch ceiling), and each run gets back the scores of
+its own probes. Runs need not ask for as many: an active run's first request is one probe (the
+image at M = 1), then a screen of up to one per mask element, then its steps. Each keeps its own
+optimiser, seed, direction stream, budget and query count (:class:`Tally`), so its numbers are
+those of running alone; on the CPU, bit for bit (tests check it). Other methods run one at a time,
+in order.
 """
 
 from __future__ import annotations
@@ -18,13 +22,14 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 import numpy as np
 
 from . import methods as registry
+from .active import ActiveSet
 from .config import ExplainConfig
 from .errors import OptionError
 from .explain import explain, resolve
 from .explanation import Explanation
 from .methods import Context, Progress
 from .lockstep_graph import DeviceImages
-from .model import BlackBox, OnnxClassifier, Scores
+from .model import BlackBox, OnnxClassifier, Scores, pad_batch
 
 
 class Tally:
@@ -84,8 +89,7 @@ class SharedBatches:
         """One step of every run: their probes scored together, each run fed its own scores."""
         probes = [run.probes() for run in runs]
         if self._device is None:
-            x = np.concatenate([run.query.model_input(p) for run, p in zip(runs, probes)])
-            scores = self.model.score_tensor(x)
+            scores = self._on_host(runs, probes)
         else:
             changed = len(runs) != len(self._last) or any(a is not b for a, b in zip(runs, self._last))
             self._last = list(runs)
@@ -98,9 +102,34 @@ class SharedBatches:
             run.feed(Scores(scores.raw[start: start + n], scores.kind))
             start += n
 
+    def _on_host(self, runs: Sequence[Any], probes: Sequence[np.ndarray]) -> Scores:
+        """The probes' scores, their images built one model call at a time: a round of screens
+        (hundreds of probes per run) never holds more than one call's images."""
+        starts = np.cumsum([0, *(len(p) for p in probes)])
+        chunks, size = self.model.batches(int(starts[-1]))
+        out = []
+        for part in chunks:
+            x = np.concatenate([run.query.model_input(p[max(part.start, a) - a: min(part.stop, b) - a])
+                                for run, p, a, b in zip(runs, probes, starts[:-1], starts[1:])
+                                if a < part.stop and b > part.start])
+            out.append(self.model.score_tensor(pad_batch(x, size), real=len(x)))
+        return Scores.concat(out)
+
 
 def lockstep_width(model: BlackBox, config: ExplainConfig) -> int:
-    """How many soft-mask explanations fill the model's batch ceiling: ``max_batch // (2 P)``, at least 1."""
+    """How many soft-mask explanations fill the model's batch ceiling, at least 1.
+
+    NES and SPSA: ``max_batch // (2 P)``, every step's probes in one call. Active: a step sends the
+    probes of its active set and ``trials`` lengths, at most ``max_active + trials`` (52), fewer
+    while the set is small; a screen sends hundreds. ``ceil(max_batch / 52)`` (2 on the CPU's 64,
+    5 on CUDA's 256): the fewest runs whose steps fill a call when every set is full. Erring above
+    costs a round over the ceiling one more call of equal halves (:meth:`~bbx.model.protocol.Classifier.batches`);
+    erring below leaves the device idle on every step of a small set.
+    """
+    if config.estimator == "active":
+        s = ActiveSet()
+        step = (2 if s.central else 1) * s.max_active + s.trials
+        return max(1, -(-model.max_batch // step))
     _, pairs = config.plan()
     return max(1, model.max_batch // (2 * pairs))
 

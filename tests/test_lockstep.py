@@ -167,9 +167,108 @@ def test_cli_lockstep_flag(target_model, tmp_path):
     assert one == two and len(one) == 2
 
 
-def test_the_active_estimator_runs_alone_even_with_room_in_flight(target_model):
-    requests = [(s, "ftc", planted.photo(s), ExplainConfig(method="ftc", budget=900)) for s in range(2)]
-    got = dict(explain_many(target_model, requests, k=4))
+def faint(seed: int, patch: tuple[slice, slice], keep: float) -> np.ndarray:
+    """A planted photo with ``patch``'s texture at ``keep`` of its contrast: its model's top-1 is then
+    class 0, which blurring the patch helps (ftc on the target model, fntc on the other)."""
+    p = planted.photo(seed)
+    p[patch] = p[patch].mean() + keep * (p[patch] - p[patch].mean())
+    return p
+
+
+def counting_calls(path: Path) -> tuple[bbx.OnnxClassifier, list[int]]:
+    """A fresh copy of a model and the sizes of the calls it runs."""
+    model, sizes = bbx.OnnxClassifier(path), []
+    run = model.run_batch
+    model.run_batch = lambda x: (sizes.append(len(x)), run(x))[1]
+    return model, sizes
+
+
+def test_active_in_lockstep_gives_each_explanation_its_numbers_alone(tmp_path):
+    # budgets: 60 (a screen in 4x4 blocks, the budget spent with it), 300 (a screen in 2x2 blocks
+    # and a few steps), 1500 (the budget ends where a second screen cannot be paid) and 3000
+    # (converges with room left); ftc (finds patch A) and fntc (nothing pays on this model: it
+    # converges after one screen), requests of unequal sizes in one round
+    path = planted.build(tmp_path / "target.onnx", "target")
+    requests = [(i, method, faint(i % 2, planted.A, 0.5), ExplainConfig(method=method, budget=budget))
+                for i, (method, budget) in enumerate((m, b) for b in (60, 300, 1500, 3000) for m in ("ftc", "fntc"))]
+    shared_model, shared_calls = counting_calls(path)
+    together = dict(explain_many(shared_model, requests, k=3))
+    alone_model, alone_calls = counting_calls(path)
+    alone = {key: bbx.explain(alone_model, image, config=cfg) for key, _, image, cfg in requests}
+    read = ("estimator", "budget", "iterations", "screens", "active", "query_path")
+    for key, method, _, cfg in requests:
+        a, b = together[key], alone[key]
+        same(a, b)
+        assert a.convergence == b.convergence
+        assert {f: a.config[f] for f in read} == {f: b.config[f] for f in read}
+        assert a.config["estimator"] == "active" and a.config["lockstep_images"] == "host"
+        assert a.queries <= cfg.budget
+    assert shared_model.queries == sum(e.queries for e in together.values()) == alone_model.queries
+    assert len(shared_calls) < len(alone_calls) and max(shared_calls) <= 64  # rounds shared, split at the ceiling
+    ftc = {requests[k][3].budget: e for k, e in together.items() if requests[k][1] == "ftc"}
+    assert ftc[60].config["screens"] == 1 and len(ftc[60].loss_history) == 1
+    assert ftc[1500].config["screens"] == 1 and ftc[1500].queries > 1400  # the budget ended it before a second screen
+    assert ftc[3000].config["screens"] == 2 and ftc[3000].queries < 2500  # a second screen found nothing to add
+    assert ftc[3000].convergence["converged"]
+    assert len({e.mask.tobytes() for e in ftc.values()}) == 4 and min(e.mask.min() for e in ftc.values()) < 0.5
+    fntc = [e for k, e in together.items() if requests[k][1] == "fntc" and requests[k][3].budget >= 1500]
+    assert all(e.convergence["converged"] and e.queries == fntc[0].queries < 1500 for e in fntc)
+
+
+@pytest.mark.skipif(not (BUNDLED / "efficientnet_lite0.onnx").is_file(), reason="bundled model missing")
+def test_bundled_model_with_the_active_estimator_in_lockstep_is_bit_identical_to_alone():
+    lite0 = bbx.OnnxClassifier(BUNDLED / "efficientnet_lite0.onnx")
+    requests = [("chelsea", "ftc", BUNDLED / "samples" / "chelsea.png", ExplainConfig(method="ftc", budget=900)),
+                ("coffee", "fntc", BUNDLED / "samples" / "coffee.png", ExplainConfig(method="fntc", budget=300))]
+    together = dict(explain_many(lite0, requests, k=2))
     for key, _, photo, cfg in requests:
-        assert got[key].config["estimator"] == "active" and "lockstep_images" not in got[key].config
-        same(got[key], bbx.explain(target_model, photo, config=cfg))
+        alone = bbx.explain(lite0, photo, config=cfg)
+        same(together[key], alone)
+        assert together[key].convergence == alone.convergence
+    assert together["chelsea"].mask.min() < 1.0 and together["chelsea"].config["screens"] == 1  # a screen, then steps
+
+
+def test_active_runs_stepped_by_hand_and_the_device_front(target_model):
+    from bbx.lockstep import SharedBatches
+
+    ctx = Context(Tally(target_model), faint(0, planted.A, 0.5), None, "ftc", 300)
+    run = get("ftc").stepper(ctx, ExplainConfig(method="ftc", budget=300))
+    with pytest.raises(RuntimeError, match="no probes are out"):
+        run.feed(Scores(np.zeros((1, 3)), "logits"))
+    first = run.probes()
+    assert first.shape == (1, 28, 28) and (first == 1).all()  # M = 1 first, through the probes' path
+    with pytest.raises(RuntimeError, match="out already"):
+        run.probes()
+    run.ctx.model.charge(1)
+    run.feed(target_model.score_tensor(run.query.model_input(first)))
+    assert len(run.probes()) > 1  # then the screen
+    with pytest.raises(RuntimeError, match="not done"):
+        run.finish()
+    # images built on the device (here onnxruntime's CPU): each run gets its own, within rounding
+    runs = [get(m).stepper(Context(Tally(target_model), faint(s, planted.A, 0.5), None, m, 300),
+                           ExplainConfig(method=m, budget=300)) for s, m in ((0, "ftc"), (1, "fntc"))]
+    shared = SharedBatches(target_model, "device")
+    while any(not r.done for r in runs):
+        shared.step([r for r in runs if not r.done])
+    for r, e in zip(runs, (r.finish() for r in runs)):
+        assert e.config["lockstep_images"] == "device" and e.queries <= 300
+
+
+def test_evaluate_with_the_active_estimator_in_lockstep_writes_the_lines_of_one_at_a_time(tmp_path):
+    path = planted.build(tmp_path / "target.onnx", "target")
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(np.rint(faint(i, planted.A, 0.5 + 0.1 * i) * 255).astype(np.uint8)).save(images / f"p{i}.png")
+    cfg = EvalConfig(methods=("ftc", "fntc"), seeds=1, explain=ExplainConfig(budget=400))
+    assert cfg.explain.estimator == "active" and lockstep_width(bbx.OnnxClassifier(path), cfg.explain) == 2  # ceil(64 / 52)
+    paths = sorted(images.glob("*.png"))
+    runs = {}
+    for k in (1, None, 4):
+        model = bbx.OnnxClassifier(path)
+        outcome = evaluate(model, paths, cfg, tmp_path / f"k{k}", lockstep=k)
+        lines = [json.loads(line) for line in (tmp_path / f"k{k}" / "results.jsonl").read_text().splitlines()]
+        assert len(lines) == outcome.ran == 3 * 2 and outcome.queries == model.queries
+        runs[k] = {record_key(r): {f: v for f, v in r.items() if f != "seconds"} for r in lines}
+    assert runs[1] == runs[None] == runs[4]
+    assert any(min(map(min, r["mask"])) < 1.0 for r in runs[4].values())  # something was found

@@ -2,13 +2,16 @@
 
 Photos: crops of the bundled samples (seeded boxes of 55-100 % of each side, so every photo
 differs), written as PNG to a temporary folder. The job is ``bbx evaluate --methods ftc --seeds 1``
-for Ray (F-TC with NES, the stepping estimator that runs in lockstep; one seed, its blur-insertion curve), timed end to end, queries/s counting every
+for Ray (F-TC with NES; one seed, its blur-insertion curve), timed end to end, queries/s counting every
 query; its lines are checked against one process's (the ``seconds`` field aside). For one process
-(cpu, gpu), F-TC explanations alone (:func:`bbx.lockstep.explain_many`), their masks checked
-against the first mode's; the bare model's images/s at the same batch and at its ceiling
-(``--max-batch``: 64 on the CPU, 256 on CUDA) beside them. One CSV row per mode.
+(cpu, gpu), F-TC explanations alone (:func:`bbx.lockstep.explain_many`) with ``--estimator``
+(default: the library's; NES and SPSA run ``--iterations`` x ``--pairs``, active spends
+``--budget``), their masks checked against the first mode's; the model's calls counted and their
+mean batch, and the bare model's images/s at that batch and at its ceiling (``--max-batch``: 64 on
+the CPU, 256 on CUDA) beside them. One CSV row per mode.
 
-    nice -n 10 python tools/bench_lockstep.py cpu --photos 16 --iterations 40        # lockstep K vs 1, CPU
+    nice -n 10 python tools/bench_lockstep.py cpu --photos 16 --iterations 40 --estimator nes   # lockstep K vs 1, CPU
+    nice -n 10 python tools/bench_lockstep.py cpu --photos 16 --estimator active --budget 1000 --lockstep 1,2,4
     nice -n 10 python tools/bench_lockstep.py ray --photos 8 --iterations 40         # Ray: 1 worker vs 2
     python tools/bench_lockstep.py gpu --photos 256 --iterations 200 --alone-photos 8 --models lite0,resnet18
 """
@@ -33,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
+from bbx import defaults  # noqa: E402
 from bbx.config import ExplainConfig  # noqa: E402
 from bbx.evaluate import EvalConfig, evaluate, record_key  # noqa: E402
 from bbx.lockstep import lockstep_width  # noqa: E402
@@ -91,11 +95,35 @@ def bare(model: bbx.OnnxClassifier, batch: int, seconds: float) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def ray_row(args: argparse.Namespace) -> dict:
+    """:func:`base_row` of the Ray mode, whose job is F-TC with NES (its CSV has no estimator column)."""
+    row = base_row(argparse.Namespace(**{**vars(args), "estimator": "nes"}), LITE0, "cpu")
+    return {k: v for k, v in row.items() if k not in ("estimator", "budget")}
+
+
 def base_row(args: argparse.Namespace, model_path: Path, device: str) -> dict:
+    active = args.estimator == "active"
     return {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": commit(),
             "machine": f"{platform.machine()} {os.cpu_count()} cores", "load_1min": round(os.getloadavg()[0], 1),
-            "model": model_path.name, "device": device, "photos": args.photos, "iterations": args.iterations,
-            "pairs": args.pairs}
+            "model": model_path.name, "device": device, "photos": args.photos, "estimator": args.estimator,
+            "iterations": "" if active else args.iterations, "pairs": "" if active else args.pairs,
+            "budget": args.budget or ""}
+
+
+def soft_mask_config(args: argparse.Namespace, **changes: object) -> ExplainConfig:
+    """F-TC with the benchmark's estimator: NES and SPSA read iterations and pairs, active a budget."""
+    if args.estimator == "active":
+        return ExplainConfig(method="ftc", estimator="active", budget=changes.get("budget", args.budget))
+    return ExplainConfig(method="ftc", seed=0, iterations=changes.get("iterations", args.iterations),
+                         pairs=args.pairs, estimator=args.estimator, budget=args.budget)
+
+
+def counted_calls(model: bbx.OnnxClassifier) -> list[int]:
+    """The sizes of the model's calls from now on."""
+    sizes: list[int] = []
+    run = model.run_batch
+    model.run_batch = lambda x: (sizes.append(len(x)), run(x))[1]
+    return sizes
 
 
 def commit() -> str:
@@ -118,18 +146,17 @@ def run_local(args: argparse.Namespace, tmp: Path, model_path: Path, device: str
     from bbx.lockstep import explain_many
 
     photos = crops(tmp / "photos", args.photos)
-    cfg = ExplainConfig(method="ftc", seed=0, iterations=args.iterations, pairs=args.pairs, estimator="nes")
+    cfg = soft_mask_config(args)
     model = bbx.OnnxClassifier(model_path, device=device)
     widths = [int(k) for k in args.lockstep.split(",")] if args.lockstep else [1, lockstep_width(model, cfg)]
-    probes = 2 * cfg.plan()[1]
     first: dict = {}
     for k in widths:
         model = bbx.OnnxClassifier(model_path, device=device)
         some = photos[: args.alone_photos] if k == 1 and args.alone_photos else photos
-        warm = [(i, "ftc", p, ExplainConfig(method="ftc", seed=0, iterations=3, pairs=args.pairs, estimator="nes"))
-                for i, p in enumerate(photos[:k])]
+        warm = [(i, "ftc", p, soft_mask_config(args, iterations=3, budget=60)) for i, p in enumerate(photos[:k])]
         list(explain_many(model, warm, k))  # sessions, cuDNN's search for this batch shape
         before = model.queries
+        calls = counted_calls(model)
         t0 = time.perf_counter()
         got = dict(explain_many(model, [(i, "ftc", p, cfg) for i, p in enumerate(some)], k))
         seconds = time.perf_counter() - t0
@@ -139,9 +166,12 @@ def run_local(args: argparse.Namespace, tmp: Path, model_path: Path, device: str
         shared = sorted(set(masks) & set(first))
         if not first:
             first = masks
-        batch = min(k * probes, model.max_batch)
+        mean_call = sum(calls) / len(calls)  # padding rows included: what the model ran
+        # the bare model is timed at a step's batch (NES, SPSA), or at the mean call (active's vary)
+        batch = round(mean_call) if cfg.estimator == "active" else min(k * 2 * cfg.plan()[1], model.max_batch)
         row = {**base_row(args, model_path, model.device), "photos": len(some), "engine": "one process",
-               "lockstep": k, "batch": batch, "queries": queries, "seconds": round(seconds, 2),
+               "lockstep": k, "batch": batch, "model_calls": len(calls), "mean_call_batch": round(mean_call, 1),
+               "queries": queries, "seconds": round(seconds, 2),
                "queries_per_s": round(queries / seconds, 1),
                "bare_model_images_per_s": round(bare(model, batch, args.bare_seconds), 1),
                "bare_model_images_per_s_at_ceiling": round(bare(model, model.max_batch, args.bare_seconds), 1),
@@ -170,7 +200,7 @@ def run_ray(args: argparse.Namespace, tmp: Path) -> None:
     first = lines(tmp / "one")
     local = bbx.OnnxClassifier(LITE0, threads=1)
     _, cheap_local = timed_evaluate(local, photos, cheap, tmp / "cheap_one", None)
-    row0 = {**base_row(args, LITE0, "cpu"), "engine": "one process, 1 thread", "workers": 1,
+    row0 = {**ray_row(args), "engine": "one process, 1 thread", "workers": 1,
             "queries": outcome.queries, "seconds": round(seconds, 2), "queries_per_s": round(outcome.queries / seconds, 1),
             "same_lines": True, "cluster_start_s": "", "cheap_job_s_per_photo": round(cheap_local / len(photos), 3)}
     print(json.dumps(row0), flush=True)
@@ -189,7 +219,7 @@ def run_ray(args: argparse.Namespace, tmp: Path) -> None:
             cheap_ray = time.perf_counter() - t0
         finally:
             ray.shutdown()
-        row = {**row0, **base_row(args, LITE0, "cpu"), "engine": "ray", "workers": workers, "queries": out.queries, "seconds": round(seconds, 2),
+        row = {**row0, **ray_row(args), "engine": "ray", "workers": workers, "queries": out.queries, "seconds": round(seconds, 2),
                "queries_per_s": round(out.queries / seconds, 1), "same_lines": lines(tmp / f"ray{workers}") == first,
                "cluster_start_s": round(started, 2), "cheap_job_s_per_photo": round(cheap_ray / len(photos), 3)}
         print(json.dumps(row), flush=True)
@@ -202,6 +232,10 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=16)
     ap.add_argument("--iterations", type=int, default=40)
     ap.add_argument("--pairs", type=int, default=8)
+    ap.add_argument("--estimator", default=defaults.ESTIMATOR, help="cpu and gpu modes: active, nes or spsa "
+                    "(default: the library's)")
+    ap.add_argument("--budget", type=int, default=None, help="queries per explanation (active: default "
+                    "2 + 2 x 8 x iterations; nes, spsa: a cap)")
     ap.add_argument("--lockstep", default="", help="comma list of K (default: 1 and the model's batch ceiling)")
     ap.add_argument("--workers", default="1,2", help="ray mode: worker counts")
     ap.add_argument("--models", default="lite0", help="gpu mode: lite0, resnet18 (exported with PyTorch)")

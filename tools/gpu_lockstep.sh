@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 26's one prepared device call: lockstep on one GPU, the issue's job (bundled
 # EfficientNet-Lite0, F-TC with NES, 200 steps x 8 antithetic pairs = 16 probes a step, 3,202 queries;
-# the README's default estimator is now active, which runs one explanation at a time)
+# asked for with --estimator nes, since the default estimator is now active)
 # over 256 photo crops, K = 256 // 16 = 16 explanations in flight (batches of 256), against the
 # bare model's batch-256 ceiling measured in the same run; then ResNet-18 (random weights,
 # exported with PyTorch by tools/bench_gpu.py) the same way. A few photos also run one at a time
@@ -46,6 +46,6 @@ host = m.score_tensor(np.concatenate([r.query.model_input(p) for r, p in zip(run
 dev = DeviceImages(m).score([r.query.parts for r in runs], probes, True).raw
 print("device images vs host on cuda: max abs logit diff", float(np.abs(dev - host).max()), "of max", float(np.abs(host).max()))
 PY
-python3 tools/bench_lockstep.py gpu --models lite0,resnet18 --photos 256 --iterations 200 --alone-photos 4 \
+python3 tools/bench_lockstep.py gpu --estimator nes --models lite0,resnet18 --photos 256 --iterations 200 --alone-photos 4 \
   --bare-seconds 3 --csv "$out/bench_lockstep_gpu.csv"
 sleep 1

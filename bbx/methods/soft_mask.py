@@ -1,8 +1,9 @@
 """The paper's optimisation of a soft mask M, shared by ftc, fntc and plain (their losses differ).
 
 image -> Q(X; M) -> query the model -> objective -> optimiser, from M = 1. With ``estimator``
-``active`` (the default) :func:`bbx.active.optimise` screens the mask's elements and takes only
-checked steps on those that can move, within the budget; with ``nes`` or ``spsa`` the model's part
+``active`` (the default) :mod:`bbx.active` screens the mask's elements and takes only checked
+steps on those that can move, within the budget (:class:`~.active_run.ActiveRun`); with ``nes``
+or ``spsa`` the model's part
 of the gradient is estimated from each step's antithetic probes, sent in one batch, the
 regulariser's is exact, and Adam steps for ``iterations`` steps. Either way the result carries
 whether it converged (:mod:`bbx.convergence`).
@@ -11,8 +12,8 @@ With ``nes`` or ``spsa``, :class:`SoftMaskRun` is the loop as a stepper: :meth:`
 steps with the run's own query (the device paths where they apply), and :mod:`bbx.lockstep` steps
 many runs through :meth:`~SoftMaskRun.probes` and :meth:`~SoftMaskRun.feed`, their probes scored
 in shared batches. Both go through the same estimate, regulariser and Adam step, so a run's
-numbers do not depend on who scored its probes. ``active`` decides each step's probes from the
-last step's answers and runs one explanation at a time.
+numbers do not depend on who scored its probes. :class:`~.active_run.ActiveRun` is ``active``'s
+stepper, with the same protocol: :class:`Stepper` makes the one the estimator needs.
 """
 
 from __future__ import annotations
@@ -21,11 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .. import defaults as d
-from ..active import optimise as active_optimise
 from ..config import ExplainConfig
-from ..convergence import assess
-from ..errors import OptionError
 from ..estimate import Draw, Estimator, background
 from ..explanation import Explanation
 from ..model import Scores, TargetTerms
@@ -33,7 +30,9 @@ from ..objective import Objective
 from ..optimize import Adam
 from ..perturb import BlurSpec, Perturber
 from ..query import MaskQuery
+from .active_run import ActiveRun
 from .context import Context
+from .epilogue import finished, shared_path
 
 #: the ExplainConfig fields the optimisation reads (besides the registry's common ones and seed),
 #: with a random estimator (nes, spsa) and with the active one, which draws nothing and runs no Adam
@@ -57,16 +56,15 @@ DEFAULT_BUDGET = "2 + 2 x pairs x iterations (3,202 with the defaults); active s
 #: the budget multiple a non-converged NES/SPSA run is told to try: 8 x 3,202 is where NES's
 #: objective gain first came within a quarter of the exact-gradient reference's (docs/reproduce.md)
 NES_SCALE = 8
-#: query paths whose probes a shared batch can hold: built on the host in the model's input format
-SHAREABLE_PATHS = ("auto", "numpy", "reference")
 
 
 class SoftMaskRun:
     """One explanation's optimisation in progress: its mask, Adam state, directions and history.
 
     ``shared``: its probes are scored by someone else (:mod:`bbx.lockstep`) in batches with other
-    runs', so its query takes the host path (``numpy``; ``reference`` for integer inputs), which
-    builds model-format images that can be concatenated; a device path is refused.
+    runs', so its query takes the host path (:func:`~bbx.methods.epilogue.shared_path`: ``numpy``;
+    ``reference`` for integer inputs), which builds model-format images that can be concatenated;
+    a device path is refused.
     """
 
     def __init__(self, ctx: Context, cfg: ExplainConfig, loss: str, shared: bool = False):
@@ -76,12 +74,7 @@ class SoftMaskRun:
         shape = (cfg.mask_size, cfg.mask_size)
         self._directions = self.estimator.stream(np.random.default_rng(cfg.seed), shape, self.iterations)  # drawn during the set-up
 
-        path = cfg.query_path
-        if shared:
-            if path not in SHAREABLE_PATHS:
-                raise OptionError(f"the {path} query path scores one explanation per call; explanations in "
-                                  f"lockstep share batches built on the host ({', '.join(SHAREABLE_PATHS)})")
-            path = "numpy" if path == "auto" else path
+        path = shared_path(cfg.query_path) if shared else cfg.query_path
         self.perturber = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
         self.target, self._z0 = ctx.target, ctx.logits_before
         self.objective = Objective(loss, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
@@ -161,62 +154,21 @@ class SoftMaskRun:
 @dataclass(frozen=True)
 class Stepper:
     """A soft-mask method's ``stepper`` (:class:`~bbx.methods.registry.Method`): a shared
-    :class:`SoftMaskRun` for the estimators that step (nes, spsa); ``active`` runs alone."""
+    :class:`~.active_run.ActiveRun` for ``active``, a shared :class:`SoftMaskRun` for nes and spsa."""
 
     loss: str
 
     def accepts(self, cfg: ExplainConfig) -> bool:
-        return cfg.estimator != "active"
+        return True  # every estimator steps
 
-    def __call__(self, ctx: Context, cfg: ExplainConfig) -> SoftMaskRun:
+    def __call__(self, ctx: Context, cfg: ExplainConfig) -> SoftMaskRun | ActiveRun:
+        if cfg.estimator == "active":
+            return ActiveRun(ctx, cfg, self.loss, shared=True)
         return SoftMaskRun(ctx, cfg, self.loss, shared=True)
 
 
 def optimise(ctx: Context, cfg: ExplainConfig, loss: str) -> Explanation:
     """Minimise ``loss`` (ftc, fntc or plain: :class:`~bbx.objective.Objective`) over the mask."""
     if cfg.estimator == "active":
-        return _optimise_active(ctx, cfg, loss)
+        return ActiveRun(ctx, cfg, loss).run()
     return SoftMaskRun(ctx, cfg, loss).run()
-
-
-def _optimise_active(ctx: Context, cfg: ExplainConfig, loss: str) -> Explanation:
-    """:func:`optimise` with :func:`bbx.active.optimise` in place of the estimate-and-Adam loop."""
-    iterations, pairs = cfg.iterations, d.PAIRS
-    budget = cfg.budget if cfg.budget is not None else 2 + 2 * iterations * pairs
-    ctx.require(4, "the image, M = 1, one step, the perturbed image")
-    shape = (cfg.mask_size, cfg.mask_size)
-    pert = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
-    k, z0 = ctx.target, ctx.logits_before
-    objective = Objective(loss, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
-    query = MaskQuery(ctx.model, pert, cfg.query_path, target=k)
-
-    def model_loss(masks: np.ndarray) -> np.ndarray:
-        return objective.model_loss(query(masks), k, z0)
-
-    at_ones = float(model_loss(np.ones((1, *shape)))[0])  # X through the same path as every probe
-    result = active_optimise(model_loss, objective.regularizer, shape, budget - ctx.spent - 1, at_ones,
-                             cfg.lambda2, progress=lambda step, _, j: ctx.report(step, max(step, budget // 60), j))
-    config = {**asdict(cfg), "method": loss, "iterations": len(result.history) - 1, "pairs": None,
-              "budget": budget, "query_path": query.query_path, "screens": result.screens,
-              "active": len(result.active)}
-    return finished(ctx, pert, objective, result.mask, config, result.history, stopped=result.converged)
-
-
-def finished(ctx: Context, pert: Perturber, objective: Objective, mask: np.ndarray, config: dict,
-             history: list[float], **assess_options: object) -> Explanation:
-    """The explanation of ``mask``: the perturbed image scored (one query), the objective at both
-    ends and the verdict on convergence (:func:`bbx.convergence.assess` with ``assess_options``)."""
-    perturbed = pert(mask.astype(np.float32))
-    final = ctx.model.scores(perturbed[None])
-    heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
-    verdict = assess(*objective_ends(objective, ctx.logits_before, ctx.target, final, mask), history, ctx.spent,
-                     **assess_options)
-    return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config, loss_history=history,
-                      probs_after=final.probs[0], convergence=verdict.summary())
-
-
-def objective_ends(objective: Objective, z0: np.ndarray, k: int, final: Scores, mask: np.ndarray) -> tuple[float, float]:
-    """J(1) and J(M) without a query: the image's own logits, and the scores of the final image
-    every method takes anyway (R_M is exact; R_M(1) = 0)."""
-    at_ones = float(objective.model_loss(Scores(z0[None]), k, z0)[0])
-    return at_ones, float(objective.model_loss(final, k, z0)[0] + objective.regularizer(mask)[0])
