@@ -17,10 +17,16 @@ deterministic, so the loss at a given mask is known exactly from one query: a st
    plus the exact gradient of R_M, projected on [0, 1]; ``trials`` step lengths along it scored
    in one batch, J(M) = model part (queried) + R_M (exact), the best kept only if it lowers J.
    The lengths follow the last accepted one (doubled when the longest won) and shrink by 4
-   when none lowers J;
+   when none lowers J. With ``reuse``, a step that lowered nothing left the mask, and so the
+   slopes, as they were: the next one scores only the lengths below those tried, no new probes;
 4. when the step length falls below ``min_step`` the active set has converged: the screen is
    repeated at the current mask, and the run ends (converged) if no new element would pay,
-   else continues on the enlarged set. It also ends when the budget is spent.
+   else continues on the enlarged set. It also ends when the budget is spent. With ``local``,
+   that screen looks first only at the elements near those moved (and at earlier candidates
+   that found no room), and screens every element only when those hold nothing new. With
+   ``stall``, a descent whose last 3 steps gained little against its round's drop screens early
+   (a re-screen is where new elements, and the large drops, come from); only a step length
+   shrunk to ``min_step`` certifies convergence.
 
 J never rises (only improving steps are taken), so the result is never worse than M = 1. No
 random draws: the result is a function of the image, the model and the settings.
