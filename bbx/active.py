@@ -61,6 +61,7 @@ class ActiveSet:
     local: int = 1  # > 0: a re-screen looks first only near moved elements (this many away) and at earlier candidates
     memory: int = 0  # > 0: L-BFGS directions from this many past steps (elements inside (0, 1)), else steepest
     stall: float = 0.1  # > 0: the set counts as converged once 3 steps lowered J by < stall x the round's drop
+    block_screen: int = 0  # > 1: when a screen of every element finds nothing, screen blocks of this side too
     room_steps: int = 0  # > 0: the set may grow past max_active to what lets this many steps fit in the budget left
 
 
@@ -91,7 +92,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
     length = s.first_length
     converged = False
 
-    def grow(near: np.ndarray | None = None) -> int | None:
+    def grow(near: np.ndarray | None = None, side: int = 1) -> int | None:
         """Screen the elements outside the active set (lowered by ``screen_step``, in blocks small
         enough for the budget left), take the best screened mask if it lowers J, and add to the
         set the elements whose screen lowered J, then those whose gain beat ``threshold`` x their
@@ -99,7 +100,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         no room to screen). ``near``: screen only these (flat bool), a local screen."""
         nonlocal used, screens, mask, j, model_loss, fine, screened_at, local_at
         active[mask.reshape(n) >= 1.0] = False  # those left at 1 are screened again with the rest
-        groups = blocks(shape, ~active if near is None else ~active & near, budget - used - 2 * s.trials)
+        groups = blocks(shape, ~active if near is None else ~active & near, budget - used - 2 * s.trials, side)
         if groups is None:
             return None
         probes = np.repeat(mask.reshape(1, n), len(groups), axis=0)
@@ -111,7 +112,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
         values = loss(probes.reshape(len(groups), *shape))
         used += len(groups)
         screens += 1
-        if near is None:
+        if near is None and side == 1:
             screened_at = mask.copy()
             fine = all(len(g) == 1 for g in groups)  # element by element, not in blocks
         local_at = mask.copy()
@@ -161,7 +162,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
     pinned = np.zeros(n, dtype=bool)
     steps = 0
     fine = False  # whether the last screen looked at each element alone
-    screened_at = local_at = None
+    screened_at = local_at = blocked_at = None
     seen = np.zeros(n)  # each element's gain at the last screen that looked at it
     pairs: list = []  # L-BFGS's (step, gradient change) pairs, oldest first
     last = None  # the mask, J's gradient and the elements inside (0, 1) at the last probe
@@ -254,6 +255,9 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
             # the model is deterministic: a screen at the mask last screened would find the same
             if not found:
                 found = 0 if np.array_equal(mask, screened_at) else grow()
+                if found == 0 and s.block_screen > 1 and fine and not np.array_equal(mask, blocked_at):
+                    blocked_at = mask.copy()  # joint moves that no single element's makes
+                    found = grow(side=s.block_screen) or 0
             if found == 0 and stalled:  # only a step shrunk to nothing certifies: descend on, no more stall screens
                 length, quiet = kept, True
                 continue
@@ -309,11 +313,11 @@ def one_sided(regularizer: RegFn, mask: np.ndarray, idx: np.ndarray, delta: floa
     return down, up
 
 
-def blocks(shape: tuple[int, int], free: np.ndarray, room: int) -> list[np.ndarray] | None:
+def blocks(shape: tuple[int, int], free: np.ndarray, room: int, least: int = 1) -> list[np.ndarray] | None:
     """The ``free`` elements (flat bool) in square blocks, the smallest block side whose count of
-    non-empty blocks fits in ``room`` queries; None when not even one block per quarter fits."""
+    non-empty blocks fits in ``room`` queries (from side ``least``); None when not even one block per quarter fits."""
     rows, cols = np.divmod(np.arange(shape[0] * shape[1]), shape[1])
-    for side in range(1, max(shape) + 1):
+    for side in range(least, max(shape) + 1):
         key = (rows // side) * (shape[1] // side + 1) + cols // side
         ids = np.unique(key[free])
         if len(ids) <= room:

@@ -104,3 +104,18 @@ def test_room_steps_lets_the_set_grow_with_the_budget():
     grown, _ = run(replace(small, room_steps=10), budget=4000)
     assert len(capped.active) <= 3 + 4 and len(grown.active) >= P.sum()
     assert np.allclose(1.0 - grown.mask[P], T_STAR, atol=TOLERANCE)
+
+
+def test_a_block_screen_finds_a_move_that_no_single_element_makes():
+    # the model part pays for the square of the mean blur of a 2 x 2 block: one element lowered by
+    # 0.5 gains 1/64, less than its L1 cost (0.5 x 3/64), the whole block 1/4 against 4 x that cost
+    block = np.zeros(SHAPE, dtype=bool)
+    block[2:4, 2:4] = True
+
+    def joint(masks: np.ndarray) -> np.ndarray:
+        return -((1.0 - masks)[:, block].mean(axis=1) ** 2)
+
+    alone = optimise(joint, l1, SHAPE, 3000, 0.0, LAMBDA2, ActiveSet())
+    assert alone.converged and (alone.mask == 1.0).all()  # no element pays alone: M = 1 is a fixed point
+    together = optimise(joint, l1, SHAPE, 3000, 0.0, LAMBDA2, ActiveSet(block_screen=2))
+    assert together.converged and np.allclose(together.mask[block], 0.0) and (together.mask[~block] == 1.0).all()
