@@ -60,7 +60,7 @@ class ActiveSet:
     reuse: bool = True  # a step that lowered nothing keeps its slopes (same mask) and tries shorter lengths only
     local: int = 1  # > 0: a re-screen looks first only near moved elements (this many away) and at earlier candidates
     memory: int = 0  # > 0: L-BFGS directions from this many past steps (elements inside (0, 1)), else steepest
-    stall: float = 0.1  # > 0: the set counts as converged once 3 steps lowered J by < stall x the round's drop
+    stall: float = 0.1  # > 0: screen early once 3 steps lowered J by < stall x the drop since the last screen
     block_screen: int = 0  # > 1: when a screen of every element finds nothing, screen blocks of this side too
     room_steps: int = 0  # > 0: the set may grow past max_active to what lets this many steps fit in the budget left
 
@@ -184,7 +184,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
             probe = idx[~pinned[idx]]
         steps += 0 if stale else 1
         if stale:
-            values = probe  # nothing probed: the slopes of the unchanged mask stand
+            values = np.empty(0)  # nothing probed: the slopes of the unchanged mask stand
         elif s.central:
             probes = np.repeat(mask.reshape(1, n), 2 * len(probe), axis=0)
             probes[np.arange(len(probe)), probe] += s.step
@@ -256,7 +256,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
             if not found:
                 found = 0 if np.array_equal(mask, screened_at) else grow()
                 if found == 0 and s.block_screen > 1 and fine and not np.array_equal(mask, blocked_at):
-                    blocked_at = mask.copy()  # joint moves that no single element's makes
+                    blocked_at = mask.copy()  # joint moves that no single element makes
                     found = grow(side=s.block_screen) or 0
             if found == 0 and stalled:  # only a step shrunk to nothing certifies: descend on, no more stall screens
                 length, quiet = kept, True
