@@ -17,10 +17,16 @@ deterministic, so the loss at a given mask is known exactly from one query: a st
    plus the exact gradient of R_M, projected on [0, 1]; ``trials`` step lengths along it scored
    in one batch, J(M) = model part (queried) + R_M (exact), the best kept only if it lowers J.
    The lengths follow the last accepted one (doubled when the longest won) and shrink by 4
-   when none lowers J;
+   when none lowers J. With ``reuse``, a step that lowered nothing left the mask, and so the
+   slopes, as they were: the next one scores only the lengths below those tried, no new probes;
 4. when the step length falls below ``min_step`` the active set has converged: the screen is
    repeated at the current mask, and the run ends (converged) if no new element would pay,
-   else continues on the enlarged set. It also ends when the budget is spent.
+   else continues on the enlarged set. It also ends when the budget is spent. With ``local``,
+   that screen looks first only at the elements near those moved (and at earlier candidates
+   that found no room), and screens every element only when those hold nothing new. With
+   ``stall``, a descent whose last 3 steps gained little against its round's drop screens early
+   (a re-screen is where new elements, and the large drops, come from); only a step length
+   shrunk to ``min_step`` certifies convergence.
 
 J never rises (only improving steps are taken), so the result is never worse than M = 1. No
 random draws: the result is a function of the image, the model and the settings.
@@ -51,6 +57,12 @@ class ActiveSet:
     combine: bool = False  # also try all the screened moves that lowered J on their own, together
     neighbours: bool = False  # add the 4-neighbours of each candidate while room is left
     central: bool = False  # central differences (2 queries per element), else one-sided (1)
+    reuse: bool = True  # a step that lowered nothing keeps its slopes (same mask) and tries shorter lengths only
+    local: int = 1  # > 0: a re-screen looks first only near moved elements (this many away) and at earlier candidates
+    memory: int = 0  # > 0: L-BFGS directions from this many past steps (elements inside (0, 1)), else steepest
+    stall: float = 0.1  # > 0: screen early once 3 steps lowered J by < stall x the drop since the last screen
+    block_screen: int = 0  # > 1: when a screen of every element finds nothing, screen blocks of this side too
+    room_steps: int = 0  # > 0: the set may grow past max_active to what lets this many steps fit in the budget left
 
 
 @dataclass
@@ -96,15 +108,15 @@ def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss
     length = s.first_length
     converged = False
 
-    def grow() -> Generator[np.ndarray, np.ndarray, int | None]:
+    def grow(near: np.ndarray | None = None, side: int = 1) -> Generator[np.ndarray, np.ndarray, int | None]:
         """Screen the elements outside the active set (lowered by ``screen_step``, in blocks small
         enough for the budget left), take the best screened mask if it lowers J, and add to the
         set the elements whose screen lowered J, then those whose gain beat ``threshold`` x their
         L1 cost, and their neighbours, while room is left. How many were added or moved (None:
-        no room to screen)."""
-        nonlocal used, screens, mask, j, model_loss, fine, screened_at
+        no room to screen). ``near``: screen only these (flat bool), a local screen."""
+        nonlocal used, screens, mask, j, model_loss, fine, screened_at, local_at
         active[mask.reshape(n) >= 1.0] = False  # those left at 1 are screened again with the rest
-        groups = blocks(shape, ~active, budget - used - 2 * s.trials)
+        groups = blocks(shape, ~active if near is None else ~active & near, budget - used - 2 * s.trials, side)
         if groups is None:
             return None
         probes = np.repeat(mask.reshape(1, n), len(groups), axis=0)
@@ -116,10 +128,15 @@ def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss
         values = yield probes.reshape(len(groups), *shape)
         used += len(groups)
         screens += 1
-        screened_at = mask.copy()
-        fine = all(len(g) == 1 for g in groups)  # element by element, not in blocks
+        if near is None and side == 1:
+            screened_at = mask.copy()
+            fine = all(len(g) == 1 for g in groups)  # element by element, not in blocks
+        local_at = mask.copy()
         probe_j = values + np.array([regularizer(p.reshape(shape))[0] for p in probes])
         gains = (model_loss - values) / np.maximum(drop, 1e-12)
+        for row, members in enumerate(groups):
+            seen[members] = gains[row]
+        room = s.max_active if not s.room_steps else max(s.max_active, (budget - used) // s.room_steps - s.trials)
         order = sorted(range(len(groups)), key=lambda i: (probe_j[i] >= j, -gains[i]))
         moved = 0
         best = int(np.argmin(probe_j))
@@ -142,7 +159,7 @@ def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss
         picked: list[int] = []
         for i in order:
             if (probe_j[i] >= j and gains[i] <= s.threshold * lambda2 / n) or \
-                    active.sum() + len(groups[i]) > s.max_active:
+                    active.sum() + len(groups[i]) > room:
                 break
             active[groups[i]] = True
             picked.extend(int(m) for m in groups[i])
@@ -151,7 +168,7 @@ def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss
             r, c = divmod(i, shape[1])
             for rr, cc in ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1)):
                 if 0 <= rr < shape[0] and 0 <= cc < shape[1] and not active[rr * shape[1] + cc] \
-                        and active.sum() < s.max_active:
+                        and active.sum() < room:
                     active[rr * shape[1] + cc] = True
                     added += 1
         return added + moved
@@ -161,7 +178,13 @@ def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss
     pinned = np.zeros(n, dtype=bool)
     steps = 0
     fine = False  # whether the last screen looked at each element alone
-    screened_at = None
+    screened_at = local_at = blocked_at = None
+    seen = np.zeros(n)  # each element's gain at the last screen that looked at it
+    pairs: list = []  # L-BFGS's (step, gradient change) pairs, oldest first
+    last = None  # the mask, J's gradient and the elements inside (0, 1) at the last probe
+    quiet = False  # a stall's screen found nothing: no more stall screens until a screen finds something
+    since = 0  # where in the history this round of descent (since the last screen) began
+    stale = False  # the last step lowered nothing: the mask, and so the slopes, are those last probed
     found = yield from grow()
     if not found:  # None: the budget cannot pay for one screen; 0: at M = 1 no element pays its L1 cost
         return ActiveResult(mask, history, used, converged=found == 0 and fine, screens=screens)
@@ -169,14 +192,16 @@ def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss
         idx = np.flatnonzero(active)
         # elements held at a bound by their last slopes are probed again only every recheck-th step
         fresh = steps % s.recheck == 0
-        probe = idx if fresh else idx[~pinned[idx]]
+        probe = idx[:0] if stale else idx if fresh else idx[~pinned[idx]]
         need = (2 if s.central else 1) * len(probe) + s.trials
         if used + need > budget:
-            if fresh or used + (2 if s.central else 1) * len(idx[~pinned[idx]]) + s.trials > budget:
+            if stale or fresh or used + (2 if s.central else 1) * len(idx[~pinned[idx]]) + s.trials > budget:
                 break
             probe = idx[~pinned[idx]]
-        steps += 1
-        if s.central:
+        steps += 0 if stale else 1
+        if stale:
+            values = np.empty(0)  # nothing probed: the slopes of the unchanged mask stand
+        elif s.central:
             probes = np.repeat(mask.reshape(1, n), 2 * len(probe), axis=0)
             probes[np.arange(len(probe)), probe] += s.step
             probes[len(probe) + np.arange(len(probe)), probe] -= s.step
@@ -201,6 +226,18 @@ def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss
         grad = np.zeros(n)
         grad[idx] = -move
         pinned[idx] = (move == 0.0) & ((flat[idx] <= 0.0) | (flat[idx] >= 1.0))
+        if s.memory and not stale:  # the pair (step, change of J's gradient) on the elements inside (0, 1)
+            inside = np.zeros(n, dtype=bool)
+            inside[idx] = (flat[idx] > 0.0) & (flat[idx] < 1.0)
+            full = np.where(inside, g + regularizer(mask)[1].reshape(n), 0.0)
+            if last is not None:
+                both = inside & last[2]
+                ds, dy = np.where(both, flat - last[0], 0.0), np.where(both, full - last[1], 0.0)
+                if ds @ dy > 1e-12 * max(ds @ ds, 1e-300) ** 0.5 * max(dy @ dy, 1e-300) ** 0.5:
+                    pairs = (pairs + [(ds, dy)])[-s.memory:]
+            last = (flat.copy(), full, inside)
+        if s.memory and pairs:
+            grad = quasi_newton(grad, pairs, flat)
         top = np.abs(grad).max()
         if top > 0:
             direction = -grad / top
@@ -215,20 +252,66 @@ def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss
             mask = trial[best].reshape(shape)
             j, model_loss = float(trial_j[best]), float(trial_loss[best])
             length = lengths[best] * (2.0 if best == s.trials - 1 else 1.0)
+            stale = False
+        elif s.reuse and top > 0:  # the same direction again, at lengths below all those just tried
+            length, stale = lengths[0] / 4.0, True
         else:
             length /= 4.0
         history.append(j)
         if progress is not None:
             progress(len(history) - 1, 0, j)
+        stalled = s.stall and not quiet and len(history) - since > 3 and \
+            history[-4] - j < s.stall * (history[since] - j)
+        if stalled:  # the descent's returns have fallen under a screen's: look for new elements now
+            kept, length = length, 0.0
         if length < s.min_step:
+            stale, since = False, len(history) - 1
+            found = (yield from grow(nearby(mask, seen, s.local, s.threshold * lambda2 / n))) \
+                if s.local and not np.array_equal(mask, local_at) else 0
             # the model is deterministic: a screen at the mask last screened would find the same
-            found = 0 if np.array_equal(mask, screened_at) else (yield from grow())
+            if not found:
+                found = 0 if np.array_equal(mask, screened_at) else (yield from grow())
+                if found == 0 and s.block_screen > 1 and fine and not np.array_equal(mask, blocked_at):
+                    blocked_at = mask.copy()  # joint moves that no single element makes
+                    found = (yield from grow(side=s.block_screen)) or 0
+            if found == 0 and stalled:  # only a step shrunk to nothing certifies: descend on, no more stall screens
+                length, quiet = kept, True
+                continue
             if not found:  # the step shrank to nothing; no new element pays (or no room to look)
                 converged = found == 0 and fine  # a screen in blocks, or none, certifies nothing
                 break
-            length = s.first_length
+            length, pairs, last, quiet = s.first_length, [], None, False
     return ActiveResult(mask, history, used, converged=converged, screens=screens,
                         active=[int(i) for i in np.flatnonzero(active)])
+
+
+def quasi_newton(grad: np.ndarray, pairs: list, flat: np.ndarray) -> np.ndarray:
+    """H ``grad`` by L-BFGS's two-loop recursion over ``pairs`` (elements outside the pairs' support
+    scaled by s.y / y.y), kept only where ``grad`` moves an element the way it allows (in [0, 1])
+    and only if it is still a descent direction; else ``grad`` itself."""
+    q, alphas = grad.copy(), []
+    for ds, dy in reversed(pairs):
+        a = (ds @ q) / (dy @ ds)
+        alphas.append(a)
+        q -= a * dy
+    ds, dy = pairs[-1]
+    r = q * (ds @ dy) / (dy @ dy)
+    for (ds, dy), a in zip(pairs, reversed(alphas)):
+        r += ds * (a - (dy @ r) / (dy @ ds))
+    r[(grad == 0.0) | ((flat <= 0.0) & (r > 0)) | ((flat >= 1.0) & (r < 0))] = 0.0
+    return r if r @ grad > 0 else grad
+
+
+def nearby(mask: np.ndarray, seen: np.ndarray, reach: int, floor: float) -> np.ndarray:
+    """Flat bool: the elements within ``reach`` (in rows and columns) of one below 1, and those
+    whose last screened gain beat ``floor`` (candidates that found no room)."""
+    low = mask < 1.0
+    out = low.copy()
+    padded = np.pad(low, reach)
+    for dr in range(2 * reach + 1):
+        for dc in range(2 * reach + 1):
+            out |= padded[dr:dr + low.shape[0], dc:dc + low.shape[1]]
+    return out.reshape(-1) | (seen > floor)
 
 
 def one_sided(regularizer: RegFn, mask: np.ndarray, idx: np.ndarray, delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
@@ -246,11 +329,11 @@ def one_sided(regularizer: RegFn, mask: np.ndarray, idx: np.ndarray, delta: floa
     return down, up
 
 
-def blocks(shape: tuple[int, int], free: np.ndarray, room: int) -> list[np.ndarray] | None:
+def blocks(shape: tuple[int, int], free: np.ndarray, room: int, least: int = 1) -> list[np.ndarray] | None:
     """The ``free`` elements (flat bool) in square blocks, the smallest block side whose count of
-    non-empty blocks fits in ``room`` queries; None when not even one block per quarter fits."""
+    non-empty blocks fits in ``room`` queries (from side ``least``); None when not even one block per quarter fits."""
     rows, cols = np.divmod(np.arange(shape[0] * shape[1]), shape[1])
-    for side in range(1, max(shape) + 1):
+    for side in range(least, max(shape) + 1):
         key = (rows // side) * (shape[1] // side + 1) + cols // side
         ids = np.unique(key[free])
         if len(ids) <= room:
