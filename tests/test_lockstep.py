@@ -185,7 +185,7 @@ def counting_calls(path: Path) -> tuple[bbx.OnnxClassifier, list[int]]:
 
 def test_active_in_lockstep_gives_each_explanation_its_numbers_alone(tmp_path):
     # budgets: 60 (a screen in 4x4 blocks, the budget spent with it), 300 (a screen in 2x2 blocks
-    # and a few steps), 1500 (the budget ends where a second screen cannot be paid) and 3000
+    # and a few steps), 1500 (the budget ends the descent, after local re-screens) and 3000
     # (converges with room left); ftc (finds patch A) and fntc (nothing pays on this model: it
     # converges after one screen), requests of unequal sizes in one round
     path = planted.build(tmp_path / "target.onnx", "target")
@@ -207,8 +207,8 @@ def test_active_in_lockstep_gives_each_explanation_its_numbers_alone(tmp_path):
     assert len(shared_calls) < len(alone_calls) and max(shared_calls) <= 64  # rounds shared, split at the ceiling
     ftc = {requests[k][3].budget: e for k, e in together.items() if requests[k][1] == "ftc"}
     assert ftc[60].config["screens"] == 1 and len(ftc[60].loss_history) == 1
-    assert ftc[1500].config["screens"] == 1 and ftc[1500].queries > 1400  # the budget ended it before a second screen
-    assert ftc[3000].config["screens"] == 2 and ftc[3000].queries < 2500  # a second screen found nothing to add
+    assert ftc[1500].config["screens"] > 1 and ftc[1500].queries > 1400  # re-screened, then the budget ended it
+    assert ftc[3000].config["screens"] > ftc[1500].config["screens"] and ftc[3000].queries < 2700  # ended with room left
     assert ftc[3000].convergence["converged"]
     assert len({e.mask.tobytes() for e in ftc.values()}) == 4 and min(e.mask.min() for e in ftc.values()) < 0.5
     fntc = [e for k, e in together.items() if requests[k][1] == "fntc" and requests[k][3].budget >= 1500]
