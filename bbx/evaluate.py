@@ -27,7 +27,7 @@ from .eval_files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, lock,
                          read_records, record_key)
 from .explanation import Explanation
 from .insertion import AREAS, blur_top_probs
-from .lockstep import explain_many, lockstep_width
+from .lockstep import default_width, explain_many
 from .methods.epilogue import SHAREABLE_PATHS
 from .metrics import phi
 from .model import BlackBox
@@ -151,10 +151,11 @@ def evaluate(
 
     A photo that cannot be read is skipped with an error record (its jobs run again next time);
     with ``strict``, it stops the evaluation instead. ``lockstep``: how many soft-mask explanations
-    are in flight, their probes scored in shared batches (:mod:`bbx.lockstep`); default: as many as
-    fill the model's batch ceiling. 1: one at a time, each on its method's own query path.
+    are in flight, their probes scored in shared batches (:mod:`bbx.lockstep`); default
+    (:func:`~bbx.lockstep.default_width`): 1 on the CPU, else as many as fill the model's batch
+    ceiling. 1: one at a time, each on its method's own query path.
     """
-    k = lockstep_width(model, config.explain) if lockstep is None else lockstep
+    k = default_width(model, config.explain) if lockstep is None else lockstep
     if k < 1:
         raise OptionError(f"lockstep needs at least 1 explanation in flight, not {k}")
     if k > 1 and config.explain.query_path not in SHAREABLE_PATHS:

@@ -134,6 +134,17 @@ def lockstep_width(model: BlackBox, config: ExplainConfig) -> int:
     return max(1, model.max_batch // (2 * pairs))
 
 
+def default_width(model: BlackBox, config: ExplainConfig) -> int:
+    """K when none is given: 1 on the CPU, else :func:`lockstep_width`.
+
+    On the CPU an image costs no less in a call of 64 than in one of 16, and the shared rounds add
+    host work, so explanations in lockstep ran slower there than one at a time (docs/scale.md);
+    on CUDA a call of 256 costs little more than one of 16 (and an endpoint is sent fewer, larger
+    requests; not measured): there K fills the batch ceiling.
+    """
+    return 1 if model.device == "cpu" else lockstep_width(model, config)
+
+
 #: one explanation to make: (key, method, image, config); the key comes back with its result
 Request = tuple[Hashable, str, Any, ExplainConfig]
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from .errors import BbxError, OptionError
 from .evaluate import EvalConfig, Job, Outcome, Progress, run_jobs, run_ledger
-from .lockstep import lockstep_width
+from .lockstep import default_width
 from .model import BlackBox
 
 #: tries of a photo whose worker died, after the first
@@ -54,7 +54,7 @@ def evaluate_on_ray(model: BlackBox, open_model: Callable[[], BlackBox], images:
     ray = require_ray()
     if lockstep is not None and lockstep < 1:
         raise OptionError(f"lockstep needs at least 1 explanation in flight, not {lockstep}")
-    k = lockstep_width(model, config.explain) if lockstep is None else lockstep
+    k = default_width(model, config.explain) if lockstep is None else lockstep
     gpu = model.device == "cuda" if gpu is None else gpu
 
     def engine(todo: list[Job], report: Callable[[Job, int, int], None]) -> Iterator[tuple[Job, dict[str, Any]]]:

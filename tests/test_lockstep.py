@@ -14,7 +14,7 @@ import planted
 from bbx.config import ExplainConfig
 from bbx.errors import OptionError
 from bbx.evaluate import EvalConfig, evaluate, record_key
-from bbx.lockstep import Tally, explain_many, lockstep_width
+from bbx.lockstep import Tally, default_width, explain_many, lockstep_width
 from bbx.methods import Context, get
 from bbx.model import Scores
 
@@ -113,6 +113,28 @@ def test_evaluate_in_lockstep_writes_the_lines_of_one_at_a_time(target_model, tm
         assert outcome.queries == model.queries
         runs[k] = {record_key(r): {f: v for f, v in r.items() if f != "seconds"} for r in lines}
     assert runs[1] == runs[None] == runs[3]
+
+
+def test_the_default_width_is_one_on_the_cpu_and_fills_the_ceiling_elsewhere(target_model, tmp_path):
+    from types import SimpleNamespace
+
+    nes, active = ExplainConfig(iterations=5, estimator="nes"), ExplainConfig()
+    assert target_model.device == "cpu" and default_width(target_model, nes) == default_width(target_model, active) == 1
+    for device in ("cuda", "remote"):
+        other = SimpleNamespace(device=device, max_batch=256)
+        assert default_width(other, nes) == lockstep_width(other, nes) == 256 // 16
+        assert default_width(other, active) == 5  # ceil(256 / 52)
+    # evaluate without --lockstep on the CPU calls the model as one at a time does, not in shared rounds
+    photos = []
+    for i in range(2):
+        photos.append(tmp_path / f"p{i}.png")
+        Image.fromarray(np.rint(planted.photo(seed=i) * 255).astype(np.uint8)).save(photos[-1])
+    cfg = EvalConfig(methods=("ftc",), seeds=1, explain=nes)
+    calls = {}
+    for k in (None, 1, 4):
+        model, calls[k] = counting_calls(target_model.path)
+        evaluate(model, photos, cfg, tmp_path / f"k{k}", lockstep=k)
+    assert calls[None] == calls[1] != calls[4]
 
 
 def test_probes_built_on_the_device_score_as_on_the_host(target_model):

@@ -40,8 +40,8 @@ def evaluate(
     out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
     limit: Optional[int] = typer.Option(None, help="only the first N images"),
     lockstep: Optional[int] = typer.Option(None, help="soft-mask explanations in flight, their probes sent to "
-                                           "the model in shared batches (default: as many as fill --max-batch; "
-                                           "1: one at a time)"),
+                                           "the model in shared batches (default: 1 on the CPU, where sharing "
+                                           "measured slower; elsewhere as many as fill --max-batch)"),
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="spread the photos over Ray "
                                       "workers: a local cluster, or the one at ADDRESS (pip install 'bbx[ray]')"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
