@@ -10,7 +10,9 @@ fitted to it; ``trend`` is the fitted change over that quarter and ``noise`` the
 standard deviation. A run still descending (the fitted drop exceeds twice its standard error and
 :data:`TOLERANCE` of the total drop) has not converged either. A plateau of a noisy estimator
 (NES, SPSA) is where its noise stops it, not a certificate of the optimum: ``noise`` says how
-large that noise was.
+large that noise was. An optimiser with a test of its own on the exact J (``stopped``: the active
+estimator's step shrank to nothing and a screen found no element that pays) is converged by that
+test, however the tail fell before it.
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ def assess(at_ones: float, final: float, history: Sequence[float], queries: int,
         if stopped:  # the optimiser checked every element at M = 1: none pays, M = 1 is the answer
             return Convergence(at_ones, final, True, trend, noise, "no element pays at M = 1: M = 1 is the optimum")
         return Convergence(at_ones, final, False, trend, noise, "ended no lower than M = 1", suggestion)
+    if stopped:  # the optimiser's own test, with exact J: however fast J fell before, no step lowers it now
+        return Convergence(at_ones, final, True, trend, noise, "no step lowered J any more")
     if falling and -trend > TOLERANCE * (at_ones - final):
         why = "the budget ran out while steps still lowered J" if stopped is False else \
             "the loss was still falling in the last quarter of the steps"
         return Convergence(at_ones, final, False, trend, noise, why, suggestion)
-    reason = "no step lowered J any more" if stopped else "flat over the last quarter of the steps"
-    return Convergence(at_ones, final, True, trend, noise, reason)
+    return Convergence(at_ones, final, True, trend, noise, "flat over the last quarter of the steps")
 
 
 def tail_trend(history: Sequence[float]) -> tuple[float, float, bool]:

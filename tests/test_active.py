@@ -65,6 +65,11 @@ def test_assess_reads_the_ends_and_the_tail():
     assert not falling.converged and "budget ran out" in falling.reason and falling.suggested_budget == 200
     flat = assess(0.0, -1.0, [0.0] + [-1.0] * 39, 100, stopped=True)
     assert flat.converged and abs(flat.trend) < 1e-12 and flat.noise < 1e-12
+    # the optimiser stopped on its own test (no step lowers the exact J) with J falling until then:
+    # converged, and no larger budget suggested (more queries would change nothing)
+    certified = assess(0.0, -1.0, list(np.linspace(0.0, -1.0, 40)), 100, stopped=True)
+    assert certified.converged and certified.suggested_budget is None and certified.trend < 0
+    assert assess(0.0, -1.0, list(np.linspace(0.0, -1.0, 40)), 100).converged is False  # no test of its own: the tail decides
 
 
 def test_the_cli_says_in_one_line_whether_it_converged(tmp_path):
