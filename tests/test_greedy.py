@@ -122,3 +122,22 @@ def test_soft_mask_options_without_a_method_name_the_methods_that_read_them(targ
         bbx.explain(target_model, planted.photo(), iterations=5)
     with pytest.raises(OptionError, match="occlusion does not use window .*greedy does: name it as the method"):
         bbx.explain(target_model, planted.photo(), method="occlusion", window=8)
+
+
+def test_the_progress_bar_names_what_each_method_reports(target_model, monkeypatch):
+    """greedy reports minus the target's probability after each window, not a loss: the bar says so."""
+    import sys
+
+    from bbx import methods
+    from bbx.cli.progress import StepBar
+
+    seen = []
+    e = bbx.explain(target_model, planted.photo(), target=0, method="greedy", budget=300,
+                    progress=lambda step, total, value: seen.append(value), **FINE)
+    assert seen and all(-1.0 <= v <= 0.0 for v in seen)
+    assert -seen[0] > e.prob_before  # the first window kept raised the target's probability
+    assert (methods.get("greedy").reports, methods.get("ftc").reports) == ("-p(target)", "J")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # the bar is drawn on terminals only
+    with StepBar("greedy", value=methods.get("greedy").reports) as bar:
+        bar.update(1, 3, seen[0])
+        assert bar.progress.tasks[0].fields["status"] == f"-p(target) {seen[0]:+.4f}"

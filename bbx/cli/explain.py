@@ -82,7 +82,7 @@ def explain(
     endpoint = getattr(m, "traffic", None) is not None
     if endpoint and cfg.budget is not None:
         m.client.cap_more(cfg.budget)  # --budget: a hard cap on the images the endpoint answers from here on
-    with StepBar(f"{cfg.method} {Path(image).name}", enabled=not quiet) as bar:
+    with StepBar(f"{cfg.method} {Path(image).name}", enabled=not quiet, value=methods.get(cfg.method).reports) as bar:
         e = run_explain(m, image, target=target, config=cfg, progress=bar.update)
     e.provenance["command"] = command_line()
     if endpoint:

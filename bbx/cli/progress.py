@@ -31,15 +31,15 @@ def bar(title: str, enabled: bool = True) -> Any:
 class StepBar:
     """``progress(step, total, loss)`` of one explanation as a bar (the callback :func:`bbx.explain` takes)."""
 
-    def __init__(self, title: str, enabled: bool = True):
-        self.progress = bar(title, enabled)
+    def __init__(self, title: str, enabled: bool = True, value: str = "J"):
+        self.progress, self.value = bar(title, enabled), value
 
     def __enter__(self) -> "StepBar":
         return self
 
     def update(self, step: int, total: int, loss: float) -> None:
         if self.progress is not None:
-            self.progress.update(self.progress.task_ids[0], completed=step, total=total, status=f"loss {loss:+.4f}")
+            self.progress.update(self.progress.task_ids[0], completed=step, total=total, status=f"{self.value} {loss:+.4f}")
 
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:

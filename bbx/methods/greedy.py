@@ -132,5 +132,5 @@ def _heat(order: np.ndarray, steps: int, prefix: int, prior: np.ndarray) -> np.n
 register(Method(
     name="greedy", run=greedy, options=("patch", "stride", "window", "area"), seeded=False,
     summary="hard-blur window search from occlusion's priorities (not in the paper)",
-    default_budget=f"{GREEDY_BUDGET:,}", mask="cells", needs="topk",
+    default_budget=f"{GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
 ))

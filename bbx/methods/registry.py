@@ -52,6 +52,8 @@ class Method:
     #: for a config where ``stepper.accepts(config)`` (:class:`~bbx.methods.soft_mask.Stepper`);
     #: None: it runs one explanation at a time
     stepper: "Any | None" = None
+    #: what the value it reports with each step is (``progress(step, total, value)``), for the bar
+    reports: str = "J"
 
     def is_seeded(self, cfg: ExplainConfig | None = None) -> bool:
         """Whether seeds change its answer under ``cfg`` (default: the defaults)."""

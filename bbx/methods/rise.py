@@ -80,5 +80,5 @@ def random_masks(rng: np.random.Generator, n: int, grid: int, keep: float, size:
 register(Method(
     name="rise", run=rise, options=("mask_size",), seeded=True,
     summary="RISE: random smooth masks, heat = where keeping a pixel lowers the target",
-    default_budget=f"{d.RISE_BUDGET:,}",
+    default_budget=f"{d.RISE_BUDGET:,}", reports="mean p(target)",
 ))
