@@ -159,4 +159,4 @@ def test_progress_bar_on_a_terminal_shows_elapsed_and_time_left(tmp_path, photo)
     proc = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout
     screen = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", proc.stdout.replace("\r", "\n"))
-    assert re.search(r"ftc photo\.png .* 3/3 elapsed \d:\d\d:\d\d left \d:\d\d:\d\d loss [+-]\d\.\d{4}", screen), screen
+    assert re.search(r"ftc photo\.png .* 3/3 elapsed \d:\d\d:\d\d left \d:\d\d:\d\d J [+-]\d\.\d{4}", screen), screen
