@@ -71,7 +71,7 @@ def test_through_explain_deterministic_and_defaults(target_model):
 
 def test_too_small_a_budget_and_bad_sizes_are_refused(target_model):
     with pytest.raises(OptionError, match="too small for greedy.* it needs 18 queries .*larger --budget or --patch"):
-        greedy(target_model, planted.photo(), budget=17)  # 1 + 16 cells + 1 step = 18
+        greedy(target_model, planted.photo(), budget=17, patch=15)  # a given cell is kept: 1 + 16 cells + 1 step
     with pytest.raises(OptionError, match="at least 1 pixel"):
         greedy(target_model, planted.photo(), stride=0)
     with pytest.raises(OptionError, match="area"):
@@ -141,3 +141,16 @@ def test_the_progress_bar_names_what_each_method_reports(target_model, monkeypat
     with StepBar("greedy", value=methods.get("greedy").reports) as bar:
         bar.update(1, 3, seen[0])
         assert bar.progress.tasks[0].fields["status"] == f"-p(target) {seen[0]:+.4f}"
+
+
+def test_the_default_cell_grows_where_the_budget_cannot_pay_for_it(target_model):
+    """16 px cells on the 56 px input are 16 queries; a budget of 12 cannot pay for them and a step, so
+    the default cell grows until its cells take half the budget (6: 3 x 3 = 9 too many; 2 x 2 from 28 px)."""
+    from bbx.methods.greedy import fitting_patch
+
+    e = greedy(target_model, planted.photo(), target=0, budget=12)
+    assert e.config["patch"] == 28 and e.queries <= 12
+    assert (e.heatmap[planted.patch_mask(planted.A)] > 0.6).mean() > 0.5  # the search still finds A
+    assert greedy(target_model, planted.photo(), target=0, budget=300).config["patch"] == 16  # it paid: unchanged
+    assert fitting_patch((1024, 1024), 16, 1000) == 34  # 31 x 31 = 961 cells; at 32 and 33 still 32 x 32 = 1,024
+    assert fitting_patch((224, 224), 16, 1000) == 16 and fitting_patch((5, 5), 16, 0) == 16

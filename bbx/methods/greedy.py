@@ -39,7 +39,8 @@ from .registry import Method, register
 def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """Greedy hard-blur search from occlusion priorities; at most ``budget`` queries.
 
-    ``patch``: occlusion cell (px); ``stride``: cell of the search grid and of the mask (px);
+    ``patch``: occlusion cell (px; where the budget cannot pay for the default's cells, the default
+    grows until they take half of it, :func:`fitting_patch`; a given one is kept, or refused); ``stride``: cell of the search grid and of the mask (px);
     ``window``: side of a window added per step (px, rounded to whole ``stride`` cells); ``area``:
     share of the image's pixels blurred before the search stops. Queries: 1 (the image) + one per
     occlusion cell + the search (the rest of the budget, unless ``area`` is reached first).
@@ -48,6 +49,8 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     patch, stride, window, area = cfg.patch, cfg.stride, cfg.window, cfg.area
     model, x = ctx.model, ctx.image
     h, w = x.shape[:2]
+    if "patch" not in cfg.given() and budget < math.ceil(h / patch) * math.ceil(w / patch) + 2:
+        patch = fitting_patch((h, w), patch, budget // 2)  # the default cell would be refused here
     coarse = cell_map((h, w), (math.ceil(h / patch), math.ceil(w / patch)))
     n_coarse = int(coarse.max()) + 1
     if budget < n_coarse + 2:
@@ -114,6 +117,16 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
               "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
     return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
                       probs_after=p1, loss_history=history, config=config)
+
+
+def fitting_patch(size: tuple[int, int], patch: int, room: int) -> int:
+    """``patch``, or on an input too large for its cells to fit in ``room`` queries the smallest cell
+    that does (at least 1 cell): the default cell is sized for inputs of a few hundred pixels, and
+    a default run on a larger one should spend half its budget on occlusion, not be refused."""
+    h, w = size
+    while math.ceil(h / patch) * math.ceil(w / patch) > max(1, room) and patch < max(h, w):
+        patch += 1
+    return patch
 
 
 def _heat(order: np.ndarray, steps: int, prefix: int, prior: np.ndarray) -> np.ndarray:
