@@ -37,7 +37,8 @@ def explain(
     an ``(H, W, 3)`` float image in 0-1 already at the model's input size. ``method``: a registered
     name (``bbx.methods.names()``); default ``config.method``, else :data:`bbx.defaults.METHOD`. Any
     field of :class:`ExplainConfig` can be given in ``config`` or as a keyword (``budget=2000, area=0.05``);
-    one the method does not read is refused, in a line that names the methods that read it. ``progress(step, total, loss)`` is called as it goes.
+    one the method does not read is refused, in a line that names the methods that read it.
+    ``progress(step, total, value)`` is called as it goes (the value: the method's ``reports``).
     """
     cfg = resolve(method, config, overrides)
     spec = methods.get(cfg.method)

@@ -1,5 +1,5 @@
 """``bbx audit``: an evaluation over a folder of photos, reported as a page a person opens offline."""
 
-from .run import DEFAULT_METHODS, Audit, audit
+from .run import Audit, audit
 
-__all__ = ["Audit", "DEFAULT_METHODS", "audit"]
+__all__ = ["Audit", "audit"]

@@ -16,15 +16,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._io import ensure_dir
-from ..defaults import AUDIT_METHODS
 from ..evaluate import EvalConfig, Outcome, Progress, evaluate
 from ..perturb import BlurSpec
 from . import data, images, plots
 from .card import model_card
 from .page import Report, write_page
-
-#: What ``bbx audit`` runs unless told: the default method, then the two baselines its curve is read against.
-DEFAULT_METHODS = AUDIT_METHODS
 
 
 @dataclass

@@ -43,11 +43,10 @@ def audit(
     *, model_opts: dict,
 ) -> None:
     """Explain every photo, then write a self-contained report (OUT/index.html) to open in a browser."""
-    from ..audit import DEFAULT_METHODS
     from ..audit import audit as run_audit
     from ..config import ExplainConfig
 
-    names = DEFAULT_METHODS if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
+    names = d.AUDIT_METHODS if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
     explain = {} if budget is None else {"budget": budget}

@@ -49,7 +49,7 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     patch, stride, window, area = cfg.patch, cfg.stride, cfg.window, cfg.area
     model, x = ctx.model, ctx.image
     h, w = x.shape[:2]
-    if "patch" not in cfg.given() and budget < math.ceil(h / patch) * math.ceil(w / patch) + 2:
+    if "patch" not in cfg.given() and budget < cell_count((h, w), patch) + 2:
         patch = fitting_patch((h, w), patch, budget // 2)  # the default cell would be refused here
     coarse = cell_map((h, w), (math.ceil(h / patch), math.ceil(w / patch)))
     n_coarse = int(coarse.max()) + 1
@@ -123,10 +123,14 @@ def fitting_patch(size: tuple[int, int], patch: int, room: int) -> int:
     """``patch``, or on an input too large for its cells to fit in ``room`` queries the smallest cell
     that does (at least 1 cell): the default cell is sized for inputs of a few hundred pixels, and
     a default run on a larger one should spend half its budget on occlusion, not be refused."""
-    h, w = size
-    while math.ceil(h / patch) * math.ceil(w / patch) > max(1, room) and patch < max(h, w):
+    while cell_count(size, patch) > max(1, room) and patch < max(size):
         patch += 1
     return patch
+
+
+def cell_count(size: tuple[int, int], patch: int) -> int:
+    """How many ``patch`` px cells cover an input of ``size`` (the last row and column may be narrower)."""
+    return math.ceil(size[0] / patch) * math.ceil(size[1] / patch)
 
 
 def _heat(order: np.ndarray, steps: int, prefix: int, prior: np.ndarray) -> np.ndarray:
