@@ -20,9 +20,9 @@ from . import methods
 from .config import ExplainConfig
 from .errors import BbxError, ImageError, ModelError, OptionError, OutputError
 from .explain import explain
-from .explanation import Explanation
-from .image import load_rgb
-from .metrics import MASK_CORRELATION, PHI, TOP_IOU, UNDESIRABLE_RATIO, Metric
+from .result.explanation import Explanation
+from .preprocess.image import load_rgb
+from .result.metrics import MASK_CORRELATION, PHI, TOP_IOU, UNDESIRABLE_RATIO, Metric
 from .model import BlackBox, OnnxClassifier
 from .preprocess import PreprocessSpec
 

@@ -14,10 +14,10 @@ import numpy as np
 
 from . import defaults as d
 from .errors import OptionError
-from .estimate import ESTIMATORS as RANDOM_ESTIMATORS
+from .maths.estimate import ESTIMATORS as RANDOM_ESTIMATORS
 
-#: nes and spsa estimate the gradient everywhere (bbx.estimate); active screens, then descends on
-#: the few elements that can move, checking every step (bbx.active)
+#: nes and spsa estimate the gradient everywhere (bbx.maths.estimate); active screens, then descends on
+#: the few elements that can move, checking every step (bbx.maths.active)
 ESTIMATORS = ("active", *RANDOM_ESTIMATORS)
 
 #: upper bounds of the loss weights, the TV exponent and the blur: far above any useful value, low
@@ -57,7 +57,7 @@ class ExplainConfig:
     lambda2: float = d.LAMBDA2
     beta: float = d.BETA
     gamma: float = d.GAMMA
-    query_path: str = d.QUERY_PATH  # where a batch of probes is built: bbx.query
+    query_path: str = d.QUERY_PATH  # where a batch of probes is built: bbx.query.masks
     # window methods (occlusion, greedy)
     patch: int = d.PATCH
     area: float = d.GREEDY_AREA

@@ -1,7 +1,7 @@
 """Every default of bbx, written once: the paper's settings (Sect. 4.1) and bbx's own.
 
 The dataclasses that carry these values (:class:`bbx.config.ExplainConfig`,
-:class:`bbx.perturb.BlurSpec`, :class:`bbx.objective.Objective`, :class:`bbx.optimize.Adam`) take
+:class:`bbx.maths.perturb.BlurSpec`, :class:`bbx.maths.objective.Objective`, :class:`bbx.maths.optimize.Adam`) take
 their defaults from here, and the command line leaves an option unset unless it is given, so a
 value changed here changes everywhere.
 """

@@ -15,7 +15,7 @@ import numpy as np
 from . import defaults, methods
 from .config import FIELDS, ExplainConfig
 from .errors import OptionError
-from .explanation import Explanation
+from .result.explanation import Explanation
 from .methods import Context, Progress
 from .model import BlackBox
 

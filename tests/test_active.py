@@ -11,10 +11,10 @@ import pytest
 
 import bbx
 import planted
-from bbx.active import blocks
-from bbx.convergence import Convergence, assess
+from bbx.maths.active import blocks
+from bbx.maths.convergence import Convergence, assess
 from bbx.errors import OptionError
-from bbx.evaluate import EvalConfig, evaluate
+from bbx.evaluation.runner import EvalConfig, evaluate
 from bbx.config import ExplainConfig
 from bbx.methods.rise import random_masks
 
@@ -128,7 +128,7 @@ def test_evaluate_compares_rise_and_records_convergence(target_model, tmp_path):
     by = {r["method"]: r for r in out.records}
     assert by["rise"]["queries"] <= 300 and by["rise"]["converged"] is None
     assert by["ftc"]["objective_final"] is not None and by["ftc"]["converged"] in (True, False)
-    from bbx.summary import summarise
+    from bbx.evaluation.summary import summarise
 
     md = summarise(out.records).markdown()
     assert "| rise |" in md and "converged" in md

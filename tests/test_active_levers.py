@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bbx.active import ActiveSet, nearby, optimise, quasi_newton
+from bbx.maths.active import ActiveSet, nearby, optimise, quasi_newton
 
 SHAPE = (8, 8)
 N = SHAPE[0] * SHAPE[1]

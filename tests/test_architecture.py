@@ -21,7 +21,7 @@ from PIL import Image
 import bbx
 import planted
 from bbx.cli import main
-from bbx.explanation import Explanation
+from bbx.result.explanation import Explanation
 from bbx.methods import Context, Method, register, unregister
 
 PACKAGE = Path(bbx.__file__).resolve().parent
@@ -92,8 +92,8 @@ def test_the_checker_finds_a_cycle_and_reads_relative_imports():
     graph = import_graph()
     assert "bbx.methods.registry" in graph["bbx.methods.ftc"]  # from .registry import ...
     assert "bbx.methods.soft_mask" in graph["bbx.methods.ftc"]  # from . import soft_mask
-    assert "bbx.render" in graph["bbx.explanation"]  # a lazy import inside a method counts
-    assert "bbx.explanation" not in graph["bbx.methods.registry"]  # TYPE_CHECKING imports do not
+    assert "bbx.result.render" in graph["bbx.result.explanation"]  # a lazy import inside a method counts
+    assert "bbx.result.explanation" not in graph["bbx.methods.registry"]  # TYPE_CHECKING imports do not
 
 
 def test_bbx_imports_form_a_dag():
@@ -113,7 +113,7 @@ def test_no_module_is_long_without_a_reason_at_its_top():
 # -- a method of one's own: one module, one registry entry ---------------------------------------
 def darkest_cell(ctx: Context, cfg: bbx.ExplainConfig) -> Explanation:
     """A toy method: blur the darkest quarter of the image (no model queries beyond X and Q)."""
-    from bbx.perturb import BlurSpec, Perturber
+    from bbx.maths.perturb import BlurSpec, Perturber
 
     h, w = ctx.image.shape[:2]
     quarters = [(slice(0, h // 2), slice(0, w // 2)), (slice(0, h // 2), slice(w // 2, w)),

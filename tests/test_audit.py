@@ -17,7 +17,7 @@ from PIL import Image
 import planted
 from browser import LOAD_ALL_IMAGES, Browser, find_chromium
 from bbx.audit import audit, data, images
-from bbx.evaluate import EvalConfig, read_records
+from bbx.evaluation.runner import EvalConfig, read_records
 from bbx.config import ExplainConfig
 from bbx.model import OnnxClassifier
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 import onnx_builders as ob
 from bbx.errors import ImageError
-from bbx.image import load_rgb
+from bbx.preprocess.image import load_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "models" / "efficientnet_lite0.onnx"

@@ -18,11 +18,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import bbx
-import bbx.query
+import bbx.query.masks
 import planted
-from bbx._graphs import compose
-from bbx.perturb import Perturber
-from bbx.query import MaskQuery
+from bbx.query.graphs import compose
+from bbx.maths.perturb import Perturber
+from bbx.query.masks import MaskQuery
 
 SPEC = {"size": [planted.SIZE] * 2, "crop_pct": 1.0, "scale": 1.0, "mean": [0, 0, 0], "std": [1, 1, 1],
         "channel_order": "RGB", "layout": "NCHW"}
@@ -104,7 +104,7 @@ def test_auto_on_cuda_chains_quietly_where_the_model_cannot_be_composed(tmp_path
     warning (nobody asked for the composed graph), while an explicit fused says why."""
     model = bbx.OnnxClassifier(energy_model(tmp_path / "old.onnx", 10, ir_version=5))
     monkeypatch.setattr(model, "device", "cuda")  # what auto reads
-    monkeypatch.setattr(bbx.query, "_OnnxFront", lambda *args, **kwargs: object())  # nothing opened on "cuda"
+    monkeypatch.setattr(bbx.query.masks, "_OnnxFront", lambda *args, **kwargs: object())  # nothing opened on "cuda"
     pert = Perturber(planted.photo())
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -150,7 +150,7 @@ def test_fused_path_reads_the_scores_output(tmp_path, variant):
         np.testing.assert_allclose(out.probs, reference.probs, atol=1e-5)
     else:
         np.testing.assert_allclose(out.prob, reference.probs[:, 1], atol=1e-5)
-    assert len(bbx.query.sessions(model)) == 1  # the composed graph alone ran the model
+    assert len(bbx.query.masks.sessions(model)) == 1  # the composed graph alone ran the model
 
 
 def test_fused_path_reports_nan_scores(tmp_path):

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import onnx_builders as ob
 from bbx.cli import app
 from bbx.errors import OptionError
-from bbx.labels import imagenet_labels
+from bbx.model.labels import imagenet_labels
 from bbx.model import OnnxClassifier
 
 VARIANTS = list(ob.VARIANTS)

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image
 
 from bbx import preprocess as pp
-from bbx.image import load_rgb
+from bbx.preprocess.image import load_rgb
 
 ROOT = Path(__file__).resolve().parent.parent
 

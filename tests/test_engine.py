@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 import bbx
-from bbx.estimate import Estimator
+from bbx.maths.estimate import Estimator
 from bbx.model import Scores
-from bbx.metrics import iou, top_mask
-from bbx.objective import Objective, total_variation
-from bbx.perturb import Perturber, blur, upsample
-from bbx.query import MaskQuery
+from bbx.result.metrics import iou, top_mask
+from bbx.maths.objective import Objective, total_variation
+from bbx.maths.perturb import Perturber, blur, upsample
+from bbx.query.masks import MaskQuery
 
 import planted
 
@@ -92,7 +92,7 @@ def test_query_paths_agree(tmp_path, variant, classifier_on_test_device):
 
 def test_device_path_keeps_the_rest_of_f_exact_near_certainty(tmp_path):
     """Σ_{i≠k} f_i is summed on the device, not taken as 1 - f_k: it keeps its digits when f_k ≈ 1."""
-    from bbx.query import back_graph
+    from bbx.query.masks import back_graph
     import onnxruntime as ort
     from onnx import TensorProto
 
@@ -139,7 +139,7 @@ def test_onnx_front_builds_the_reference_images(target_model):
     masks given as they are (centre 0), and for antithetic probes M ± c u formed in the graph."""
     import onnxruntime as ort
     from bbx.preprocess import to_model_input
-    from bbx.query import front_graph
+    from bbx.query.masks import front_graph
 
     x = planted.photo()
     pert = Perturber(x)
@@ -209,13 +209,13 @@ def test_each_calls_terms_outlive_the_next_call(tmp_path, path, classifier_on_te
 @pytest.mark.parametrize("path", ["onnx", "device", "fused", "numpy", "reference"])
 def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path, classifier_on_test_device):
     """130 probes at max_batch 64: three calls of 44 (the last padded by two), 130 queries counted."""
-    import bbx.query
+    import bbx.query.masks
 
     model = classifier_on_test_device(planted.build(tmp_path / "target.onnx", "target"), max_batch=64)
     pert = Perturber(planted.photo())
     query = MaskQuery(model, pert, path, target=1)
     shapes = []
-    runs_the_model = bbx.query.sessions(model) if path == "fused" else [model.session]
+    runs_the_model = bbx.query.masks.sessions(model) if path == "fused" else [model.session]
     for session in runs_the_model:
         for name in ("run", "run_with_iobinding"):
             real = getattr(session, name)
@@ -239,13 +239,13 @@ def test_probe_batches_go_to_the_model_in_one_shape(tmp_path, path, classifier_o
 def test_bbx_graphs_beside_the_model_take_one_thread_that_does_not_spin(tmp_path):
     """The front and back graphs hold next to no CPU work; their own spinning pools took a fifth of
     the loop from the model's on a 2-core CPU (docs/gpu.md). The composed graph shares the model's."""
-    import bbx.query
+    import bbx.query.masks
 
     model = bbx.OnnxClassifier(planted.build(tmp_path / "target.onnx", "target"))
     MaskQuery(model, Perturber(planted.photo()), "device", target=0)
-    small = bbx.query.sessions(model)
+    small = bbx.query.masks.sessions(model)
     MaskQuery(model, Perturber(planted.photo()), "fused", target=0)
-    fused = [s for s in bbx.query.sessions(model) if s not in small]
+    fused = [s for s in bbx.query.masks.sessions(model) if s not in small]
     assert len(small) == 2 and len(fused) == 1
     for session in small:
         opts = session.get_session_options()
@@ -335,7 +335,7 @@ def test_direction_stream_draws_the_first_step_before_it_is_asked():
     """The first draw overlaps the explanation's set-up: it starts when the stream is made."""
     import threading
 
-    from bbx.estimate import DirectionStream
+    from bbx.maths.estimate import DirectionStream
 
     drawn = threading.Event()
 
@@ -357,7 +357,7 @@ def test_background_work_runs_in_a_forked_child():
     import os
     import warnings
 
-    from bbx.estimate import background
+    from bbx.maths.estimate import background
 
     assert background(sum, [1, 2]).result(timeout=5) == 3  # the parent's worker exists
     with warnings.catch_warnings():  # Python 3.12 warns that forking a threaded process is risky: that is the point
@@ -536,6 +536,6 @@ def test_the_readme_soft_mask_explanation_gives_the_readme_figures(lite0):
     assert c["converged"] and (round(c["objective_at_ones"], 4), round(c["objective_final"], 4)) == (-0.3834, -0.4034)
     block = _readme_block("readme-ftc-run")  # the lines the README quotes, figure for figure
     assert _printed(e) + " in " in block  # then the seconds it took there
-    from bbx.convergence import Convergence
+    from bbx.maths.convergence import Convergence
 
     assert Convergence(**c).line() + "\n" in block  # the last line bbx explain prints

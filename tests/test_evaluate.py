@@ -20,13 +20,13 @@ from scipy.stats import t as student_t
 import planted
 from bbx.methods.cells import cell_map
 from bbx.errors import OptionError, OutputError
-from bbx.evaluate import EvalConfig, evaluate, find_images, read_records, record_key
+from bbx.evaluation.runner import EvalConfig, evaluate, find_images, read_records, record_key
 from bbx.config import ExplainConfig
 from bbx.explain import explain
-from bbx.insertion import blur_top
+from bbx.evaluation.insertion import blur_top
 from bbx.model import OnnxClassifier
-from bbx.metrics import phi
-from bbx.summary import BELOW, summarise
+from bbx.result.metrics import phi
+from bbx.evaluation.summary import BELOW, summarise
 
 TINY = ExplainConfig(iterations=2, pairs=1, estimator="nes")
 

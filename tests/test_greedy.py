@@ -13,8 +13,8 @@ import bbx
 import planted
 from bbx.defaults import GREEDY_BUDGET
 from bbx.errors import OptionError
-from bbx.evaluate import EvalConfig
-from bbx.metrics import iou, top_mask
+from bbx.evaluation.runner import EvalConfig
+from bbx.result.metrics import iou, top_mask
 
 FINE = {"patch": 8, "stride": 4, "window": 12}  # 12 px windows at a 4 px stride: A (12 x 12 at 8, 8) is one
 

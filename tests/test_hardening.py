@@ -48,7 +48,7 @@ from PIL import Image
 
 import onnx_builders as ob
 from bbx.errors import BbxError, ModelError, OutputError
-from bbx.image import MAX_PIXELS
+from bbx.preprocess.image import MAX_PIXELS
 
 _EXE = Path(sys.executable).with_name("bbx")
 BBX = [str(_EXE)] if _EXE.is_file() else ["bbx"]  # the console script installed for this Python
@@ -1193,7 +1193,7 @@ def test_a_long_caption_is_cut_in_a_few_measurements():
     what is drawn fits its room and ends with what is always shown."""
     from PIL import ImageDraw
 
-    from bbx import render
+    from bbx.result import render
 
     canvas = Image.new("RGB", (400, 40), "white")
     draw = ImageDraw.Draw(canvas)

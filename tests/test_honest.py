@@ -16,7 +16,7 @@ from PIL import Image
 import bbx
 import onnx_builders as ob
 from bbx.errors import OptionError
-from bbx.findings import notes, phi_text
+from bbx.result.findings import notes, phi_text
 from bbx.model import OnnxClassifier
 
 
@@ -74,7 +74,7 @@ def test_predict_json(tmp_path, photo):
     assert proc.returncode == 0, proc.stderr
     d = json.loads(proc.stdout)
     m = OnnxClassifier(path)
-    from bbx.image import load_rgb
+    from bbx.preprocess.image import load_rgb
 
     p = m.predict(load_rgb(photo)).probs[0]
     assert len(d["predictions"]) == 2 and [t["class"] for t in d["predictions"][0]["top"]] == list(p.argsort()[::-1][:3])

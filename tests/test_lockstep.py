@@ -13,8 +13,8 @@ import bbx
 import planted
 from bbx.config import ExplainConfig
 from bbx.errors import OptionError
-from bbx.evaluate import EvalConfig, evaluate, record_key
-from bbx.lockstep import Tally, default_width, explain_many, lockstep_width
+from bbx.evaluation.runner import EvalConfig, evaluate, record_key
+from bbx.evaluation.lockstep import Tally, default_width, explain_many, lockstep_width
 from bbx.methods import Context, get
 from bbx.model import Scores
 
@@ -138,8 +138,8 @@ def test_the_default_width_is_one_on_the_cpu_and_fills_the_ceiling_elsewhere(tar
 
 
 def test_probes_built_on_the_device_score_as_on_the_host(target_model):
-    from bbx.lockstep import SharedBatches
-    from bbx.lockstep_graph import DeviceImages
+    from bbx.evaluation.lockstep import SharedBatches
+    from bbx.evaluation.lockstep_graph import DeviceImages
 
     runs = []
     for seed in range(3):
@@ -164,7 +164,7 @@ def test_probes_built_on_the_device_score_as_on_the_host(target_model):
 
 
 def test_device_images_need_a_float_onnx_model(target_model):
-    from bbx.lockstep import SharedBatches
+    from bbx.evaluation.lockstep import SharedBatches
 
     with pytest.raises(OptionError, match="host or the device"):
         SharedBatches(target_model, "gpu")
@@ -251,7 +251,7 @@ def test_bundled_model_with_the_active_estimator_in_lockstep_is_bit_identical_to
 
 
 def test_active_runs_stepped_by_hand_and_the_device_front(target_model):
-    from bbx.lockstep import SharedBatches
+    from bbx.evaluation.lockstep import SharedBatches
 
     ctx = Context(Tally(target_model), faint(0, planted.A, 0.5), None, "ftc", 300)
     run = get("ftc").stepper(ctx, ExplainConfig(method="ftc", budget=300))

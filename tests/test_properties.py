@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-from bbx.estimate import Estimator  # noqa: E402
-from bbx.objective import Objective, total_variation  # noqa: E402
-from bbx.perturb import BlurSpec, Perturber, upsample  # noqa: E402
+from bbx.maths.estimate import Estimator  # noqa: E402
+from bbx.maths.objective import Objective, total_variation  # noqa: E402
+from bbx.maths.perturb import BlurSpec, Perturber, upsample  # noqa: E402
 
 FAST = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 #: The statistical test passes by chance with probability ~1 - 1e-5 per example: fixed examples keep CI stable.

@@ -103,8 +103,8 @@ def test_refused_bbx_cuda_options_fall_back_to_the_providers_defaults(tmp_path, 
 def test_bbx_sessions_beside_the_model_open_with_its_providers_and_options(tmp_path, monkeypatch):
     """The front, back and composed graphs run as the model's session does (on CUDA: TF32, cuDNN's
     search, prefer_nhwc, device_id), not on the providers' defaults."""
-    from bbx.perturb import Perturber
-    from bbx.query import MaskQuery
+    from bbx.maths.perturb import Perturber
+    from bbx.query.masks import MaskQuery
 
     config = [("CPUExecutionProvider", {"bbx_test_marker": "1"})]
     monkeypatch.setattr(bm, "provider_list", lambda *args, **kwargs: list(config))

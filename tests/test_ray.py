@@ -18,7 +18,7 @@ import planted
 from bbx.cli import main
 from bbx.cli.evaluate import LOCAL, ray_argv
 from bbx.config import ExplainConfig
-from bbx.evaluate import EvalConfig, evaluate, record_key
+from bbx.evaluation.runner import EvalConfig, evaluate, record_key
 
 METHODS = "ftc,occlusion,random"
 
@@ -67,7 +67,7 @@ def test_ray_writes_the_lines_of_one_process(world, cluster, tmp_path, capsys):
 
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker through /proc")
 def test_a_worker_killed_mid_photo_costs_that_photo_a_retry_only(world, cluster, tmp_path):
-    from bbx.ray_engine import TASK, evaluate_on_ray
+    from bbx.evaluation.ray_engine import TASK, evaluate_on_ray
 
     cfg = EvalConfig(methods=tuple(METHODS.split(",")), seeds=2, explain=ExplainConfig(iterations=120, estimator="nes"))
     model = bbx.OnnxClassifier(world["model"])

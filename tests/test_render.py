@@ -1,4 +1,4 @@
-"""bbx.render: every file of Explanation.save, decoded and checked against the arrays."""
+"""bbx.result.render: every file of Explanation.save, decoded and checked against the arrays."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bbx.explanation import Explanation
-from bbx.render import LUT, colorize, figure, to_uint8
+from bbx.result.explanation import Explanation
+from bbx.result.render import LUT, colorize, figure, to_uint8
 
 N = 32
 SQUARE = (slice(8, 16), slice(20, 28))  # rows, cols of the bright heatmap square
@@ -146,7 +146,7 @@ def test_save_creates_missing_folder(explanation: Explanation, tmp_path: Path) -
 def test_figure_survives_long_names_and_bitmap_font(explanation: Explanation, monkeypatch) -> None:
     from PIL import ImageFont
 
-    import bbx.render as render
+    import bbx.result.render as render
 
     explanation.target_name = "an extremely long class name " * 6
     wide = figure(explanation)

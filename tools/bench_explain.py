@@ -28,7 +28,7 @@ import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
 from bbx.errors import exit_on_error  # noqa: E402
 from bbx.defaults import PAIRS as DEFAULT_PAIRS  # noqa: E402
-from bbx.perturb import Perturber  # noqa: E402
+from bbx.maths.perturb import Perturber  # noqa: E402
 
 
 def model_throughput(model: bbx.OnnxClassifier, batch: np.ndarray, seconds: float) -> float:

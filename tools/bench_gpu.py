@@ -37,7 +37,7 @@ import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
 from bbx.cli.app import key_values  # noqa: E402  (the CLI's --cuda-option parsing)
 from bbx.errors import OptionError, exit_on_error  # noqa: E402
-from bbx.query import QUERY_PATHS as PATHS, sessions  # noqa: E402  (sessions: bbx's own graphs around the model, device work)
+from bbx.query.masks import QUERY_PATHS as PATHS, sessions  # noqa: E402  (sessions: bbx's own graphs around the model, device work)
 
 
 #: the paths a row can time; "reference" is what every row is checked against (paths_agree)
@@ -193,8 +193,8 @@ def paths_agree(model: bbx.OnnxClassifier, image: Path, path: str) -> float:
     """Largest probability difference between a query path and the NumPy reference path (on the
     ``device`` and ``fused`` paths: of the top-1 class, the one probability that comes back)."""
     from bbx.model import TargetTerms
-    from bbx.perturb import Perturber
-    from bbx.query import MaskQuery
+    from bbx.maths.perturb import Perturber
+    from bbx.query.masks import MaskQuery
 
     pert = Perturber(model.prepare(bbx.load_rgb(image)))
     masks = np.random.default_rng(0).uniform(0, 1, (8, 28, 28))
@@ -242,7 +242,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--image", type=Path, default=ROOT / "models" / "samples" / "chelsea.png")
     ap.add_argument("--query-paths", default="auto",
-                    help=f"comma-separated bbx.query paths, one row each: {', '.join(LOOP_PATHS)}")
+                    help=f"comma-separated bbx.query.masks paths, one row each: {', '.join(LOOP_PATHS)}")
     ap.add_argument("--one-thread", action="store_true",
                     help="onnxruntime on one thread without spinning: on a small CPU, leaves the host's other "
                          "core free, as on a GPU machine, so that host_ms_per_step is bbx's alone")
@@ -269,7 +269,7 @@ def main() -> None:
     if args.one_thread:
         one_thread_sessions()
     if args.host_probes:
-        from bbx.query import MaskQuery
+        from bbx.query.masks import MaskQuery
 
         MaskQuery.pairs_on_device = lambda self, pairs: False
     name = gpu_name(args.device)

@@ -4,7 +4,7 @@ Photos: crops of the bundled samples (seeded boxes of 55-100 % of each side, so 
 differs), written as PNG to a temporary folder. The job is ``bbx evaluate --methods ftc --seeds 1``
 for Ray (F-TC with NES; one seed, its blur-insertion curve), timed end to end, queries/s counting every
 query; its lines are checked against one process's (the ``seconds`` field aside). For one process
-(cpu, gpu), F-TC explanations alone (:func:`bbx.lockstep.explain_many`) with ``--estimator``
+(cpu, gpu), F-TC explanations alone (:func:`bbx.evaluation.lockstep.explain_many`) with ``--estimator``
 (default: the library's; NES and SPSA run ``--iterations`` x ``--pairs``, active spends
 ``--budget``), their masks checked against the first mode's; the model's calls counted and their
 mean batch, and the bare model's images/s at that batch and at its ceiling (``--max-batch``: 64 on
@@ -38,8 +38,8 @@ import bbx  # noqa: E402
 from bbx._io import append_csv_row  # noqa: E402
 from bbx import defaults  # noqa: E402
 from bbx.config import ExplainConfig  # noqa: E402
-from bbx.evaluate import EvalConfig, evaluate, record_key  # noqa: E402
-from bbx.lockstep import lockstep_width  # noqa: E402
+from bbx.evaluation.runner import EvalConfig, evaluate, record_key  # noqa: E402
+from bbx.evaluation.lockstep import lockstep_width  # noqa: E402
 
 LITE0 = ROOT / "models" / "efficientnet_lite0.onnx"
 SAMPLES = sorted((ROOT / "models" / "samples").glob("*.*"))
@@ -143,7 +143,7 @@ def timed_evaluate(model: bbx.OnnxClassifier, photos: list[Path], cfg: EvalConfi
 def run_local(args: argparse.Namespace, tmp: Path, model_path: Path, device: str, label: str) -> None:
     """One process, F-TC explanations (no insertion curves): lockstep 1 (each alone, on the method's
     own query path: fused on CUDA) then K; ``--alone-photos`` caps the photos of lockstep 1."""
-    from bbx.lockstep import explain_many
+    from bbx.evaluation.lockstep import explain_many
 
     photos = crops(tmp / "photos", args.photos)
     cfg = soft_mask_config(args)
@@ -188,7 +188,7 @@ def run_ray(args: argparse.Namespace, tmp: Path) -> None:
     free job (the random baseline: 7 queries a photo) on Ray and not."""
     import ray
 
-    from bbx.ray_engine import evaluate_on_ray
+    from bbx.evaluation.ray_engine import evaluate_on_ray
 
     photos = crops(tmp / "photos", args.photos)
     cfg = EvalConfig(methods=("ftc",), seeds=1, explain=ExplainConfig(iterations=args.iterations, pairs=args.pairs,

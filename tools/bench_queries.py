@@ -45,10 +45,10 @@ import bbx.defaults  # noqa: E402
 from bbx.errors import exit_on_error  # noqa: E402
 from bbx.config import ExplainConfig
 from bbx.methods import Context  # noqa: E402
-from bbx.metrics import mask_correlation, mean_ci, top_iou  # noqa: E402
-from bbx.objective import Objective  # noqa: E402
-from bbx.perturb import BlurSpec, Perturber  # noqa: E402
-from bbx.query import MaskQuery  # noqa: E402
+from bbx.result.metrics import mask_correlation, mean_ci, top_iou  # noqa: E402
+from bbx.maths.objective import Objective  # noqa: E402
+from bbx.maths.perturb import BlurSpec, Perturber  # noqa: E402
+from bbx.query.masks import MaskQuery  # noqa: E402
 
 SAMPLES = sorted((ROOT / "models" / "samples").glob("*.*"))
 EXTRA = ("astronaut.png", "motorcycle_left.png", "retina.jpg")  # CC0 photos shipped with scikit-image

@@ -35,8 +35,8 @@ python3 -c "import torch, onnxruntime as ort; print(torch.__version__, torch.cud
 BBX_TEST_DEVICE=cuda timeout 60 python3 - <<'PY' || true
 import numpy as np, bbx
 from bbx.config import ExplainConfig
-from bbx.lockstep import Tally
-from bbx.lockstep_graph import DeviceImages
+from bbx.evaluation.lockstep import Tally
+from bbx.evaluation.lockstep_graph import DeviceImages
 from bbx.methods import Context, get
 m = bbx.OnnxClassifier("models/efficientnet_lite0.onnx", device="cuda")
 runs = [get("ftc").stepper(Context(Tally(m), p, None, "ftc", None), ExplainConfig(method="ftc", seed=s, iterations=2, pairs=20, estimator="nes"))

@@ -44,7 +44,7 @@ def main() -> None:
     if args.one_thread:
         bench_gpu.one_thread_sessions()
     if args.inline_directions:
-        from bbx.estimate import Estimator
+        from bbx.maths.estimate import Estimator
 
         Estimator.stream = lambda self, rng, shape, steps: (self.draw(rng, shape) for _ in range(steps))
     with tempfile.TemporaryDirectory() as tmp:

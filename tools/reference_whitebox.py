@@ -1,9 +1,9 @@
 """White-box reference for bbx's black-box optimizer (a benchmark tool, never a runtime path).
 
-Optimises exactly the same objective with exactly the same Adam (bbx.optimize.Adam, with
+Optimises exactly the same objective with exactly the same Adam (bbx.maths.optimize.Adam, with
 bbx.explain's settings: lr, beta1, iterations, lambdas, mask size and blur all come from one
-bbx.explain.ExplainConfig), the same exact regulariser gradient (bbx.objective) and the same
-perturbation (bbx.perturb), but takes the model part's gradient by autograd through the PyTorch
+bbx.explain.ExplainConfig), the same exact regulariser gradient (bbx.maths.objective) and the same
+perturbation (bbx.maths.perturb), but takes the model part's gradient by autograd through the PyTorch
 original of the bundled model. Only the gradient source differs from the black-box optimizer,
 which can then be judged against what a gradient would have found.
 
@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bbx import OnnxClassifier, load_rgb  # noqa: E402
 from bbx.errors import BbxError, exit_on_error  # noqa: E402
 from bbx.config import ExplainConfig  # noqa: E402
-from bbx.metrics import phi, undesirable_ratio  # noqa: E402
+from bbx.result.metrics import phi, undesirable_ratio  # noqa: E402
 from bbx.model import softmax  # noqa: E402
-from bbx.objective import Objective  # noqa: E402
-from bbx.optimize import Adam  # noqa: E402
-from bbx.perturb import BlurSpec, Perturber  # noqa: E402
+from bbx.maths.objective import Objective  # noqa: E402
+from bbx.maths.optimize import Adam  # noqa: E402
+from bbx.maths.perturb import BlurSpec, Perturber  # noqa: E402
 from bbx.preprocess import affine  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Tuning loop for ``bbx.active``: the optimiser with given :class:`~bbx.active.ActiveSet` settings on
+"""Tuning loop for ``bbx.maths.active``: the optimiser with given :class:`~bbx.maths.active.ActiveSet` settings on
 photos with a cached exact-gradient reference, scored as ``tools/bench_queries.py`` scores them.
 
 The optimiser is called directly (not through ``bbx.explain``) so that settings can be varied
@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_queries import ROOT, ExactObjective, references  # noqa: E402
 
 import bbx  # noqa: E402
-from bbx.active import ActiveSet, optimise  # noqa: E402
+from bbx.maths.active import ActiveSet, optimise  # noqa: E402
 from bbx.config import ExplainConfig  # noqa: E402
-from bbx.metrics import mask_correlation, top_iou  # noqa: E402
+from bbx.result.metrics import mask_correlation, top_iou  # noqa: E402
 
 RESERVED = 3  # the queries bbx.explain spends outside the optimiser: the image, M = 1, the final image
 

@@ -16,13 +16,13 @@ import numpy as np
 from PIL import Image
 
 from .._io import atomic_write, ensure_dir
-from ..image import load_rgb
+from ..preprocess.image import load_rgb
 from ..defaults import THRESHOLD
-from ..insertion import hard_blur
+from ..evaluation.insertion import hard_blur
 from ..methods import mask_kind
 from ..methods.cells import cell_map
-from ..perturb import BlurSpec, Perturber, upsample
-from ..render import colorize, overlay, to_uint8
+from ..maths.perturb import BlurSpec, Perturber, upsample
+from ..result.render import colorize, overlay, to_uint8
 
 KINDS = ("photo", "overlay", "perturbed")
 JPEG_QUALITY = 88  # photos as JPEG: a 300-photo report stays a few MB (docs/audit.md)

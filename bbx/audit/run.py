@@ -16,8 +16,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._io import ensure_dir
-from ..evaluate import EvalConfig, Outcome, Progress, evaluate
-from ..perturb import BlurSpec
+from ..evaluation.runner import EvalConfig, Outcome, Progress, evaluate
+from ..maths.perturb import BlurSpec
 from . import data, images, plots
 from .card import model_card
 from .page import Report, write_page

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..evaluate import Job, to_record
-from ..explanation import Explanation
-from ..render import to_uint8
+from ..evaluation.runner import Job, to_record
+from ..result.explanation import Explanation
+from ..result.render import to_uint8
 from . import data, images
 from .card import model_card
 from .page import Report, write_page

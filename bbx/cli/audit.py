@@ -10,7 +10,7 @@ import typer
 from .. import defaults as d
 from .. import methods as registry
 from ..errors import OptionError
-from ..evaluate import EvalConfig, find_images
+from ..evaluation.runner import EvalConfig, find_images
 from .show import shown
 from .app import app, command_line, load_model, model_options
 from .progress import RunsBar

@@ -1,4 +1,4 @@
-"""``bbx evaluate``: the command line of :mod:`bbx.evaluate`."""
+"""``bbx evaluate``: the command line of :mod:`bbx.evaluation.runner`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import typer
 from .. import methods as registry
 from ..defaults import EVAL_SEEDS
 from ..errors import OptionError
-from ..evaluate import EvalConfig, find_images
-from ..evaluate import evaluate as run_evaluate
+from ..evaluation.runner import EvalConfig, find_images
+from ..evaluation.runner import evaluate as run_evaluate
 from .app import app, default_note, load_model, model_options, note
 from .progress import RunsBar
 from .remote import traffic_line
@@ -51,7 +51,7 @@ def evaluate(
 ) -> None:
     """Every method on every image (resumable JSON lines), then φ, area, consistency and cost tables."""
     from ..config import ExplainConfig
-    from ..summary import summarise
+    from ..evaluation.summary import summarise
 
     explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget),
                                            ("estimator", estimator)) if v is not None}
@@ -70,7 +70,7 @@ def evaluate(
             if ray is None:
                 outcome = run_evaluate(m, images, config, out, progress=bar, strict=strict, lockstep=lockstep)
             else:
-                from ..ray_engine import evaluate_on_ray
+                from ..evaluation.ray_engine import evaluate_on_ray
 
                 # a CPU worker holds one slot: one onnxruntime thread, not one per core of the machine
                 gpu = model_opts["device"].lower() == "cuda" or m.device == "cuda"  # the driver may have none
@@ -94,8 +94,8 @@ def _partial_summary(out: Path) -> None:
     """After Ctrl-C: the tables of what finished (every finished job is already on disk)."""
     import warnings
 
-    from ..evaluate import RESULTS, read_records
-    from ..summary import summarise
+    from ..evaluation.runner import RESULTS, read_records
+    from ..evaluation.summary import summarise
 
     try:
         with warnings.catch_warnings():

@@ -101,14 +101,14 @@ def explain(
         typer.echo(traffic_line(m.traffic))
     typer.echo(f"wrote {shown(', '.join(str(p) for p in paths.values()))}")
     if e.convergence:
-        from ..convergence import Convergence
+        from ..maths.convergence import Convergence
 
         typer.echo(Convergence(**e.convergence).line())
 
 
 def refuse_overwrite(out: Path) -> None:
     """An output folder that already holds bbx's outputs is not overwritten in silence."""
-    from ..render import OUTPUT_NAMES
+    from ..result.render import OUTPUT_NAMES
 
     found = [n for n in OUTPUT_NAMES if (out / n).is_file() and not (out / n).is_symlink()]
     if found:

@@ -93,7 +93,7 @@ def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an e
                                          "preprocessing with each field's source"),
             *, model_opts: dict) -> None:
     """Top classes with probabilities for each image."""
-    from ..image import load_rgb
+    from ..preprocess.image import load_rgb
 
     if top < 1:
         raise OptionError("--top must be at least 1")

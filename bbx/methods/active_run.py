@@ -1,8 +1,8 @@
-"""The soft mask with the ``active`` estimator (:mod:`bbx.active`) as a stepper: one explanation in progress.
+"""The soft mask with the ``active`` estimator (:mod:`bbx.maths.active`) as a stepper: one explanation in progress.
 
-:func:`bbx.active.optimise_steps` decides each request's probes from the last one's answers and
+:func:`bbx.maths.active.optimise_steps` decides each request's probes from the last one's answers and
 hands them out; :class:`ActiveRun` scores them with its own query (:meth:`~ActiveRun.run`, an
-explanation alone) or hands them to :mod:`bbx.lockstep` (:meth:`~ActiveRun.probes`,
+explanation alone) or hands them to :mod:`bbx.evaluation.lockstep` (:meth:`~ActiveRun.probes`,
 :meth:`~ActiveRun.feed`), which scores many explanations' in shared batches. Its requests are
 the image at M = 1 (one query, through the same path as every probe), a screen (up to one probe
 per mask element), then a step's probes and trial lengths (at most ``max_active + trials``), and
@@ -18,13 +18,13 @@ from typing import Generator
 import numpy as np
 
 from .. import defaults as d
-from ..active import ActiveResult, optimise_steps
+from ..maths.active import ActiveResult, optimise_steps
 from ..config import ExplainConfig
-from ..explanation import Explanation
+from ..result.explanation import Explanation
 from ..model import Scores, TargetTerms
-from ..objective import Objective
-from ..perturb import BlurSpec, Perturber
-from ..query import MaskQuery
+from ..maths.objective import Objective
+from ..maths.perturb import BlurSpec, Perturber
+from ..query.masks import MaskQuery
 from .context import Context
 from .epilogue import finished, shared_path
 
@@ -32,7 +32,7 @@ from .epilogue import finished, shared_path
 class ActiveRun:
     """One active explanation in progress: the probes it waits for, its generator, its result.
 
-    ``shared``: its probes are scored by someone else (:mod:`bbx.lockstep`), so its query takes the
+    ``shared``: its probes are scored by someone else (:mod:`bbx.evaluation.lockstep`), so its query takes the
     host path (:func:`~bbx.methods.epilogue.shared_path`).
     """
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..insertion import hard_blur
+from ..evaluation.insertion import hard_blur
 from ..model import BlackBox
-from ..perturb import Perturber
+from ..maths.perturb import Perturber
 
 
 def cell_gains(model: BlackBox, pert: Perturber, cells: np.ndarray, k: int, base: float) -> np.ndarray:

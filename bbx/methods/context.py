@@ -3,7 +3,7 @@
 Before: open the model (from a path if need be), bring the image to the model's view, start the
 clock and the query count. On first use: score the image (one counted query) and settle the
 target. After: score the perturbed image (unless the method measured it already), build the
-:class:`~bbx.explanation.Explanation` with the queries and seconds spent.
+:class:`~bbx.result.explanation.Explanation` with the queries and seconds spent.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import numpy as np
 
 from .. import preprocess as pp
 from ..errors import ModelError, OptionError
-from ..explanation import Explanation
-from ..image import load_rgb
+from ..result.explanation import Explanation
+from ..preprocess.image import load_rgb
 from ..model import BlackBox, OnnxClassifier
-from ..provenance import record
+from ..result.provenance import record
 
 #: bbx's logger: INFO one line per explanation, WARNING its notes (found nothing ...), DEBUG each step
 log = logging.getLogger("bbx")

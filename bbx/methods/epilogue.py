@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..convergence import assess
+from ..maths.convergence import assess
 from ..errors import OptionError
-from ..explanation import Explanation
+from ..result.explanation import Explanation
 from ..model import Scores
-from ..objective import Objective
-from ..perturb import Perturber
+from ..maths.objective import Objective
+from ..maths.perturb import Perturber
 from .context import Context
 
 #: query paths whose probes a shared batch can hold: built on the host in the model's input format
@@ -20,7 +20,7 @@ SHAREABLE_PATHS = ("auto", "numpy", "reference")
 
 
 def shared_path(path: str) -> str:
-    """The query path of an explanation in lockstep (:mod:`bbx.lockstep`): its probes are built on the
+    """The query path of an explanation in lockstep (:mod:`bbx.evaluation.lockstep`): its probes are built on the
     host in the model's format and concatenated with other explanations' (``numpy``; ``reference``
     for integer inputs); a path that builds them on the device is refused."""
     if path not in SHAREABLE_PATHS:
@@ -32,7 +32,7 @@ def shared_path(path: str) -> str:
 def finished(ctx: Context, pert: Perturber, objective: Objective, mask: np.ndarray, config: dict,
              history: list[float], **assess_options: object) -> Explanation:
     """The explanation of ``mask``: the perturbed image scored (one query), the objective at both
-    ends and the verdict on convergence (:func:`bbx.convergence.assess` with ``assess_options``)."""
+    ends and the verdict on convergence (:func:`bbx.maths.convergence.assess` with ``assess_options``)."""
     perturbed = pert(mask.astype(np.float32))
     final = ctx.model.scores(perturbed[None])
     heatmap = 1.0 - pert.upsample(mask.astype(np.float32))

@@ -28,9 +28,9 @@ import numpy as np
 from ..config import ExplainConfig
 from ..defaults import GREEDY_BUDGET, THRESHOLD
 from ..errors import OptionError
-from ..explanation import Explanation
-from ..insertion import hard_blur
-from ..perturb import BlurSpec, Perturber
+from ..result.explanation import Explanation
+from ..evaluation.insertion import hard_blur
+from ..maths.perturb import BlurSpec, Perturber
 from .cells import cell_gains, cell_map
 from .context import Context
 from .registry import Method, register

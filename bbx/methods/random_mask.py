@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import ExplainConfig
-from ..explanation import Explanation
-from ..perturb import BlurSpec, Perturber
+from ..result.explanation import Explanation
+from ..maths.perturb import BlurSpec, Perturber
 from .context import Context
 from .registry import Method, register
 

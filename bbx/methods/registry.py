@@ -16,7 +16,7 @@ from ..config import ExplainConfig
 from ..errors import OptionError
 
 if TYPE_CHECKING:  # types only: the registry imports no method
-    from ..explanation import Explanation
+    from ..result.explanation import Explanation
     from .context import Context
 
 #: fields every method reads: which method, its query cap, and the blur of Q(X; M)
@@ -47,7 +47,7 @@ class Method:
     #: the least a model must reveal for it to run (:data:`REVEALS`): "topk" for a method that
     #: reads only the target's probability, "scores" for one that reads every class
     needs: str = "scores"
-    #: for a method whose explanations can run in lockstep (:mod:`bbx.lockstep`): ``stepper(context,
+    #: for a method whose explanations can run in lockstep (:mod:`bbx.evaluation.lockstep`): ``stepper(context,
     #: config)`` makes one in progress with ``probes()``, ``feed(scores)``, ``done`` and ``finish()``
     #: for a config where ``stepper.accepts(config)`` (:class:`~bbx.methods.soft_mask.Stepper`);
     #: None: it runs one explanation at a time

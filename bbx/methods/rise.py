@@ -25,11 +25,11 @@ import numpy as np
 from .. import defaults as d
 from ..config import ExplainConfig
 from ..defaults import THRESHOLD
-from ..explanation import Explanation
-from ..insertion import hard_blur
-from ..objective import Objective
-from ..perturb import BlurSpec, Perturber, upsample
-from ..query import MaskQuery
+from ..result.explanation import Explanation
+from ..evaluation.insertion import hard_blur
+from ..maths.objective import Objective
+from ..maths.perturb import BlurSpec, Perturber, upsample
+from ..query.masks import MaskQuery
 from .context import Context
 from .registry import Method, register
 

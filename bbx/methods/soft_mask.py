@@ -1,15 +1,15 @@
 """The paper's optimisation of a soft mask M, shared by ftc, fntc and plain (their losses differ).
 
 image -> Q(X; M) -> query the model -> objective -> optimiser, from M = 1. With ``estimator``
-``active`` (the default) :mod:`bbx.active` screens the mask's elements and takes only checked
+``active`` (the default) :mod:`bbx.maths.active` screens the mask's elements and takes only checked
 steps on those that can move, within the budget (:class:`~.active_run.ActiveRun`); with ``nes``
 or ``spsa`` the model's part
 of the gradient is estimated from each step's antithetic probes, sent in one batch, the
 regulariser's is exact, and Adam steps for ``iterations`` steps. Either way the result carries
-whether it converged (:mod:`bbx.convergence`).
+whether it converged (:mod:`bbx.maths.convergence`).
 
 With ``nes`` or ``spsa``, :class:`SoftMaskRun` is the loop as a stepper: :meth:`~SoftMaskRun.run`
-steps with the run's own query (the device paths where they apply), and :mod:`bbx.lockstep` steps
+steps with the run's own query (the device paths where they apply), and :mod:`bbx.evaluation.lockstep` steps
 many runs through :meth:`~SoftMaskRun.probes` and :meth:`~SoftMaskRun.feed`, their probes scored
 in shared batches. Both go through the same estimate, regulariser and Adam step, so a run's
 numbers do not depend on who scored its probes. :class:`~.active_run.ActiveRun` is ``active``'s
@@ -23,13 +23,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..config import ExplainConfig
-from ..estimate import Draw, Estimator, background
-from ..explanation import Explanation
+from ..maths.estimate import Draw, Estimator, background
+from ..result.explanation import Explanation
 from ..model import Scores, TargetTerms
-from ..objective import Objective
-from ..optimize import Adam
-from ..perturb import BlurSpec, Perturber
-from ..query import MaskQuery
+from ..maths.objective import Objective
+from ..maths.optimize import Adam
+from ..maths.perturb import BlurSpec, Perturber
+from ..query.masks import MaskQuery
 from .active_run import ActiveRun
 from .context import Context
 from .epilogue import finished, shared_path
@@ -61,7 +61,7 @@ NES_SCALE = 8
 class SoftMaskRun:
     """One explanation's optimisation in progress: its mask, Adam state, directions and history.
 
-    ``shared``: its probes are scored by someone else (:mod:`bbx.lockstep`) in batches with other
+    ``shared``: its probes are scored by someone else (:mod:`bbx.evaluation.lockstep`) in batches with other
     runs', so its query takes the host path (:func:`~bbx.methods.epilogue.shared_path`: ``numpy``;
     ``reference`` for integer inputs), which builds model-format images that can be concatenated;
     a device path is refused.
@@ -168,7 +168,7 @@ class Stepper:
 
 
 def optimise(ctx: Context, cfg: ExplainConfig, loss: str) -> Explanation:
-    """Minimise ``loss`` (ftc, fntc or plain: :class:`~bbx.objective.Objective`) over the mask."""
+    """Minimise ``loss`` (ftc, fntc or plain: :class:`~bbx.maths.objective.Objective`) over the mask."""
     if cfg.estimator == "active":
         return ActiveRun(ctx, cfg, loss).run()
     return SoftMaskRun(ctx, cfg, loss).run()

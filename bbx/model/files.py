@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import ModelError
-from ..image import not_a_file
+from ..preprocess.image import not_a_file
 from .providers import first_line
 
 

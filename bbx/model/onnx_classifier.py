@@ -4,7 +4,7 @@
 conventions from the graph's signature and one real forward pass (:mod:`bbx.model.conventions`),
 and then scores batches, counting every image it is asked to score. Nothing inside the graph is
 read or changed. Besides the protocol's :meth:`scores`, it runs batches already on its device
-(IOBinding) for the query paths of :mod:`bbx.query`; those count through the same
+(IOBinding) for the query paths of :mod:`bbx.query.masks`; those count through the same
 :meth:`~bbx.model.protocol.Classifier.count`.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import preprocess as pp
 from ..errors import ModelError, OptionError
-from ..labels import read_labels_file, resolve_labels
+from .labels import read_labels_file, resolve_labels
 from .conventions import (DTYPES, MAX_CALL_BYTES, OutputInfo, check_declared_classes, detection_batch, image_bytes,
                           image_input, images_per_call, io_desc, scores_output, squeeze)
 from .files import external_locations, load_graph
@@ -143,13 +143,13 @@ class OnnxClassifier(Classifier):
 
     def run_bound(self, x: Any, n: int) -> Any:
         """Like :meth:`score_bound`, but the scores stay on :attr:`device` as an ``OrtValue`` (all
-        rows, padding included), for a graph that reads them there (``bbx.query``'s back graph)."""
+        rows, padding included), for a graph that reads them there (``bbx.query.masks``'s back graph)."""
         self._run_bound(x, n, self.device)
         return self._binding.get_outputs()[0]
 
     def run_binding(self, session: Any, binding: Any, n: int) -> None:
         """Run ``session`` with its prepared IOBinding: this model's own, or a graph that holds this
-        model (``bbx.query``'s fused path). Counts ``n`` queries; a failure is the model's."""
+        model (``bbx.query.masks``'s fused path). Counts ``n`` queries; a failure is the model's."""
         self.guard.run(lambda options: session.run_with_iobinding(binding, options), f"a batch of {n}")
         self.count(n)
 

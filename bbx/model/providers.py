@@ -1,7 +1,7 @@
 """Where the model runs: onnxruntime's providers, CUDA and its options, and the sessions bbx opens.
 
 :class:`Runtime` opens the model's own session and, with the same providers and options, the
-small graphs that :mod:`bbx.query` runs around it: a composed graph must run the model's nodes as
+small graphs that :mod:`bbx.query.masks` runs around it: a composed graph must run the model's nodes as
 the model's own session does.
 """
 

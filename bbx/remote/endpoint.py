@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import preprocess as pp
 from ..errors import EndpointError, ModelError, OptionError, TooLargeError
-from ..labels import read_labels_file, resolve_labels
+from ..model.labels import read_labels_file, resolve_labels
 from ..model import Classifier, OutputInfo, Scores
 from ..model.conventions import _hint_rank, _kind, image_input
 from . import oip

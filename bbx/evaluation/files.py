@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from ._io import atomic_write, open_regular, write_json
-from .errors import OutputError
+from .._io import atomic_write, open_regular, write_json
+from ..errors import OutputError
 
 RESULTS, SETTINGS, LOCK = "results.jsonl", "settings.json", ".lock"
 RECORD_FORMAT = 2  # 2: records keyed by the photo's sha256, external data pinned, errors recorded

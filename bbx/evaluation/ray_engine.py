@@ -1,10 +1,10 @@
 """``bbx evaluate --ray``: the photos spread over Ray workers, the lines written by the driver alone.
 
 Each task is one photo's jobs (every method and seed not done yet), run by a worker with the
-same code as one process (:func:`bbx.evaluate.run_jobs`, soft masks in lockstep), on the
+same code as one process (:func:`bbx.evaluation.runner.run_jobs`, soft masks in lockstep), on the
 worker's own copy of the model, opened once per worker process. A worker holds one CPU slot, or
 one GPU when the model runs on CUDA. The driver keeps the lock, the settings and the JSON lines
-(:func:`bbx.evaluate.run_ledger`): a photo's lines are appended when its task comes back, so
+(:func:`bbx.evaluation.runner.run_ledger`): a photo's lines are appended when its task comes back, so
 resume and exactly-once are those of one process. A worker that dies mid-photo costs that photo a
 retry (Ray reruns the task; nothing of it was written); an error in bbx itself (a bad image) is
 not retried: it stops the evaluation with its one line, the finished photos' lines kept.
@@ -17,10 +17,10 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from .errors import BbxError, OptionError
-from .evaluate import EvalConfig, Job, Outcome, Progress, run_jobs, run_ledger
+from ..errors import BbxError, OptionError
+from .runner import EvalConfig, Job, Outcome, Progress, run_jobs, run_ledger
 from .lockstep import default_width
-from .model import BlackBox
+from ..model import BlackBox
 
 #: tries of a photo whose worker died, after the first
 RETRIES = 3
@@ -42,14 +42,14 @@ def evaluate_on_ray(model: BlackBox, open_model: Callable[[], BlackBox], images:
                     config: EvalConfig, out: str | Path, *, address: str | None = None,
                     progress: Progress | None = None, lockstep: int | None = None,
                     retries: int = RETRIES, gpu: bool | None = None, strict: bool = False) -> Outcome:
-    """:func:`bbx.evaluate.evaluate` with the photos spread over Ray workers.
+    """:func:`bbx.evaluation.runner.evaluate` with the photos spread over Ray workers.
 
     ``model``: the driver's copy, for the settings it pins. ``open_model()``: opens the same model
     in a worker (picklable: ``functools.partial(OnnxClassifier, path, threads=1)``). ``address``:
     a running cluster's (``ray start --head`` prints it; ``auto`` finds the local one); None: the
     cluster this process is connected to, else a new local one, shut down at the end.
     ``gpu``: one GPU per worker (default: when ``model`` runs on CUDA), else one CPU slot.
-    ``strict``: as :func:`bbx.evaluate.evaluate`'s (the driver reads every photo before it spreads them).
+    ``strict``: as :func:`bbx.evaluation.runner.evaluate`'s (the driver reads every photo before it spreads them).
     """
     ray = require_ray()
     if lockstep is not None and lockstep < 1:

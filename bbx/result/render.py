@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ._io import atomic_write, clear_stale, ensure_dir, json_text
-from .errors import OutputError
+from .._io import atomic_write, clear_stale, ensure_dir, json_text
+from ..errors import OutputError
 from .findings import phi_readable
 
 if TYPE_CHECKING:  # an Explanation saves itself through this module

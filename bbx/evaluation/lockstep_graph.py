@@ -5,8 +5,8 @@ costs more than the model's own run. This graph takes what is small: each probe'
 the index of the explanation it belongs to, and, kept on the device between steps, every
 in-flight explanation's ``norm(h(X))`` and ``gain * (X - h(X))``; it upsamples, gathers and
 blends there, and its output is bound straight to the model's input (IOBinding). The model itself
-is never read or changed. Same operators as :mod:`bbx._graphs`' front (Resize with half-pixel
-linear interpolation = :func:`bbx.perturb.upsample`), so the images agree with the host's to
+is never read or changed. Same operators as :mod:`bbx.query.graphs`' front (Resize with half-pixel
+linear interpolation = :func:`bbx.maths.perturb.upsample`), so the images agree with the host's to
 float rounding.
 """
 
@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .model import OnnxClassifier, Scores, pad_batch
+from ..model import OnnxClassifier, Scores, pad_batch
 
 OPSET = 17
 _SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()

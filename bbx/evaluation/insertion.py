@@ -12,9 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .metrics import top_mask
-from .model import OnnxClassifier
-from .perturb import BlurSpec, Perturber
+from ..result.metrics import top_mask
+from ..model import OnnxClassifier
+from ..maths.perturb import BlurSpec, Perturber
 
 #: Areas of the blur-insertion curve, in percent of the image's pixels.
 AREAS = (0.5, 1.0, 2.0, 5.0, 10.0)
@@ -38,7 +38,7 @@ def blur_top(
 
     ``source`` is the image's :class:`Perturber` or its ``(H, W, 3)`` 0-1 model view (blurred
     with ``blur_spec``). One query per fraction. Ties are broken in raster order
-    (:func:`bbx.metrics.top_mask`): where a heatmap marks fewer pixels than asked, the rest of
+    (:func:`bbx.result.metrics.top_mask`): where a heatmap marks fewer pixels than asked, the rest of
     the area is unmarked pixels from the top of the image.
     """
     return [float(p) for p in blur_top_probs(model, source, heatmap, fractions, blur_spec)[:, cls]]

@@ -38,22 +38,22 @@ class Explanation:
     config: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     source: str = ""
-    #: whether an optimised mask converged (bbx.convergence.Convergence.summary()); empty for searches
+    #: whether an optimised mask converged (bbx.maths.convergence.Convergence.summary()); empty for searches
     convergence: dict[str, Any] = field(default_factory=dict)
     traffic: dict[str, int] | None = None  # an endpoint's: images answered, requests, retries ... (bbx.remote)
     device: str = ""  # where the model ran ("cpu" or "cuda"): ``seconds`` means little without it
-    #: one line for each way it found nothing (:mod:`bbx.findings`): empty mask, worse target, constant model
+    #: one line for each way it found nothing (:mod:`bbx.result.findings`): empty mask, worse target, constant model
     notes: list[str] = field(default_factory=list)
     #: the photo as loaded (h, w, 3) uint8, None when the image came at the model's size
     photo: np.ndarray | None = None
-    #: what reproduces it: preprocessing with sources, model hash, versions, time (:mod:`bbx.provenance`)
+    #: what reproduces it: preprocessing with sources, model hash, versions, time (:mod:`bbx.result.provenance`)
     provenance: dict[str, Any] = field(default_factory=dict)
     #: where the model's input sits on the photo (:func:`bbx.preprocess.geometry`), None without a photo
     geometry: Any = None
 
     @property
     def phi_text(self) -> str:
-        """φ as a person reads it (:func:`bbx.findings.phi_text`)."""
+        """φ as a person reads it (:func:`bbx.result.findings.phi_text`)."""
         from .findings import phi_text
 
         return phi_text(self.top1_prob_before, self.top1_prob_after)
@@ -90,7 +90,7 @@ class Explanation:
         the image came at the model's size and there is no photo."""
         if self.photo is None or self.geometry is None:
             return None
-        from .preprocess import to_photo
+        from ..preprocess import to_photo
 
         heat = np.asarray(self.heatmap, dtype=np.float32)
         return to_photo(heat, self.geometry, fill=0.0), to_photo(1.0 - heat, self.geometry, fill=1.0)

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .defaults import BETA, GAMMA, LAMBDA1, LAMBDA2
-from .errors import OptionError
-from .model.scores import Scores, TargetTerms
+from ..defaults import BETA, GAMMA, LAMBDA1, LAMBDA2
+from ..errors import OptionError
+from ..model.scores import Scores, TargetTerms
 
 METHODS = ("ftc", "fntc", "plain")  # the losses, by the name of the method that minimises each
 

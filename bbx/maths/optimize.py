@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .defaults import BETA1, BETA2, LR
+from ..defaults import BETA1, BETA2, LR
 
 
 @dataclass

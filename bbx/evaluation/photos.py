@@ -6,9 +6,9 @@ import glob
 from pathlib import Path
 from typing import Sequence
 
-from .errors import ImageError, OptionError
-from .eval_files import file_sha256
-from .image import load_rgb
+from ..errors import ImageError, OptionError
+from .files import file_sha256
+from ..preprocess.image import load_rgb
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 

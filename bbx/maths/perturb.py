@@ -13,8 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .defaults import KERNEL, MASK_SIZE, SIGMA
-from .errors import OptionError
+from ..defaults import KERNEL, MASK_SIZE, SIGMA
+from ..errors import OptionError
 
 MASK_SHAPE = (MASK_SIZE, MASK_SIZE)
 

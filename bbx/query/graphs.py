@@ -1,4 +1,4 @@
-"""bbx's own small ONNX graphs around the model, and their composition with it (used by :mod:`bbx.query`).
+"""bbx's own small ONNX graphs around the model, and their composition with it (used by :mod:`bbx.query.masks`).
 
 * front: ``(masks[B,1,h,w], centre, rows, base, delta) -> x``: the probes' masks (given, or formed
   as centre ± offsets on the device), their bilinear upsampling and the blend of Q(X; M), already in
@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-#: Resize's half-pixel coordinates (the bilinear upsampling of :func:`bbx.perturb.upsample`) came in opset 11
+#: Resize's half-pixel coordinates (the bilinear upsampling of :func:`bbx.maths.perturb.upsample`) came in opset 11
 MIN_OPSET = 11
 STANDALONE_OPSET = 17
 
@@ -66,7 +66,7 @@ def _front(b: _Builder, size: tuple[int, int], layout: str, dtype: np.dtype, out
     ``centre - masks`` (float32 [1,1,h,w] and [B,1,h,w]): with ``centre`` 0 and ``rows`` B, the
     masks as given; with the mask M as ``centre`` and a step's c u as ``masks``, its 2B antithetic
     probes, formed on the device from half the bytes. Resize with ``half_pixel`` linear
-    interpolation is :func:`bbx.perturb.upsample`'s bilinear upsampling."""
+    interpolation is :func:`bbx.maths.perturb.upsample`'s bilinear upsampling."""
     from onnx import TensorProto
 
     given, centre = b.name("masks"), b.name("centre")

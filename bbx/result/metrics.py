@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .defaults import THRESHOLD
+from ..defaults import THRESHOLD
 
 
 @dataclass(frozen=True)

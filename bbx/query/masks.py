@@ -18,7 +18,7 @@ Five paths give the same numbers (tests check it); they differ in where the work
   Needs the target class; for a model that outputs probabilities it is ``onnx``.
 * ``fused``: ``device`` (or ``onnx`` without a target or with probabilities) as one graph: the
   front graph, the model's own nodes and weights untouched, and the back graph, composed
-  (:func:`bbx._graphs.compose`) and run as one session, one launch per batch instead of two or
+  (:func:`bbx.query.graphs.compose`) and run as one session, one launch per batch instead of two or
   three. Where the model cannot be composed (opset before 11, over 2 GB) it warns and chains.
   The CUDA default (``auto``, which chains without the warning).
 """
@@ -32,13 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from . import _graphs
-from ._graphs import FrontNames, back_graph, front_graph
-from .config import QUERY_PATHS
-from .errors import ModelError, OptionError
-from .model import BlackBox, OnnxClassifier, Scores, TargetTerms, pad_batch
-from .perturb import Perturber
-from .preprocess import normalise, to_model_input
+from . import graphs as _graphs
+from .graphs import FrontNames, back_graph, front_graph
+from ..config import QUERY_PATHS
+from ..errors import ModelError, OptionError
+from ..model import BlackBox, OnnxClassifier, Scores, TargetTerms, pad_batch
+from ..maths.perturb import Perturber
+from ..preprocess import normalise, to_model_input
 
 _GRAPH_PATHS = ("onnx", "device", "fused")  # graphs run by onnxruntime beside the model
 
@@ -48,7 +48,7 @@ class MaskQuery:
 
     Returns :class:`~bbx.model.Scores`, or, on the ``device`` and ``fused`` paths with a target,
     only the :class:`~bbx.model.TargetTerms` of ``target`` (what
-    :meth:`bbx.objective.Objective.model_loss` reads). :attr:`query_path` is the path taken.
+    :meth:`bbx.maths.objective.Objective.model_loss` reads). :attr:`query_path` is the path taken.
     """
 
     def __init__(self, model: BlackBox, perturber: Perturber, query_path: str = "auto",
@@ -133,7 +133,7 @@ class MaskQuery:
     def model_input(self, masks: np.ndarray) -> np.ndarray:
         """The perturbed images of ``(B, h, w)`` masks in the model's own input format (layout, scale,
         dtype), built on the host: what :meth:`~bbx.model.protocol.Classifier.score_tensor` scores.
-        Probes of several explanations concatenated this way share one model call (:mod:`bbx.lockstep`).
+        Probes of several explanations concatenated this way share one model call (:mod:`bbx.evaluation.lockstep`).
         The host paths only."""
         masks = np.asarray(masks, dtype=np.float32)
         if self.query_path == "reference":
@@ -221,7 +221,7 @@ def _bind_images(session: Any, model: OnnxClassifier, base: np.ndarray, delta: n
 @dataclass(frozen=True)
 class _Feed:
     """One call's front inputs: the probes are the first ``rows`` of ``centre + masks`` then
-    ``centre - masks`` (``bbx._graphs``' front)."""
+    ``centre - masks`` (``bbx.query.graphs``' front)."""
 
     masks: np.ndarray  # float32 (B, 1, h, w)
     centre: np.ndarray  # float32 (1, 1, h, w)

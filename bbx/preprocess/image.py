@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import ImageError
+from ..errors import ImageError
 
 #: Largest image bbx decodes (pixels); bigger files are refused as possible decompression bombs.
 MAX_PIXELS = 64_000_000

@@ -2,11 +2,11 @@
 
 A job is (image, method, seed). Each finished job is appended to ``results.jsonl`` as one
 synced line (:func:`bbx._io.append_line`) when it finishes, so a killed run loses at most the jobs in
-flight (K in lockstep: :mod:`bbx.lockstep`; the photos on Ray workers: :mod:`bbx.ray_engine`); a
+flight (K in lockstep: :mod:`bbx.evaluation.lockstep`; the photos on Ray workers: :mod:`bbx.evaluation.ray_engine`); a
 rerun reads the file, drops a torn last line and runs only what is missing. ``settings.json``
 pins what changes the numbers (the model, explain settings, areas): resuming with
 other settings would mix incomparable results, so it is refused. The tables are computed
-from the lines alone (:mod:`bbx.summary`).
+from the lines alone (:mod:`bbx.evaluation.summary`).
 """
 
 from __future__ import annotations
@@ -18,21 +18,21 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
-from . import methods as registry
-from ._io import append_line, clear_stale, ensure_dir
-from .config import ExplainConfig
-from .defaults import EVAL_SEEDS
-from .errors import ImageError, OptionError
-from .eval_files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, lock,  # noqa: F401
+from .. import methods as registry
+from .._io import append_line, clear_stale, ensure_dir
+from ..config import ExplainConfig
+from ..defaults import EVAL_SEEDS
+from ..errors import ImageError, OptionError
+from .files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, lock,  # noqa: F401
                          read_records, record_key)
-from .explanation import Explanation
+from ..result.explanation import Explanation
 from .insertion import AREAS, blur_top_probs
 from .lockstep import default_width, explain_many
-from .methods.epilogue import SHAREABLE_PATHS
-from .metrics import phi
-from .model import BlackBox
-from .perturb import BlurSpec, Perturber
-from .photos import IMAGE_SUFFIXES, find_images, photo_content  # noqa: F401  (bbx.evaluate.find_images)
+from ..methods.epilogue import SHAREABLE_PATHS
+from ..result.metrics import phi
+from ..model import BlackBox
+from ..maths.perturb import BlurSpec, Perturber
+from .photos import IMAGE_SUFFIXES, find_images, photo_content  # noqa: F401  (bbx.evaluation.runner.find_images)
 
 LOSS_POINTS = 21  # the loss history a record keeps, evenly thinned: enough to see its trend
 
@@ -151,8 +151,8 @@ def evaluate(
 
     A photo that cannot be read is skipped with an error record (its jobs run again next time);
     with ``strict``, it stops the evaluation instead. ``lockstep``: how many soft-mask explanations
-    are in flight, their probes scored in shared batches (:mod:`bbx.lockstep`); default
-    (:func:`~bbx.lockstep.default_width`): 1 on the CPU, else as many as fill the model's batch
+    are in flight, their probes scored in shared batches (:mod:`bbx.evaluation.lockstep`); default
+    (:func:`~bbx.evaluation.lockstep.default_width`): 1 on the CPU, else as many as fill the model's batch
     ceiling. 1: one at a time, each on its method's own query path.
     """
     k = default_width(model, config.explain) if lockstep is None else lockstep

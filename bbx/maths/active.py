@@ -95,7 +95,7 @@ def optimise(loss: LossFn, regularizer: RegFn, shape: tuple[int, int], budget: i
 def optimise_steps(regularizer: RegFn, shape: tuple[int, int], budget: int, loss_at_ones: float, lambda2: float,
                    settings: ActiveSet = ActiveSet(),
                    progress: Progress | None = None) -> Generator[np.ndarray, np.ndarray, ActiveResult]:
-    """:func:`optimise` as a generator, for a caller that scores the probes itself (:mod:`bbx.lockstep`
+    """:func:`optimise` as a generator, for a caller that scores the probes itself (:mod:`bbx.evaluation.lockstep`
     scores many explanations' together): it yields each batch of probe masks ``(B, h, w)`` and is
     sent their model losses ``(B,)``, one query each; it returns the :class:`ActiveResult`."""
     s = settings

@@ -1,7 +1,7 @@
 """Tables of an evaluation, computed from its JSON lines alone (Markdown and CSV).
 
 Seeds of one image are not independent samples: each image's runs are averaged first, and
-means and 95% confidence intervals (Student t, :func:`bbx.metrics.mean_ci`) are over images.
+means and 95% confidence intervals (Student t, :func:`bbx.result.metrics.mean_ci`) are over images.
 φ depends strongly on how sure the model already is (its residual 1 - f_h(X) is the
 denominator), so the same table is repeated per bin of the original top-1 probability.
 """
@@ -18,12 +18,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from . import methods as registry
-from ._io import atomic_write
-from .defaults import PHI_MIN_RESIDUAL
-from .findings import phi_readable
-from .metrics import mask_correlation, mean_ci, top_iou
-from .perturb import upsample
+from .. import methods as registry
+from .._io import atomic_write
+from ..defaults import PHI_MIN_RESIDUAL
+from ..result.findings import phi_readable
+from ..result.metrics import mask_correlation, mean_ci, top_iou
+from ..maths.perturb import upsample
 
 #: Edges of the confidence bins (original top-1 probability); the last bin includes 1.
 CONFIDENCE_BINS = (0.0, 0.5, 0.8, 0.95, 1.0)
@@ -49,7 +49,7 @@ class Row:
     seconds: float  # per run, the method's own
     phi_at_area: tuple[float, ...]  # blur-insertion curve
     below_reference: tuple[bool, ...]  # φ at that area under occlusion's, on the images both have
-    converged: float = float("nan")  # share of runs whose objective converged (bbx.convergence); nan: none report it
+    converged: float = float("nan")  # share of runs whose objective converged (bbx.maths.convergence); nan: none report it
     objective_gain: float = float("nan")  # mean J(1) - J(M) over runs that report it: > 0 = below M = 1
 
 
@@ -210,7 +210,7 @@ def to_markdown(s: Summary) -> str:
         "are the method's own (the insertion curve adds one query per area). "
         f"φ@a%: φ after blurring, hard, the top a% pixels of the heatmap; {BELOW} = below "
         f"{REFERENCE} at that area (on the images both have). converged: share of runs whose "
-        "objective stopped improving below its value at M = 1 (bbx.convergence); J(1) − J: mean drop of "
+        "objective stopped improving below its value at M = 1 (bbx.maths.convergence); J(1) − J: mean drop of "
         "the objective from M = 1 (positive = the mask is better than no mask); – for methods that "
         "optimise no objective.",
         "",

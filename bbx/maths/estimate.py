@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterator, TypeVar
 
 import numpy as np
 
-from .defaults import ESTIMATOR, PAIRS, PROBE_STEP
-from .errors import OptionError
+from ..defaults import ESTIMATOR, PAIRS, PROBE_STEP
+from ..errors import OptionError
 from .perturb import upsample
 
 ESTIMATORS = ("nes", "spsa")
@@ -29,7 +29,7 @@ T = TypeVar("T")
 
 LossFn = Callable[[np.ndarray], np.ndarray]  # (B, h, w) masks -> (B,) losses, one query each
 #: (mask (h, w), offsets (P, h, w)) -> the 2P losses of mask + offsets then mask - offsets, for a
-#: model side that forms the probes itself (bbx.query's front graph, on the GPU)
+#: model side that forms the probes itself (bbx.query.masks's front graph, on the GPU)
 PairsLossFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
@@ -39,7 +39,7 @@ class Estimator:
     pairs: int = PAIRS
     step: float = PROBE_STEP  # c: finite-difference step in mask units
     resolution: int | None = None  # direction grid side; None = the mask's own
-    #: the probes' dtype. float32 where the loss reads float32 anyway (the model's side, bbx.query):
+    #: the probes' dtype. float32 where the loss reads float32 anyway (the model's side, bbx.query.masks):
     #: summed in float64 and rounded once, the same numbers as a float64 array cast later, without
     #: that second pass over 2P masks per step
     dtype: str = "float64"
