@@ -85,7 +85,7 @@ def evaluate(
     summary = summarise(outcome.records)
     md, csv = summary.write(out)
     typer.echo(summary.markdown())
-    if getattr(m, "traffic", None) is not None:
+    if m.traffic is not None:
         typer.echo(traffic_line(m.traffic))
     typer.echo(shown(f"wrote {outcome.path}, {md}, {csv}"))
 

@@ -79,9 +79,9 @@ def explain(
     line = default_note(m)
     if line:
         note(line)
-    endpoint = getattr(m, "traffic", None) is not None
-    if endpoint and cfg.budget is not None:
-        m.client.cap_more(cfg.budget)  # --budget: a hard cap on the images the endpoint answers from here on
+    endpoint = m.traffic is not None
+    if cfg.budget is not None:
+        m.cap_answers(cfg.budget)  # --budget: a hard cap on the images an endpoint answers from here on
     with StepBar(f"{cfg.method} {Path(image).name}", enabled=not quiet, value=methods.get(cfg.method).reports) as bar:
         e = run_explain(m, image, target=target, config=cfg, progress=bar.update)
     e.provenance["command"] = command_line()

@@ -29,29 +29,57 @@ from ..explain import explain, resolve
 from ..result.explanation import Explanation
 from ..methods import Context, Progress
 from .lockstep_graph import DeviceImages
-from ..model import BlackBox, OnnxClassifier, Scores, pad_batch
+from ..model import BlackBox, Classifier, Scores, pad_batch
 
 
-class Tally:
-    """A shared model as one explanation sees it: everything forwarded, only its own queries counted.
+class Tally(Classifier):
+    """A shared model as one explanation sees it: the same black box, counting only its own queries.
 
     Its own calls (scoring X, the final Q) are counted by what they add to the shared model's
     count (one caller at a time); a shared batch is counted on the model once and charged to
-    each explanation for its own probes (:meth:`charge`).
+    each explanation for its own probes (:meth:`charge`). It offers no graph to run beside the
+    model (:meth:`onnx`): such a graph would count on the shared model, not here.
     """
 
     def __init__(self, model: BlackBox):
         self.shared = model
+        self.name, self.device, self.max_batch = model.name, model.device, model.max_batch
+        self.input, self.output, self.reveals = model.input, model.output, model.reveals
+        self.spec, self.spec_sources = model.spec, model.spec_sources
+        self.labels, self.labels_source = model.labels, model.labels_source
         self.queries = 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.shared, name)
+    @property
+    def revealed(self) -> int:
+        return self.shared.revealed
+
+    @property
+    def traffic(self) -> dict[str, int] | None:
+        return self.shared.traffic
+
+    def identity(self) -> dict[str, Any]:
+        return self.shared.identity()
+
+    def describe(self) -> dict[str, Any]:
+        return self.shared.describe()
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        return self.shared.prepare(rgb)
+
+    def batches(self, n: int) -> tuple[list[slice], int]:
+        return self.shared.batches(n)
+
+    def cap_answers(self, images: int) -> None:
+        self.shared.cap_answers(images)
 
     def scores(self, images: np.ndarray, real: int | None = None) -> Scores:
         return self._counted(self.shared.scores, images, real)
 
     def score_tensor(self, x: np.ndarray, real: int | None = None) -> Scores:
         return self._counted(self.shared.score_tensor, x, real)
+
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        raise TypeError("a tally scores through its shared model (scores, score_tensor), never a raw batch")
 
     def charge(self, n: int) -> None:
         """``n`` of this explanation's probes were scored in a shared batch (and counted there)."""
@@ -77,12 +105,13 @@ class SharedBatches:
         if where not in ("auto", "host", "device"):
             raise OptionError(f"shared batches are built on the host or the device, not {where!r}")
         floating = np.dtype(model.input.dtype).kind == "f"
-        if where == "device" and not (isinstance(model, OnnxClassifier) and floating):
+        backend = model.onnx() if floating else None
+        if where == "device" and backend is None:
             raise OptionError("probes are built on the device for a float-input ONNX model only")
         if where == "auto":
-            where = "device" if isinstance(model, OnnxClassifier) and model.device == "cuda" and floating else "host"
+            where = "device" if backend is not None and backend.device == "cuda" else "host"
         self.model, self.where = model, where
-        self._device = DeviceImages(model) if where == "device" else None
+        self._device = DeviceImages(backend) if where == "device" else None
         self._last: list[Any] = []  # the runs of the last round (held: their identities are not reused)
 
     def step(self, runs: Sequence[Any]) -> None:

@@ -248,7 +248,7 @@ def run_jobs(model: BlackBox, jobs: Sequence[Job], config: EvalConfig, k: int,
         return lambda s, n, _loss=0.0: report(job, s, n)
 
     requests = [(job, job.method, job.image, config.for_method(job.method, job.seed)) for job in jobs]
-    sent = dict(getattr(model, "traffic", {}))
+    sent = dict(model.traffic or {})
     for job, e in explain_many(model, requests, k, progress_of):
         rec = measured(model, job, e, config)
         if sent:  # an endpoint: what the wire carried since the last record (in lockstep, shared rounds)

@@ -78,8 +78,8 @@ class Explanation:
             top1_prob_before=float(p0[top1]), top1_prob_after=float(p1[top1]),
             phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
             queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
-            model=model.name, source=source, device=getattr(model, "device", ""),
-            notes=notes(mask, float(p0[k]), float(p1[k]), getattr(model.output, "constant", None)),
+            model=model.name, source=source, device=model.device,
+            notes=notes(mask, float(p0[k]), float(p1[k]), model.output.constant),
             photo=photo, provenance=dict(provenance or {}), geometry=geometry,
             convergence=dict(convergence or {}),
         )
