@@ -17,6 +17,7 @@ in order.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -28,6 +29,7 @@ from ..errors import OptionError
 from ..explain import explain, resolve
 from ..result.explanation import Explanation
 from ..methods import Context, Progress
+from ..methods.soft_run import Run
 from .lockstep_graph import DeviceImages
 from ..model import BlackBox, Classifier, Scores, pad_batch
 
@@ -92,6 +94,15 @@ class Tally(Classifier):
         return out
 
 
+@dataclass(frozen=True)
+class Flight:
+    """One explanation in flight: its request's key, its run and the tally of its queries."""
+
+    key: Hashable
+    run: Run
+    tally: Tally
+
+
 class SharedBatches:
     """Scores every in-flight run's step in shared calls: the images built on the host in the
     model's input format (:meth:`~bbx.query.masks.MaskQuery.model_input`, concatenated), or, for an ONNX
@@ -114,8 +125,10 @@ class SharedBatches:
         self._device = DeviceImages(backend) if where == "device" else None
         self._last: list[Any] = []  # the runs of the last round (held: their identities are not reused)
 
-    def step(self, runs: Sequence[Any]) -> None:
-        """One step of every run: their probes scored together, each run fed its own scores."""
+    def step(self, flights: Sequence[Flight]) -> None:
+        """One step of every run: their probes scored together, each run fed its own scores and
+        charged its own queries."""
+        runs = [f.run for f in flights]
         probes = [run.probes() for run in runs]
         if self._device is None:
             scores = self._on_host(runs, probes)
@@ -124,14 +137,14 @@ class SharedBatches:
             self._last = list(runs)
             scores = self._device.score([run.query.parts for run in runs], probes, changed)
         start = 0
-        for run, p in zip(runs, probes):
-            n = len(p)
-            run.ctx.model.charge(n)
+        for flight, p in zip(flights, probes):
+            n, run = len(p), flight.run
+            flight.tally.charge(n)
             run.shared_images = self.where
             run.feed(Scores(scores.raw[start: start + n], scores.kind))
             start += n
 
-    def _on_host(self, runs: Sequence[Any], probes: Sequence[np.ndarray]) -> Scores:
+    def _on_host(self, runs: Sequence[Run], probes: Sequence[np.ndarray]) -> Scores:
         """The probes' scores, their images built one model call at a time: a round of screens
         (hundreds of probes per run) never holds more than one call's images."""
         starts = np.cumsum([0, *(len(p) for p in probes)])
@@ -188,7 +201,7 @@ def explain_many(model: BlackBox, requests: Iterable[Request], k: int,
         raise OptionError(f"lockstep needs at least 1 explanation in flight, not {k}")
     shared = SharedBatches(model, where) if k > 1 else None
     queue = deque(requests)
-    flight: list[tuple[Hashable, Any]] = []
+    flight: list[Flight] = []
     while queue or flight:
         while queue and len(flight) < k:
             key, method, image, cfg = queue.popleft()
@@ -198,19 +211,15 @@ def explain_many(model: BlackBox, requests: Iterable[Request], k: int,
                 yield key, explain(model, image, config=cfg, method=spec.name, progress=report)
                 continue
             cfg = resolve(spec.name, cfg, {})
-            ctx = Context(Tally(model), image, None, spec.name, cfg.budget, report)
-            run = spec.stepper(ctx, cfg)
+            tally = Tally(model)
+            run = spec.stepper(Context(tally, image, None, spec.name, cfg.budget, report), cfg)
             if run.done:  # no step to take (a budget that allows none)
                 yield key, run.finish()
             else:
-                flight.append((key, run))
+                flight.append(Flight(key, run, tally))
         if not flight:
             continue
-        shared.step([run for _, run in flight])
-        still = []
-        for key, run in flight:
-            if run.done:
-                yield key, run.finish()
-            else:
-                still.append((key, run))
-        flight = still
+        shared.step(flight)
+        for done in [f for f in flight if f.run.done]:
+            yield done.key, done.run.finish()
+        flight = [f for f in flight if not f.run.done]

@@ -28,7 +28,7 @@ from .files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, lock,  # n
 from ..result.explanation import Explanation
 from .insertion import AREAS, blur_top_probs
 from .lockstep import default_width, explain_many
-from ..methods.epilogue import SHAREABLE_PATHS
+from ..methods.soft_run import SHAREABLE_PATHS
 from ..result.metrics import phi
 from ..model import BlackBox
 from ..maths.perturb import BlurSpec, Perturber
