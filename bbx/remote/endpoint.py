@@ -1,7 +1,7 @@
 """A classifier behind an Open Inference Protocol endpoint, as a black box like an ONNX file.
 
 :class:`EndpointClassifier` reads the model's metadata (``GET /v2/models/NAME``), works out the
-input's conventions from it as :class:`~bbx.model.OnnxClassifier` does from a graph, resolves the
+input's conventions from it as an ONNX file's are read from its graph, resolves the
 preprocessing from its sources (flags, a spec file given with --spec, a preset matched by the
 model's name, the endpoint's ``bbx.preprocess`` parameter), sends one real request to see what the
 endpoint reveals, and from then on scores batches of images over HTTP. The rest of bbx's black-box
