@@ -57,7 +57,8 @@ def mlserver(tmp_path_factory):
 
 #: files whose tests start servers (MLServer), browsers (chromium), clusters (Ray) or a corpus of
 #: subprocesses: the whole suite runs them on the default Python, the other Pythons skip them
-#: (tools/test_pythons.sh: ``-m "not slow"``)
+#: (tools/test_pythons.sh: ``-m "not slow"``), as they skip the tests marked slow one by one
+#: (whole explanations of the bundled model)
 SLOW_FILES = {"test_hardening.py", "test_remote.py", "test_remote_faults.py", "test_ray.py", "test_audit.py"}
 
 

@@ -486,6 +486,7 @@ def lite0():
     return bbx.OnnxClassifier(BUNDLED / "efficientnet_lite0.onnx")
 
 
+@pytest.mark.slow  # the bundled 224 px model through whole explanations
 @pytest.mark.parametrize("method", ["ftc", "fntc"])
 def test_bundled_model_target_probability_rises(lite0, method):
     e = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method=method, iterations=60, seed=0, estimator="nes")
@@ -494,6 +495,7 @@ def test_bundled_model_target_probability_rises(lite0, method):
     assert e.queries == 2 + 2 * 8 * 60
 
 
+@pytest.mark.slow  # the bundled 224 px model through whole explanations
 def test_bundled_model_seed_reproduces_the_mask_bit_for_bit(lite0):
     a = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method="ftc", iterations=15, seed=11, estimator="nes")
     b = bbx.explain(lite0, BUNDLED / "samples" / "chelsea.png", method="ftc", iterations=15, seed=11, estimator="nes")
@@ -514,6 +516,7 @@ def _readme_block(marker: str) -> str:
     return README.read_text(encoding="utf-8").split(f"<!-- {marker}:", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
 
 
+@pytest.mark.slow  # the bundled 224 px model through whole explanations
 def test_the_readme_default_explanation_gives_the_readme_figures(lite0):
     """`bbx explain` with no arguments, as the README shows it: greedy, the default method, at most its
     2,000 queries; a search, so no convergence verdict."""
@@ -525,6 +528,7 @@ def test_the_readme_default_explanation_gives_the_readme_figures(lite0):
     assert _printed(e) + "\n" in _readme_block("readme-cpu-run")  # the line the README quotes, figure for figure
 
 
+@pytest.mark.slow  # the bundled 224 px model through whole explanations
 def test_the_readme_soft_mask_explanation_gives_the_readme_figures(lite0):
     """`bbx explain --method ftc`, as the README shows it (CPU, the active estimator, at most 3,202
     queries): it converges, and the objective ends below its value at M = 1."""

@@ -186,6 +186,7 @@ def test_missing_path_is_one_line(world, tmp_path):
     assert proc.returncode == 2 and proc.stderr.startswith("bbx: error: no such") and len(proc.stderr.splitlines()) == 1
 
 
+@pytest.mark.slow  # the bundled 224 px model through whole explanations
 def test_sigkill_midway_then_rerun_finishes_each_job_once(world, tmp_path):
     out = tmp_path / "out"
     results = out / "results.jsonl"

@@ -63,6 +63,7 @@ def test_methods_without_a_stepper_run_alone_in_order(target_model):
     same(occ, bbx.explain(target_model, planted.photo(1), method="occlusion"))
 
 
+@pytest.mark.slow  # the bundled 224 px model through whole explanations
 @pytest.mark.skipif(not (BUNDLED / "efficientnet_lite0.onnx").is_file(), reason="bundled model missing")
 def test_bundled_model_in_lockstep_is_bit_identical_to_alone():
     lite0 = bbx.OnnxClassifier(BUNDLED / "efficientnet_lite0.onnx")
@@ -138,7 +139,7 @@ def test_the_default_width_is_one_on_the_cpu_and_fills_the_ceiling_elsewhere(tar
 
 
 def test_probes_built_on_the_device_score_as_on_the_host(target_model):
-    from bbx.evaluation.lockstep import SharedBatches
+    from bbx.evaluation.lockstep import Flight, SharedBatches
     from bbx.evaluation.lockstep_graph import DeviceImages
 
     runs = []
@@ -157,14 +158,15 @@ def test_probes_built_on_the_device_score_as_on_the_host(target_model):
     for run, p in zip(runs, probes):  # finish the round the scorer did not start
         run.ctx.model.charge(len(p))
         run.feed(Scores(host.raw[:len(p)], host.kind))
+    flights = [Flight(i, run, run.ctx.model) for i, run in enumerate(runs)]  # the tally each Context holds
     while not runs[0].done:
-        shared.step(runs)
+        shared.step(flights)
     explanations = [run.finish() for run in runs]
     assert all(e.queries == 2 + 2 * 20 * 3 and e.config["lockstep_images"] == "device" for e in explanations)
 
 
 def test_device_images_need_a_float_onnx_model(target_model):
-    from bbx.evaluation.lockstep import SharedBatches
+    from bbx.evaluation.lockstep import Flight, SharedBatches
 
     with pytest.raises(OptionError, match="host or the device"):
         SharedBatches(target_model, "gpu")
@@ -237,6 +239,7 @@ def test_active_in_lockstep_gives_each_explanation_its_numbers_alone(tmp_path):
     assert all(e.convergence["converged"] and e.queries == fntc[0].queries < 1500 for e in fntc)
 
 
+@pytest.mark.slow  # the bundled 224 px model through whole explanations
 @pytest.mark.skipif(not (BUNDLED / "efficientnet_lite0.onnx").is_file(), reason="bundled model missing")
 def test_bundled_model_with_the_active_estimator_in_lockstep_is_bit_identical_to_alone():
     lite0 = bbx.OnnxClassifier(BUNDLED / "efficientnet_lite0.onnx")
@@ -251,7 +254,7 @@ def test_bundled_model_with_the_active_estimator_in_lockstep_is_bit_identical_to
 
 
 def test_active_runs_stepped_by_hand_and_the_device_front(target_model):
-    from bbx.evaluation.lockstep import SharedBatches
+    from bbx.evaluation.lockstep import Flight, SharedBatches
 
     ctx = Context(Tally(target_model), faint(0, planted.A, 0.5), None, "ftc", 300)
     run = get("ftc").stepper(ctx, ExplainConfig(method="ftc", budget=300))
@@ -271,7 +274,7 @@ def test_active_runs_stepped_by_hand_and_the_device_front(target_model):
                            ExplainConfig(method=m, budget=300)) for s, m in ((0, "ftc"), (1, "fntc"))]
     shared = SharedBatches(target_model, "device")
     while any(not r.done for r in runs):
-        shared.step([r for r in runs if not r.done])
+        shared.step([Flight(i, r, r.ctx.model) for i, r in enumerate(runs) if not r.done])
     for r, e in zip(runs, (r.finish() for r in runs)):
         assert e.config["lockstep_images"] == "device" and e.queries <= 300
 
