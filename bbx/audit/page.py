@@ -38,6 +38,7 @@ class Report:
     class_images: dict[str, str] = field(default_factory=dict)  # class name -> mean heatmap file
     plots: dict[str, str] = field(default_factory=dict)  # caption -> plot file
     class_counts: list[tuple[str, int]] = field(default_factory=list)
+    recurring: Any = None  # recurring_view.Section: recurring regions (issue 33), shown first
 
 
 def esc(value: Any) -> str:
@@ -55,7 +56,10 @@ def write_page(folder: Path, report: Report) -> Path:
 
 def render(r: Report) -> str:
     parts = [_head(r.title), f"<body><header><h1>{esc(r.title)}</h1><p class=summary>{esc(r.summary)}</p>",
-             '<p id=broken class=warn hidden></p>', _nav(r), "</header><main>", _card(r.card, r.settings)]
+             '<p id=broken class=warn hidden></p>', _nav(r), "</header><main>"]
+    if r.recurring is not None:
+        parts.append(_recurring(r.recurring))
+    parts.append(_card(r.card, r.settings))
     if r.class_counts:
         parts.append(_dataset(r))
     if r.plots:
@@ -78,10 +82,26 @@ def _head(title: str) -> str:
 
 
 def _nav(r: Report) -> str:
-    links = [("card", "Model"), *([("dataset", "Data set")] if r.class_counts else []),
+    links = [*([("recurring", "Recurring regions")] if r.recurring is not None else []), ("card", "Model"), *([("dataset", "Data set")] if r.class_counts else []),
              *([("plots", "Plots")] if r.plots else []), ("gallery", "Gallery"),
              *([("classes", "Classes")] if r.classes else [])]
     return "<nav>" + " · ".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
+
+
+def _recurring(section: Any) -> str:
+    """Recurring regions: one sentence each with the mean map and example photos, or one line."""
+    parts = ["<section id=recurring><h2>Recurring regions</h2>"]
+    if not section.shown:
+        parts.append("".join(f"<p class=recurring-none>{esc(line)}</p>" for line in section.lines))
+    for item in section.shown:
+        examples = "".join(f'<figure><img loading=lazy src="{src(path)}" alt="{esc(name)}" onerror="bbxBroken(this)">'
+                           f"<figcaption>{esc(name)}</figcaption></figure>" for path, name in item.examples)
+        parts.append(f'<div class=recurring><p class=recurring-line><b>{esc(item.sentence)}</b></p><div class=row>'
+                     f'<figure><img src="{src(item.mean_map)}" alt="mean map" onerror="bbxBroken(this)">'
+                     f"<figcaption>{esc(item.caption)}</figcaption></figure>{examples}</div></div>")
+    parts.append(f'<p class=note>The test, its null and every number: <a href="{src(section.json_file)}">'
+                 f"{esc(section.json_file)}</a> (docs/audit.md).</p></section>")
+    return "".join(parts)
 
 
 def _kv(rows: Sequence[tuple[str, Any]]) -> str:
@@ -207,7 +227,8 @@ th.sortable{cursor:pointer;user-select:none}th[aria-sort=ascending]::after{conte
 #filters{margin:8px 0}#filters input[type=number]{width:5em}.cls{margin:12px 0;padding:8px;background:#fff;border:1px solid #e2e2e2}
 .cls figure img{width:160px;height:160px;image-rendering:pixelated}.thumbs{display:flex;flex-wrap:wrap;gap:6px}
 .thumb{display:flex;flex-direction:column;width:96px;font-size:11px;color:#333;text-decoration:none;overflow:hidden}
-.thumb img{width:96px;height:96px;object-fit:contain}.thumb.fragile{outline:2px solid #c00}img.broken{outline:2px dashed red}
+.thumb img{width:96px;height:96px;object-fit:contain}.recurring figure img{width:160px;height:160px;object-fit:contain}
+.recurring-line{font-size:15px;margin:4px 0}.thumb.fragile{outline:2px solid #c00}img.broken{outline:2px dashed red}
 """
 
 _SCRIPT = """

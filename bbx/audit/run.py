@@ -18,7 +18,8 @@ import numpy as np
 from .._io import ensure_dir
 from ..evaluation.runner import EvalConfig, Outcome, Progress, evaluate
 from ..maths.perturb import BlurSpec
-from . import data, images, plots
+from ..evaluation import recurring
+from . import data, images, plots, recurring_view
 from .card import model_card
 from .page import Report, write_page
 
@@ -65,6 +66,7 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
                                            images.class_heatmap([r.record for r in g.rows])).relative_to(out).as_posix()
     counts = Counter(r.top1_name for r in gallery)
     return Report(
+        recurring=recurring_section(model, records, method, blur, out),
         title=f"bbx audit: {Path(model.name).name}",
         summary=_summary(gallery, records, config),
         card=model_card(model, command),
@@ -75,6 +77,16 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
         plots=draw_plots(records, gallery, config, ensure_dir(out / "plots"), out),
         class_counts=sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
     )
+
+
+def recurring_section(model: Any, records: Sequence[dict[str, Any]], method: str, blur: BlurSpec,
+                      out: Path) -> recurring_view.Section:
+    """Recurring regions of the gallery's method: tested, blurred (counted queries), written to
+    ``recurring.json`` and drawn (issue 33)."""
+    found = recurring.blur_effects(recurring.find(records, method), records, model, blur)
+    path = recurring.write([found], out)
+    return recurring_view.draw(found, out, {r["image"]: r for r in recurring.primary(records, method)},
+                               model.prepare, path.name)
 
 
 def draw_plots(records: Sequence[dict[str, Any]], gallery: Sequence[data.Row], config: EvalConfig, folder: Path,
