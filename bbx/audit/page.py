@@ -250,7 +250,7 @@ th.sortable{cursor:pointer;user-select:none}th[aria-sort=ascending]::after{conte
 #filters{margin:8px 0}#filters input[type=number]{width:5em}.cls{margin:12px 0;padding:8px;background:#fff;border:1px solid #e2e2e2}
 .cls figure img{width:160px;height:160px;image-rendering:pixelated}.thumbs{display:flex;flex-wrap:wrap;gap:6px}
 .thumb{display:flex;flex-direction:column;width:96px;font-size:11px;color:#333;text-decoration:none;overflow:hidden}
-.thumb img{width:96px;height:96px;object-fit:contain}.recurring figure img{width:160px;height:160px;object-fit:contain}
+.thumb img{width:96px;height:96px;object-fit:contain}.recurring figure{max-width:200px}.recurring figure img{width:160px;height:160px;object-fit:contain;image-rendering:pixelated}
 .recurring-line{font-size:15px;margin:4px 0}.thumb.fragile{outline:2px solid #c00}img.broken{outline:2px dashed red}
 """
 
