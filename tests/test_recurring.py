@@ -168,3 +168,18 @@ def test_audit_says_in_one_line_when_there_is_no_region(stamp_world, tmp_path):
     assert run.returncode == 0, run.stderr
     page = (out / "index.html").read_text()
     assert page.count("class=recurring-none") == 1 and "No recurring region in the greedy heatmaps" in page
+
+
+def test_evaluate_appends_the_regions_to_summary_md_per_method(stamp_world, tmp_path):
+    out = tmp_path / "eval"
+    run = subprocess.run(["bbx", "evaluate", str(stamp_world["model"]), str(stamp_world["stamped"][0].parent),
+                          "--methods", "greedy,random", "--budget", "300", "--seeds", "1", "--out", str(out), "-q"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    summary = (out / "summary.md").read_text()
+    greedy = summary[summary.index("## Recurring regions (greedy)"):summary.index("## Recurring regions (random)")]
+    assert "- Recurring region (all photos): patch at rows" in greedy and "in 8 of 8 photos" in greedy
+    assert "random not tested: its heatmaps do not depend on the photo" in summary
+    data = json.loads((out / "recurring.json").read_text())["recurring"]
+    assert [d["method"] for d in data] == ["greedy", "random"] and data[0]["queries"] == 16
+    assert "Recurring region (all photos)" in run.stdout

@@ -18,7 +18,7 @@ Rows go to ``tools/results/recurring_flags.csv`` (one per data set) and a summar
 from __future__ import annotations
 
 import argparse
-import csv
+import os
 import sys
 import tempfile
 import time
@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import planted  # noqa: E402
 
+from bbx._io import write_csv  # noqa: E402
 from bbx.config import ExplainConfig  # noqa: E402
 from bbx.evaluation import recurring as er  # noqa: E402
 from bbx.evaluation.runner import EvalConfig, evaluate  # noqa: E402
@@ -91,13 +92,10 @@ def main() -> None:
         for kind in args.kinds.split(","):
             for i in range(args.datasets):
                 rows.append(one(kind, i, args, Path(tmp)))
+                rows[-1]["load_average"] = round(os.getloadavg()[0], 1)
                 print({k: rows[-1][k] for k in ("kind", "index", "flagged", "gained", "p", "involved", "iou")},
                       flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+                write_csv(args.out, rows)  # after each data set: an interrupted run keeps what it measured
     for kind in args.kinds.split(","):
         mine = [r for r in rows if r["kind"] == kind]
         flagged = [r for r in mine if r["flagged"]]
