@@ -91,7 +91,8 @@ class Comparison:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "model_a": self.name_a, "model_b": self.name_b, "method": self.method, "aggregate": self.aggregate(),
+            "model_a": self.name_a, "model_b": self.name_b, "method": self.method,
+            "aggregate": {k: _finite(v) for k, v in self.aggregate().items()},
             "missing": self.missing, "lines": self.lines(), "recurring_a": self.lines_a, "recurring_b": self.lines_b,
             "photos": [{"image": p.image, "top1_a": p.top1_a, "top1_b": p.top1_b, "prob_a": p.prob_a,
                         "prob_b": p.prob_b, "agree": p.agree, "confidence_change": p.confidence_change,
@@ -104,6 +105,7 @@ class Comparison:
 
 
 def _finite(v: float) -> float | None:
+    """JSON has no NaN: an undefined number is null."""
     return v if math.isfinite(v) else None
 
 
