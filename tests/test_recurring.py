@@ -119,7 +119,7 @@ def _found(world, photos, name):
 
 def test_a_planted_stamp_is_flagged_at_its_place_and_blurring_it_raises_the_class(stamp_world):
     found, queries = _found(stamp_world, stamp_world["stamped"], "ev-stamped")
-    (group, flag), = found.found
+    (group, flag), = found.flagged
     assert group.name == "all photos"
     assert rc.iou(rc.to_pixels(flag.region.cells, (SIZE, SIZE)), planted.patch_mask(STAMP, SIZE)) >= 0.5
     assert flag.region.p <= P_BOUND and len(flag.region.involved) == 8
@@ -131,7 +131,7 @@ def test_a_planted_stamp_is_flagged_at_its_place_and_blurring_it_raises_the_clas
 
 def test_the_same_model_on_photos_without_the_stamp_flags_nothing(stamp_world):
     found, queries = _found(stamp_world, stamp_world["clean"], "ev-clean")
-    assert found.found == [] and queries == 0
+    assert found.found == [] and found.flagged == [] and queries == 0
     assert found.lines()[0].startswith("No recurring region in the greedy heatmaps")
 
 
@@ -183,3 +183,24 @@ def test_evaluate_appends_the_regions_to_summary_md_per_method(stamp_world, tmp_
     data = json.loads((out / "recurring.json").read_text())["recurring"]
     assert [d["method"] for d in data] == ["greedy", "random"] and data[0]["queries"] == 16
     assert "Recurring region (all photos)" in run.stdout
+
+
+def test_a_region_whose_blurring_changes_nothing_recurs_but_is_not_flagged():
+    rng = np.random.default_rng(5)
+    recs = []
+    for i in range(8):
+        heat = np.zeros((28, 28))
+        for r, c in rng.integers(0, 24, (2, 2)):
+            heat[r:r + 4, c:c + 4] = 1.0  # two squares at random places
+        heat[11:16] = 0.8  # and the band, in every photo
+        recs.append({"image": f"/p/{i}.png", "method": "ftc", "seed": 0, "top1_name": "x", "top1_prob_before": 0.5,
+                     "top1_prob_after": 0.6, "input_size": [SIZE, SIZE], "mask": (1 - heat).tolist()})
+    result = er.find(recs, "ftc")
+    (_, found), = result.found
+    found.effect = er.Effect(delta_p=0.002, phi=0.4, raised=8, control_delta_p=0.0005, queries=16)
+    assert result.flagged == [] and result.lines()[0].startswith("No recurring region")
+    assert "1 place recurred in the heatmaps but blurring it raised p(top-1) by less than 0.01" in result.lines()[0]
+    found.effect = er.Effect(delta_p=0.05, phi=10.0, raised=8, control_delta_p=0.08, queries=16)
+    assert result.flagged == []  # helps, but no more than blurring as much elsewhere
+    found.effect = er.Effect(delta_p=0.2, phi=40.0, raised=8, control_delta_p=0.0, queries=16)
+    assert result.flagged and result.lines()[0].startswith("Recurring region (all photos): band at rows")

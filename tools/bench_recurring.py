@@ -64,12 +64,12 @@ def one(kind: str, index: int, args: argparse.Namespace, folder: Path) -> dict:
     explain_s = time.perf_counter() - start
     found = er.find(outcome.records, args.method, seed=index)
     er.blur_effects(found, outcome.records, model, BlurSpec())
-    regions = [f for _, f in found.found]
+    regions = [f for _, f in found.flagged]
     first = regions[0] if regions else None
     truth = planted.patch_mask(STAMP, SIZE)
     return {
         "kind": kind, "index": index, "photos": args.photos, "method": args.method, "budget": args.budget,
-        "flagged": len(regions), "gained": sum(er.gained(r) for r in outcome.records),
+        "flagged": len(regions), "recurred": len(found.found), "gained": sum(er.gained(r) for r in outcome.records),
         "p": first.region.p if first else "", "involved": len(first.region.involved) if first else "",
         "iou": rc.iou(rc.to_pixels(first.region.cells, (SIZE, SIZE)), truth) if first else "",
         "delta_p": first.effect.delta_p if first else "", "control_delta_p": first.effect.control_delta_p if first else "",

@@ -90,10 +90,10 @@ def main() -> None:
             found = er.blur_effects(er.find(outcome.records, args.method), outcome.records, model, BlurSpec())
             for line in found.lines():
                 print(kind, line, flush=True)
-            first = found.found[0][1] if found.found else None
+            first = found.flagged[0][1] if found.flagged else None
             out_rows.append({
                 "set": kind, "photos": args.photos, "method": args.method, "band_rows": args.rows,
-                "flagged": len(found.found), "gained": found.gained,
+                "flagged": len(found.flagged), "recurred": len(found.found), "gained": found.gained,
                 "first": first.description if first else "", "p": first.region.p if first else "",
                 "involved": len(first.region.involved) if first else "",
                 "iou_with_band": rc.iou(rc.to_pixels(first.region.cells, size), truth) if first else "",

@@ -54,7 +54,7 @@ def draw(result: Recurring, out: Path, records: dict[str, dict], prepare: Callab
          json_file: str) -> Section:
     """Pictures of every flagged region into ``out/img``; the section the page shows."""
     shown = []
-    for n, (group, found) in enumerate(result.found):
+    for n, (group, found) in enumerate(result.flagged):
         where = rc.to_pixels(found.region.cells, result.size).astype(bool)
         mean = rc.to_pixels(group.scan.mean, result.size)
         top = float(mean.max()) or 1.0

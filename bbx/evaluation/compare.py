@@ -139,6 +139,6 @@ def compare(records_a: Sequence[dict[str, Any]], records_b: Sequence[dict[str, A
 
 def unmatched(mine: Recurring, theirs: Recurring) -> list[str]:
     """Sentences of ``mine``'s regions that overlap none of ``theirs``'s (in any group)."""
-    other = [f.region.cells for _, f in theirs.found]
-    return [f.sentence(g.name, g.scan.p_floor) for g, f in mine.found
+    other = [f.region.cells for _, f in theirs.flagged]
+    return [f.sentence(g.name, g.scan.p_floor) for g, f in mine.flagged
             if all(rc.iou(f.region.cells, cells) < SAME_REGION for cells in other)]

@@ -37,6 +37,10 @@ from .insertion import hard_blur
 FAMILY_ALPHA = 0.05
 #: Besides all photos, at most this many predicted classes (the largest) are tested.
 MAX_CLASSES = 8
+#: A recurring region is flagged only when blurring it alone raises p(top-1) by this much on average
+#: (and by more than blurring as much elsewhere): heatmaps can recur where blurring changes nothing
+#: that matters (the image's border, a centre bias), which is not a shortcut (docs/audit.md).
+MIN_EFFECT = 0.01
 #: A photo whose explanation raised p(top-1) by no more than this marks no undesirable pixel: a
 #: search that gained nothing still returns cells (its ties), and they would recur wherever the
 #: model reads, whether or not the photos hold anything there.
@@ -65,16 +69,25 @@ class Effect:
     per_photo: list[float] = field(default_factory=list, repr=False)  # delta p, the group's order
     unreadable: int = 0  # photos that could not be read again (left out)
 
+    @property
+    def matters(self) -> bool:
+        """Blurring the region raises p(top-1) by :data:`MIN_EFFECT` or more, and by more than the control."""
+        return bool(self.delta_p >= MIN_EFFECT and self.delta_p > self.control_delta_p)
+
 
 @dataclass
 class Found:
-    """One flagged region of one group."""
+    """One recurring region of one group: flagged once blurring it is shown to matter."""
 
     region: rc.Region
     description: str
     pixel_box: tuple[int, int, int, int]
     images: list[str]  # the group's photos, in order; region.involved indexes them
     effect: Effect | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return self.effect is not None and self.effect.matters
 
     def sentence(self, group: str, floor: float) -> str:
         text = (f"Recurring region ({group}): {self.description}, in {len(self.region.involved)} of "
@@ -109,7 +122,13 @@ class Recurring:
 
     @property
     def found(self) -> list[tuple[Group, Found]]:
+        """Every region the test found (each is blurred)."""
         return [(g, f) for g in self.groups for f in g.found]
+
+    @property
+    def flagged(self) -> list[tuple[Group, Found]]:
+        """The regions whose blurring matters (:attr:`Effect.matters`): the ones the page reports."""
+        return [(g, f) for g, f in self.found if f.flagged]
 
     def lines(self) -> list[str]:
         """One sentence per flagged region, or the one line saying none was."""
@@ -117,11 +136,15 @@ class Recurring:
             return [f"Recurring regions: {self.method} not tested: {self.note}."]
         if not self.groups:
             return [f"Recurring regions: too few photos to test ({self.method}; at least {rc.MIN_PHOTOS})."]
-        if not self.found:
+        weak = len(self.found) - len(self.flagged)
+        aside = (f" {weak} place{'s' * (weak > 1)} recurred in the heatmaps but blurring {'them' if weak > 1 else 'it'} "
+                 f"raised p(top-1) by less than {MIN_EFFECT:g}, or no more than blurring as much elsewhere: "
+                 f"not flagged ({RECURRING_JSON}).") if weak else ""
+        if not self.flagged:
             tested = ", ".join(f"{g.name} ({len(g.images)})" for g in self.groups)
             return [f"No recurring region in the {self.method} heatmaps (tested: {tested}; "
-                    f"{self.gained} photos whose explanation raised p(top-1); family-wise α {FAMILY_ALPHA:g})."]
-        return [f.sentence(g.name, g.scan.p_floor) for g, f in self.found]
+                    f"{self.gained} photos whose explanation raised p(top-1); family-wise α {FAMILY_ALPHA:g})." + aside]
+        return [f.sentence(g.name, g.scan.p_floor) for g, f in self.flagged] + ([aside.strip()] if weak else [])
 
     def markdown(self) -> str:
         return "\n".join([f"## Recurring regions ({self.method})", "", *(f"- {line}" for line in self.lines()), "",
@@ -153,7 +176,7 @@ def _group_dict(g: Group) -> dict[str, Any]:
     return {
         "name": g.name, "photos": len(g.images), "alpha": g.scan.alpha, "threshold": g.scan.threshold,
         "regions": [{
-            "description": f.description, "box": list(f.pixel_box), "cells": np.argwhere(f.region.cells).tolist(),
+            "description": f.description, "flagged": f.flagged, "box": list(f.pixel_box), "cells": np.argwhere(f.region.cells).tolist(),
             "p": f.region.p, "peak": f.region.peak, "background": f.region.background, "area": f.region.area,
             "photos_involved": len(f.region.involved), "images_involved": [f.images[i] for i in f.region.involved],
             **({} if f.effect is None else {"blur": {
