@@ -81,6 +81,7 @@ def one(kind: str, index: int, args: argparse.Namespace, folder: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", type=int, default=40)
+    ap.add_argument("--first", type=int, default=0, help="index of the first data set (its photos' seeds follow)")
     ap.add_argument("--photos", type=int, default=16)
     ap.add_argument("--method", default="greedy")
     ap.add_argument("--budget", type=int, default=300)
@@ -90,7 +91,7 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds.split(","):
-            for i in range(args.datasets):
+            for i in range(args.first, args.first + args.datasets):
                 rows.append(one(kind, i, args, Path(tmp)))
                 rows[-1]["load_average"] = round(os.getloadavg()[0], 1)
                 print({k: rows[-1][k] for k in ("kind", "index", "flagged", "gained", "p", "involved", "iou")},

@@ -59,7 +59,7 @@ def main() -> None:
                      "per_photo_ms": round(1000 * statistics.median(times) / n, 2),
                      "load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count()})
         print(rows[-1], flush=True)
-    print(f"wrote {write_csv(args.csv, rows)}")
+        write_csv(args.csv, rows)  # after each count: an interrupted run keeps what it measured
 
 
 if __name__ == "__main__":
