@@ -140,7 +140,7 @@ def test_a_method_whose_heatmap_ignores_the_photo_is_not_tested():
              "top1_prob_after": 0.6, "input_size": [SIZE, SIZE], "mask": np.full((28, 28), 0.5).tolist()}
             for i in range(5)]
     result = er.find(recs, "random")
-    assert result.groups == [] and "do not depend on the photo" in result.lines()[0]
+    assert result.groups == [] and "is the same in every photo" in result.lines()[0]
 
 
 def test_audit_puts_the_region_first_and_writes_it_for_machines(stamp_world, tmp_path):
@@ -179,7 +179,7 @@ def test_evaluate_appends_the_regions_to_summary_md_per_method(stamp_world, tmp_
     summary = (out / "summary.md").read_text()
     greedy = summary[summary.index("## Recurring regions (greedy)"):summary.index("## Recurring regions (random)")]
     assert "- Recurring region (all photos): patch at rows" in greedy and "in 8 of 8 photos" in greedy
-    assert "random not tested: its heatmaps do not depend on the photo" in summary
+    assert "random not tested: its heatmap is the same in every photo" in summary
     data = json.loads((out / "recurring.json").read_text())["recurring"]
     assert [d["method"] for d in data] == ["greedy", "random"] and data[0]["queries"] == 16
     assert "Recurring region (all photos)" in run.stdout

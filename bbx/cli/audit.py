@@ -68,7 +68,7 @@ def audit(
     other = None if compare is None else load_model(compare, **_own_preprocessing(model_opts))
     with RunsBar("audit", f"audit of {len(photos)} photos", enabled=not quiet) as bar:
         result = run_audit(m, photos, config, out, progress=bar, command=command_line(), compare_with=other)
-    typer.echo(result.line())
     for line in result.report.recurring.lines + (result.report.compare.lines if result.report.compare else []):
         typer.echo(shown(line))
+    typer.echo(result.line())
     typer.echo(f"report: {shown(result.path)}")

@@ -84,15 +84,15 @@ def evaluate(
         typer.echo(f"bbx: skipped: {shown(rec['error'])} ({rec['method']} seed {rec['seed']})", err=True)
     summary = summarise(outcome.records)
     md, csv = summary.write(out)
-    typer.echo(summary.markdown())
-    _recurring(m, outcome.records, config, out, md)
+    typer.echo(_recurring(m, outcome.records, config, out, md))
     if getattr(m, "traffic", None) is not None:
         typer.echo(traffic_line(m.traffic))
-    typer.echo(shown(f"wrote {outcome.path}, {md}, {csv}"))
+    typer.echo(shown(f"wrote {outcome.path}, {md}, {csv}, {out / 'recurring.json'}"))
 
 
-def _recurring(m, records: list, config, out: Path, md: Path) -> None:
-    """Recurring regions of each method's heatmaps (issue 33): appended to summary.md, in recurring.json."""
+def _recurring(m, records: list, config, out: Path, md: Path) -> str:
+    """Recurring regions of each method's heatmaps (issue 33): appended to summary.md (whose whole
+    text is returned), in recurring.json."""
     from .._io import atomic_write
     from ..evaluation import recurring
     from ..maths.perturb import BlurSpec
@@ -101,10 +101,8 @@ def _recurring(m, records: list, config, out: Path, md: Path) -> None:
     found = [recurring.blur_effects(recurring.find(records, method), records, m, blur) for method in config.methods]
     text = md.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + recurring.markdown(found)
     atomic_write(md, lambda fh: fh.write(text), mode="w")
-    path = recurring.write(found, out)
-    for line in (line for r in found for line in r.lines()):
-        typer.echo(line)
-    typer.echo(shown(f"recurring regions: {path}"))
+    recurring.write(found, out)
+    return text
 
 
 def _partial_summary(out: Path) -> None:

@@ -220,7 +220,8 @@ def find(records: Sequence[dict[str, Any]], method: str, seed: int = 0) -> Recur
     size = tuple(recs[0]["input_size"]) if recs else (0, 0)
     grids = np.stack([rc.to_grid(heatmap(r)) for r in recs]) if recs else np.zeros((0, MASK_SIZE, MASK_SIZE))
     if len(grids) > 1 and np.all(grids == grids[:1]):  # e.g. random: one mask per seed, whatever the photo
-        return Recurring(method, size, [], time.perf_counter() - start, note="its heatmaps do not depend on the photo")
+        return Recurring(method, size, [], time.perf_counter() - start, note="its heatmap is the same in every photo "
+                         "(a mask that does not depend on the photo, as random's; or photos the model cannot tell apart)")
     gains = np.array([gained(r) for r in recs], dtype=bool)
     grids[~gains] = 0.0
     named = groups_of(recs)
