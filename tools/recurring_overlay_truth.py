@@ -2,18 +2,19 @@
 
 Per photo (the same 12 cuts, the same band): p(top-1) without the band, with it, whether the top-1
 stayed, and the change of p(top-1) when the band rows are blurred (hard, Eq. 1 blur). Prints rows
-and the mean; no file. Run: python tools/recurring_overlay_truth.py (scikit-image data path inside).
+and the mean; no file. Run: python tools/recurring_overlay_truth.py SKIMAGE_DATA_DIR
 """
 import sys, tempfile, numpy as np
 from pathlib import Path
-sys.path[:0]=['/work/wt-recurring','/work/wt-recurring/tools']
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / 'tools')]
 import audit_page_size, recurring_overlay as ro
 from PIL import Image
 from bbx.model import OnnxClassifier
 from bbx.preprocess.image import load_rgb
 from bbx.maths.perturb import Perturber, BlurSpec
 from bbx.evaluation.insertion import hard_blur
-sk=Path('/work/wt-confounds/.venv/lib/python3.11/site-packages/skimage/data')
+sk = Path(sys.argv[1])
 m=OnnxClassifier(ro.MODEL)
 with tempfile.TemporaryDirectory() as t:
     t=Path(t); (t/'s').mkdir()
