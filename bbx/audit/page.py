@@ -38,6 +38,8 @@ class Report:
     class_images: dict[str, str] = field(default_factory=dict)  # class name -> mean heatmap file
     plots: dict[str, str] = field(default_factory=dict)  # caption -> plot file
     class_counts: list[tuple[str, int]] = field(default_factory=list)
+    recurring: Any = None  # recurring_view.Section: recurring regions (issue 33), shown first
+    compare: Any = None  # compare_view.Section: a second model on the same photos (issue 33)
 
 
 def esc(value: Any) -> str:
@@ -55,7 +57,12 @@ def write_page(folder: Path, report: Report) -> Path:
 
 def render(r: Report) -> str:
     parts = [_head(r.title), f"<body><header><h1>{esc(r.title)}</h1><p class=summary>{esc(r.summary)}</p>",
-             '<p id=broken class=warn hidden></p>', _nav(r), "</header><main>", _card(r.card, r.settings)]
+             '<p id=broken class=warn hidden></p>', _nav(r), "</header><main>"]
+    if r.recurring is not None:
+        parts.append(_recurring(r.recurring))
+    if r.compare is not None:
+        parts.append(_compare(r.compare))
+    parts.append(_card(r.card, r.settings))
     if r.class_counts:
         parts.append(_dataset(r))
     if r.plots:
@@ -78,10 +85,46 @@ def _head(title: str) -> str:
 
 
 def _nav(r: Report) -> str:
-    links = [("card", "Model"), *([("dataset", "Data set")] if r.class_counts else []),
+    links = [*([("recurring", "Recurring regions")] if r.recurring is not None else []),
+             *([("compare", "Comparison")] if r.compare is not None else []), ("card", "Model"), *([("dataset", "Data set")] if r.class_counts else []),
              *([("plots", "Plots")] if r.plots else []), ("gallery", "Gallery"),
              *([("classes", "Classes")] if r.classes else [])]
     return "<nav>" + " · ".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
+
+
+def _recurring(section: Any) -> str:
+    """Recurring regions: one sentence each with the mean map and example photos, or one line."""
+    parts = ["<section id=recurring><h2>Recurring regions</h2>"]
+    if not section.shown:
+        parts.append("".join(f"<p class=recurring-none>{esc(line)}</p>" for line in section.lines))
+    for item in section.shown:
+        examples = "".join(f'<figure><img loading=lazy src="{src(path)}" alt="{esc(name)}" onerror="bbxBroken(this)">'
+                           f"<figcaption>{esc(name)}</figcaption></figure>" for path, name in item.examples)
+        parts.append(f'<div class=recurring><p class=recurring-line><b>{esc(item.sentence)}</b></p><div class=row>'
+                     f'<figure><img src="{src(item.mean_map)}" alt="mean map" onerror="bbxBroken(this)">'
+                     f"<figcaption>{esc(item.caption)}</figcaption></figure>{examples}</div></div>")
+    parts.append(f'<p class=note>The test, its null and every number: <a href="{src(section.json_file)}">'
+                 f"{esc(section.json_file)}</a> (docs/audit.md).</p></section>")
+    return "".join(parts)
+
+
+def _compare(section: Any) -> str:
+    """Two models: the aggregate sentences, then one row per photo, most different first."""
+    a, b = (esc(n) for n in section.names)
+    rows = []
+    for p in section.rows:
+        pics = "".join(f'<img loading=lazy src="{src(path)}" alt="{esc(who)}" title="{esc(who)}" '
+                       f'onerror="bbxBroken(this)">' for who, path in p.pictures)
+        rows.append(f'<tr class="{"" if p.agree else "warn"}"><td class=pics>{pics}</td><td>{esc(p.name)}</td>'
+                    f"<td>{esc(p.top1_a)}</td><td>{esc(p.top1_b)}</td><td class=num>{p.prob_a:.3f}</td>"
+                    f"<td class=num>{p.prob_b:.3f}</td><td class=num>{_num(p.r, '{:.2f}')[1]}</td>"
+                    f"<td class=num>{_num(p.iou, '{:.2f}')[1]}</td></tr>")
+    lines = "".join(f"<p class=compare-line>{esc(line)}</p>" for line in section.lines)
+    return (f"<section id=compare><h2>Comparison: {a} and {b}</h2>{lines}<table id=compare-table><thead><tr>"
+            f"<th>{a} · {b}</th><th>file</th><th>top-1 {a}</th><th>top-1 {b}</th><th>p {a}</th><th>p {b}</th>"
+            f"<th>r</th><th>IoU top 5 %</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            f'<p class=note>Most different first (a changed top-1, then the lowest r). Every number: '
+            f'<a href="{src(section.json_file)}">{esc(section.json_file)}</a>.</p></section>')
 
 
 def _kv(rows: Sequence[tuple[str, Any]]) -> str:
@@ -207,7 +250,8 @@ th.sortable{cursor:pointer;user-select:none}th[aria-sort=ascending]::after{conte
 #filters{margin:8px 0}#filters input[type=number]{width:5em}.cls{margin:12px 0;padding:8px;background:#fff;border:1px solid #e2e2e2}
 .cls figure img{width:160px;height:160px;image-rendering:pixelated}.thumbs{display:flex;flex-wrap:wrap;gap:6px}
 .thumb{display:flex;flex-direction:column;width:96px;font-size:11px;color:#333;text-decoration:none;overflow:hidden}
-.thumb img{width:96px;height:96px;object-fit:contain}.thumb.fragile{outline:2px solid #c00}img.broken{outline:2px dashed red}
+.thumb img{width:96px;height:96px;object-fit:contain}.recurring figure{max-width:200px}.recurring figure img{width:160px;height:160px;object-fit:contain;image-rendering:pixelated}
+.recurring-line{font-size:15px;margin:4px 0}.thumb.fragile{outline:2px solid #c00}img.broken{outline:2px dashed red}
 """
 
 _SCRIPT = """

@@ -18,7 +18,8 @@ import numpy as np
 from .._io import ensure_dir
 from ..evaluation.runner import EvalConfig, Outcome, Progress, evaluate
 from ..maths.perturb import BlurSpec
-from . import data, images, plots
+from ..evaluation import compare, recurring
+from . import compare_view, data, images, plots, recurring_view
 from .card import model_card
 from .page import Report, write_page
 
@@ -43,11 +44,29 @@ class Audit:
 
 
 def audit(model: Any, photos: Sequence[str | Path], config: EvalConfig, out: str | Path,
-          progress: Progress | None = None, command: str = "") -> Audit:
-    """Evaluate ``config`` on ``photos`` into ``out`` (resuming), then draw the report there."""
+          progress: Progress | None = None, command: str = "", compare_with: Any = None) -> Audit:
+    """Evaluate ``config`` on ``photos`` into ``out`` (resuming), then draw the report there; with
+    ``compare_with`` (a second model), evaluate it too (into ``out/compare``) and add the comparison."""
     outcome = evaluate(model, photos, config, out, progress)
     report = build_report(model, outcome.records, config, ensure_dir(out), command)
+    if compare_with is not None:
+        report.compare = compare_section(model, compare_with, outcome.records, photos, config, Path(out))
     return Audit(path=write_page(Path(out), report), outcome=outcome, report=report)
+
+
+def compare_section(model: Any, other: Any, records: Sequence[dict[str, Any]], photos: Sequence[str | Path],
+                    config: EvalConfig, out: Path) -> compare_view.Section:
+    """The second model's evaluation of the same photos, its recurring regions, the comparison
+    (``compare.json``) and its pictures (issue 33)."""
+    method = config.methods[0]
+    blur = BlurSpec(config.explain.sigma, config.explain.kernel)
+    other_records = evaluate(other, photos, config, out / compare_view.FOLDER).records
+    mine = recurring.blur_effects(recurring.find(records, method), records, model, blur)
+    theirs = recurring.blur_effects(recurring.find(other_records, method), other_records, other, blur)
+    names = compare_view.names(model, other)
+    result = compare.compare(records, other_records, method, mine, theirs, names)
+    path = result.write(out)
+    return compare_view.draw(result, out, other_records, other.prepare, path.name)
 
 
 def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConfig, out: Path,
@@ -65,6 +84,7 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
                                            images.class_heatmap([r.record for r in g.rows])).relative_to(out).as_posix()
     counts = Counter(r.top1_name for r in gallery)
     return Report(
+        recurring=recurring_section(model, records, method, blur, out),
         title=f"bbx audit: {Path(model.name).name}",
         summary=_summary(gallery, records, config),
         card=model_card(model, command),
@@ -75,6 +95,16 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
         plots=draw_plots(records, gallery, config, ensure_dir(out / "plots"), out),
         class_counts=sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
     )
+
+
+def recurring_section(model: Any, records: Sequence[dict[str, Any]], method: str, blur: BlurSpec,
+                      out: Path) -> recurring_view.Section:
+    """Recurring regions of the gallery's method: tested, blurred (counted queries), written to
+    ``recurring.json`` and drawn (issue 33)."""
+    found = recurring.blur_effects(recurring.find(records, method), records, model, blur)
+    path = recurring.write([found], out)
+    return recurring_view.draw(found, out, {r["image"]: r for r in recurring.primary(records, method)},
+                               model.prepare, path.name)
 
 
 def draw_plots(records: Sequence[dict[str, Any]], gallery: Sequence[data.Row], config: EvalConfig, folder: Path,

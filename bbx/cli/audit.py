@@ -28,6 +28,14 @@ def _needs_report_extra() -> None:
         raise OptionError(f"bbx audit needs {' and '.join(missing)}: pip install 'bbx[report]'")
 
 
+def _own_preprocessing(model_opts: dict) -> dict:
+    """The second model keeps the options about where and how to run, and reads its own
+    preprocessing and labels (from its file, or its endpoint's metadata)."""
+    own = ("size", "crop_pct", "scale", "mean", "std", "channel_order", "layout", "resize", "pad_value",
+           "interpolation", "preset", "spec", "output", "labels")
+    return {k: (None if k in own else v) for k, v in model_opts.items()}
+
+
 @app.command()
 @model_options
 @method_options(exclude=("seed",))  # its seeds are 0 .. --seeds - 1
@@ -39,6 +47,9 @@ def audit(
                                           f"fills the gallery (default: {','.join(d.AUDIT_METHODS)})"),
     seeds: int = typer.Option(1, help="seeds per photo for ftc, fntc, plain and random (the gallery shows the first)"),
     limit: Optional[int] = typer.Option(None, help="only the first N photos"),
+    compare: Optional[str] = typer.Option(None, "--compare", help="a second model (.onnx or endpoint) explained on "
+                                          "the same photos, with its own preprocessing and labels: the page compares "
+                                          "the two (top-1, confidence, explanations, recurring regions)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     *, model_opts: dict, method_opts: dict,
 ) -> None:
@@ -53,7 +64,10 @@ def audit(
     _needs_report_extra()
     photos = find_images(paths, limit)
     m = load_model(model, **model_opts)
+    other = None if compare is None else load_model(compare, **_own_preprocessing(model_opts))
     with RunsBar("audit", f"audit of {len(photos)} photos", enabled=not quiet) as bar:
-        result = run_audit(m, photos, config, out, progress=bar, command=command_line())
+        result = run_audit(m, photos, config, out, progress=bar, command=command_line(), compare_with=other)
+    for line in result.report.recurring.lines + (result.report.compare.lines if result.report.compare else []):
+        typer.echo(shown(line))
     typer.echo(result.line())
     typer.echo(f"report: {shown(result.path)}")

@@ -78,10 +78,25 @@ def evaluate(
         typer.echo(f"bbx: skipped: {shown(rec['error'])} ({rec['method']} seed {rec['seed']})", err=True)
     summary = summarise(outcome.records)
     md, csv = summary.write(out)
-    typer.echo(summary.markdown())
+    typer.echo(_recurring(m, outcome.records, config, out, md))
     if m.traffic is not None:
         typer.echo(traffic_line(m.traffic))
-    typer.echo(shown(f"wrote {outcome.path}, {md}, {csv}"))
+    typer.echo(shown(f"wrote {outcome.path}, {md}, {csv}, {out / 'recurring.json'}"))
+
+
+def _recurring(m, records: list, config, out: Path, md: Path) -> str:
+    """Recurring regions of each method's heatmaps: appended to summary.md (whose whole
+    text is returned), in recurring.json."""
+    from .._io import atomic_write
+    from ..evaluation import recurring
+    from ..maths.perturb import BlurSpec
+
+    blur = BlurSpec(config.explain.sigma, config.explain.kernel)
+    found = [recurring.blur_effects(recurring.find(records, method), records, m, blur) for method in config.methods]
+    text = md.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + recurring.markdown(found)
+    atomic_write(md, lambda fh: fh.write(text), mode="w")
+    recurring.write(found, out)
+    return text
 
 
 def _partial_summary(out: Path) -> None:
