@@ -1,4 +1,4 @@
-"""The audit page's comparison section (``bbx audit A --compare B``, issue 33): the second model's
+"""The audit page's comparison section (``bbx audit A --compare B``): the second model's
 heatmap overlays of the photos that differ most, beside the first model's, from
 :mod:`bbx.evaluation.compare`'s result."""
 

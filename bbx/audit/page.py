@@ -38,8 +38,8 @@ class Report:
     class_images: dict[str, str] = field(default_factory=dict)  # class name -> mean heatmap file
     plots: dict[str, str] = field(default_factory=dict)  # caption -> plot file
     class_counts: list[tuple[str, int]] = field(default_factory=list)
-    recurring: Any = None  # recurring_view.Section: recurring regions (issue 33), shown first
-    compare: Any = None  # compare_view.Section: a second model on the same photos (issue 33)
+    recurring: Any = None  # recurring_view.Section: recurring regions, shown first
+    compare: Any = None  # compare_view.Section: a second model on the same photos
 
 
 def esc(value: Any) -> str:

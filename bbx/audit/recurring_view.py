@@ -1,4 +1,4 @@
-"""The audit page's recurring-regions section (issue 33): the flagged regions drawn on the mean map
+"""The audit page's recurring-regions section: the flagged regions drawn on the mean map
 and on example photos, and the section's HTML, from :mod:`bbx.evaluation.recurring`'s result.
 
 Kept apart from ``page.py`` so the page gains one call at the top of its main part.

@@ -57,7 +57,7 @@ def audit(model: Any, photos: Sequence[str | Path], config: EvalConfig, out: str
 def compare_section(model: Any, other: Any, records: Sequence[dict[str, Any]], photos: Sequence[str | Path],
                     config: EvalConfig, out: Path) -> compare_view.Section:
     """The second model's evaluation of the same photos, its recurring regions, the comparison
-    (``compare.json``) and its pictures (issue 33)."""
+    (``compare.json``) and its pictures."""
     method = config.methods[0]
     blur = BlurSpec(config.explain.sigma, config.explain.kernel)
     other_records = evaluate(other, photos, config, out / compare_view.FOLDER).records
@@ -100,7 +100,7 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
 def recurring_section(model: Any, records: Sequence[dict[str, Any]], method: str, blur: BlurSpec,
                       out: Path) -> recurring_view.Section:
     """Recurring regions of the gallery's method: tested, blurred (counted queries), written to
-    ``recurring.json`` and drawn (issue 33)."""
+    ``recurring.json`` and drawn."""
     found = recurring.blur_effects(recurring.find(records, method), records, model, blur)
     path = recurring.write([found], out)
     return recurring_view.draw(found, out, {r["image"]: r for r in recurring.primary(records, method)},

@@ -1,4 +1,4 @@
-"""Two models on one data set (issue 33): per photo and in aggregate, from each model's records alone.
+"""Two models on one data set: per photo and in aggregate, from each model's records alone.
 
 Both evaluations explain the same photos with the same method and settings, each through its own
 model's preprocessing and labels. Top-1 classes are compared by name (two models may number their

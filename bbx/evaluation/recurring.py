@@ -1,5 +1,5 @@
 """Recurring regions of an evaluation: its records' heatmaps tested (:mod:`bbx.result.recurring`),
-then each flagged region blurred alone in every photo of its group and scored (issue 33).
+then each flagged region blurred alone in every photo of its group and scored.
 
 Heatmaps are redrawn from each record's mask in the model's input coordinates (every photo went
 through the model's own ``prepare``, so one cell is one place of the input for all of them).

@@ -1,4 +1,4 @@
-"""Recurring regions: places that are undesirable at the same spot in many photos (issue 33).
+"""Recurring regions: places that are undesirable at the same spot in many photos.
 
 Pure maths on heatmaps already in the model's input coordinates (no model, no files). Each
 heatmap is averaged onto a coarse grid (the mask grid: a soft mask has no finer detail), and the
