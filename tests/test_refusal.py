@@ -192,3 +192,80 @@ def test_evaluate_gives_an_option_to_the_methods_that_read_it_alone():
     assert cfg.for_method("greedy", 0) == ExplainConfig(method="greedy", patch=8, window=4)
     assert cfg.for_method("occlusion", 0) == ExplainConfig(method="occlusion", patch=8)
     assert cfg.for_method("rise", 2) == ExplainConfig(method="rise", seed=2)  # its run's seed
+
+
+# -- the registry itself -------------------------------------------------------------------------
+NEEDS = {"ftc": "scores", "fntc": "scores", "plain": "scores", "rise": "scores",  # they read every class
+         "greedy": "topk", "occlusion": "topk", "random": "topk"}  # the target's probability alone
+
+
+WORDS = {"scores": "every class's score", "topk": "only the top-k classes"}
+
+
+class Reveals:
+    """A stand-in that says only how much its answers reveal: check_reveals reads nothing else."""
+
+    def __init__(self, reveals: str):
+        self.reveals = reveals
+
+
+def test_a_model_that_reveals_too_little_is_refused_with_the_methods_that_run_on_it():
+    from bbx.methods import registry
+
+    for method, needs in NEEDS.items():
+        registry.check_reveals(Reveals("scores"), method)
+        registry.check_reveals(object(), method)  # a model that does not say reveals every score
+        if needs == "topk":
+            registry.check_reveals(Reveals("topk"), method)
+        else:
+            with pytest.raises(OptionError) as err:
+                registry.check_reveals(Reveals("topk"), method)
+            assert str(err.value) == (f"{method} needs every class's score, but the endpoint reveals only the top-k "
+                                      "classes; methods that run on it: greedy, occlusion, random")
+        with pytest.raises(OptionError) as err:
+            registry.check_reveals(Reveals("label"), method)
+        assert str(err.value) == (f"{method} needs {WORDS[needs]}, but the endpoint reveals only the top-1 label; "
+                                  "no method of bbx runs on it (bbx predict does)")
+
+
+def test_the_registry_knows_each_method_by_its_name():
+    from bbx.methods import registry
+
+    for name in ORDER:
+        assert registry.get(name).name == name == registry.get(f" {name.upper()} ").name
+        assert registry.mask_kind(name) == ("cells" if name in ("greedy", "occlusion") else "soft")
+        assert registry.get(name).needs == NEEDS[name]
+        assert registry.get(name).reads() == reads(name, {}) | {"method"}
+        assert registry.get(name).is_seeded() == ("seed" in reads(name, {}))
+        assert registry.get(name).is_seeded(ExplainConfig(estimator="nes")) == ("seed" in reads(name, {"estimator": "nes"}))
+    assert registry.mask_kind("not-registered") == "soft"
+    assert registry.describe().split("; ")[0].startswith("ftc: ") and registry.describe().count("; ") == len(ORDER) - 1
+    assert [part.split(":")[0] for part in registry.describe().split("; ")] == list(ORDER)
+    assert registry.get("greedy").unused({"seed": 1, "patch": 2, "area": 0.2}) == ["seed"]
+    assert registry.get("occlusion").unused({"window": 1, "seed": 1, "patch": 2}) == ["seed", "window"]  # sorted
+
+
+def test_register_refuses_a_bad_or_second_name_and_an_unknown_need():
+    from bbx.methods import registry
+    from bbx.methods.registry import Method
+
+    def make(name: str, needs: str = "scores") -> Method:
+        return Method(name=name, run=lambda ctx, cfg: None, options=(), seeded=False, summary="a test's",
+                      default_budget="2", needs=needs)
+
+    with pytest.raises(OptionError, match="^a method named 'greedy' is registered already$"):
+        registry.register(make("greedy"))
+    for bad in ("", "Upper", "has space", "dash-ed"):
+        with pytest.raises(OptionError, match=rf"^a method name is lower-case letters, digits and _, not {bad!r}$"):
+            registry.register(make(bad))
+    with pytest.raises(OptionError, match=r"^method 'toy' needs 'pixels': one of scores, topk, label$"):
+        registry.register(make("toy", needs="pixels"))
+    assert "toy" not in registry.names()
+    try:
+        assert registry.register(make("toy_2", needs="label")).name == "toy_2"
+        assert registry.names()[-1] == "toy_2" and registry.get("toy_2").needs == "label"
+        registry.check_reveals(Reveals("label"), "toy_2")  # a method that needs only the label runs there
+    finally:
+        registry.unregister("toy_2")
+    assert "toy_2" not in registry.names()
+    registry.unregister("toy_2")  # twice is harmless

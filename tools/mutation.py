@@ -1,0 +1,147 @@
+"""Mutation testing of the modules that hold bbx's core promises (issue 36), outside CI.
+
+Each module is mutated by mutmut (2.5.x: one small change at a time, a number +1, ``<`` -> ``<=``,
+``and`` -> ``or``, a string wrapped in XX, a line removed, ...) and its own fast tests are run
+against every mutant; a mutant they still pass "survived": either a test is missing, or the
+mutant behaves exactly like the original (equivalent, listed in :data:`EQUIVALENT` with the
+reason, and in docs/testing.md).
+
+The mutants are made in a copy of the tracked files (``--workdir``, default a fresh temporary
+folder): the working tree is never touched, and a test that runs ``bbx`` sees the mutated copy
+through PYTHONPATH.
+
+    pip install 'mutmut==2.5.1'
+    python tools/mutation.py                    # every module: tens of minutes on 2 busy cores
+    python tools/mutation.py config metrics     # some
+
+Writes tools/results/mutation.csv (one row a mutant) and tools/results/mutation.txt (the score
+per module and every survivor with its diff).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "tools" / "results"
+PYTEST = "python -m pytest -x -q -p no:cacheprovider"
+
+#: module -> (the file mutated, the tests that hold its promises: fast ones, no subprocess)
+MODULES = {
+    "config": ("bbx/config.py", "tests/test_budget_plan.py"),
+    "resize": ("bbx/preprocess/resize.py",
+               "tests/test_geometry.py tests/test_crop.py tests/test_preprocess_modes.py "
+               "-k 'not command_line and not written_on_the_photo'"),
+    "registry": ("bbx/methods/registry.py", "tests/test_refusal.py -k 'not bbx_ and not evaluate_refuses'"),
+    "explain": ("bbx/explain.py", "tests/test_refusal.py -k 'not bbx_ and not evaluate_refuses'"),
+    "metrics": ("bbx/result/metrics.py", "tests/test_metrics.py"),
+}
+
+#: (file, original line, mutated line), stripped -> why no test can tell the mutant from the original
+EQUIVALENT: dict[tuple[str, str, str], str] = {}
+
+
+def copy_tree(dest: Path) -> None:
+    """The tracked files (and untracked ones git does not ignore) of the working tree, into ``dest``."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
+                            capture_output=True).stdout.decode().split("\0")
+    for rel in filter(None, listed):
+        src = ROOT / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+
+
+def run_module(name: str, work: Path) -> list[dict]:
+    path, tests = MODULES[name]
+    cache = work / ".mutmut-cache"
+    cache.unlink(missing_ok=True)
+    env = {**os.environ, "PYTHONPATH": str(work)}  # `import bbx` and the `bbx` script: the mutated copy
+    start = time.time()
+    subprocess.run(["mutmut", "run", "--paths-to-mutate", path, "--tests-dir", "tests", "--no-progress", "--CI",
+                    "--runner", f"{PYTEST} {tests}"], cwd=work, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    print(f"{name}: {time.time() - start:.0f} s", file=sys.stderr)
+    db = sqlite3.connect(cache)
+    rows = db.execute("select m.id, m.status, l.line_number from Mutant m join Line l on m.line = l.id").fetchall()
+    out = []
+    for mutant, status, line in rows:
+        diff = subprocess.run(["mutmut", "show", str(mutant)], cwd=work, env=env, capture_output=True,
+                              text=True).stdout
+        before = [d[1:].strip() for d in diff.splitlines() if d.startswith("-") and not d.startswith("---")]
+        after = [d[1:].strip() for d in diff.splitlines() if d.startswith("+") and not d.startswith("+++")]
+        key = (path, " / ".join(before), " / ".join(after))
+        status = status.removeprefix("ok_").removeprefix("bad_")
+        if status == "survived" and key in EQUIVALENT:
+            status = "equivalent"
+        out.append({"module": name, "file": path, "id": mutant, "line": line + 1, "status": status,
+                    "original": key[1], "mutant": key[2], "why": EQUIVALENT.get(key, "")})
+    return out
+
+
+def score(rows: list[dict]) -> tuple[int, int, float]:
+    """(killed, non-equivalent mutants, killed share in %)."""
+    live = [r for r in rows if r["status"] != "equivalent"]
+    killed = sum(r["status"] in ("killed", "timeout") for r in live)  # a mutant that hangs the tests is caught
+    return killed, len(live), 100.0 * killed / max(1, len(live))
+
+
+def write(rows: list[dict], note: str) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fields = ["module", "file", "id", "line", "status", "original", "mutant", "why"]
+    with open(RESULTS / "mutation.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [f"# mutation testing, mutmut 2.5.1 ({note})", ""]
+    for name in dict.fromkeys(r["module"] for r in rows):
+        mine = [r for r in rows if r["module"] == name]
+        killed, live, pct = score(mine)
+        eq = sum(r["status"] == "equivalent" for r in mine)
+        lines.append(f"{name:9s} {MODULES[name][0]:28s} {len(mine):4d} mutants, {eq:3d} equivalent, "
+                     f"{killed:4d}/{live:<4d} killed = {pct:5.1f} %")
+    killed, live, pct = score(rows)
+    lines += [f"{'all':9s} {'':28s} {len(rows):4d} mutants, {killed}/{live} non-equivalent killed = {pct:.1f} %", ""]
+    for r in rows:
+        if r["status"] not in ("killed", "timeout"):
+            lines.append(f"{r['status']:10s} {r['file']}:{r['line']}  {r['original']}  ->  {r['mutant']}"
+                         + (f"  [{r['why']}]" if r["why"] else ""))
+    (RESULTS / "mutation.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--workdir", type=Path, help="where the mutated copy goes (default: a temporary folder)")
+    parser.add_argument("--note", default="", help="what the machine was doing, for the results file")
+    args = parser.parse_args()
+    unknown = sorted(set(args.modules) - set(MODULES))
+    if unknown:
+        sys.exit(f"mutation: unknown module(s) {', '.join(unknown)}: modules are {', '.join(MODULES)}")
+    if shutil.which("mutmut") is None:
+        sys.exit("mutation: mutmut is not installed (pip install 'mutmut==2.5.1')")
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="bbx-mutation-"))
+    copy_tree(work)
+    rows = []
+    previous = RESULTS / "mutation.csv"
+    if args.modules and previous.exists():  # keep the other modules' rows from the last run
+        with open(previous, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r["module"] not in args.modules]
+    for name in args.modules or MODULES:
+        rows += run_module(name, work)
+    rows.sort(key=lambda r: (list(MODULES).index(r["module"]), int(r["id"])))
+    write(rows, args.note or f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end")
+
+
+if __name__ == "__main__":
+    main()
