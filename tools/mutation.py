@@ -14,8 +14,9 @@ through PYTHONPATH.
     python tools/mutation.py                    # every module: tens of minutes on 2 busy cores
     python tools/mutation.py config metrics     # some
 
-Writes tools/results/mutation.csv (one row a mutant) and tools/results/mutation.txt (the score
-per module and every survivor with its diff).
+Writes tools/results/mutation-MODULE.csv (one row a mutant) and tools/results/mutation.txt (the
+score per module and every survivor, from all the modules' CSVs; ``--summary`` rebuilds it alone,
+after a change to :data:`EQUIVALENT`). Modules can run at once in separate work folders.
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ def run_module(name: str, work: Path) -> list[dict]:
     path, tests = MODULES[name]
     cache = work / ".mutmut-cache"
     cache.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(work)}  # `import bbx` and the `bbx` script: the mutated copy
+    # `import bbx` and the `bbx` script: the mutated copy. No bytecode: mutmut writes each mutant over
+    # the last within the same second, often at the same size, and Python would take the stale .pyc
+    # of the previous mutant for it (a mutant that cannot even compile then "survives")
+    env = {**os.environ, "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
+    for cache_dir in work.rglob("__pycache__"):
+        shutil.rmtree(cache_dir)
     start = time.time()
     subprocess.run(["mutmut", "run", "--paths-to-mutate", path, "--tests-dir", "tests", "--no-progress", "--CI",
                     "--runner", f"{PYTEST} {tests}"], cwd=work, env=env, check=True,
@@ -81,8 +87,6 @@ def run_module(name: str, work: Path) -> list[dict]:
         after = [d[1:].strip() for d in diff.splitlines() if d.startswith("+") and not d.startswith("+++")]
         key = (path, " / ".join(before), " / ".join(after))
         status = status.removeprefix("ok_").removeprefix("bad_")
-        if status == "survived" and key in EQUIVALENT:
-            status = "equivalent"
         out.append({"module": name, "file": path, "id": mutant, "line": line + 1, "status": status,
                     "original": key[1], "mutant": key[2], "why": EQUIVALENT.get(key, "")})
     return out
@@ -95,14 +99,35 @@ def score(rows: list[dict]) -> tuple[int, int, float]:
     return killed, len(live), 100.0 * killed / max(1, len(live))
 
 
-def write(rows: list[dict], note: str) -> None:
+FIELDS = ["module", "file", "id", "line", "status", "original", "mutant", "why"]
+
+
+def write_module(name: str, rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    fields = ["module", "file", "id", "line", "status", "original", "mutant", "why"]
-    with open(RESULTS / "mutation.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
+    with open(RESULTS / f"mutation-{name}.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
-    lines = [f"# mutation testing, mutmut 2.5.1 ({note})", ""]
+
+
+def read_all() -> list[dict]:
+    """Every module's rows from its last run, with today's list of equivalent mutants applied."""
+    rows = []
+    for name in MODULES:
+        path = RESULTS / f"mutation-{name}.csv"
+        if path.exists():
+            with open(path, newline="") as f:
+                for r in csv.DictReader(f):
+                    key = (r["file"], r["original"], r["mutant"])
+                    if r["status"] in ("survived", "equivalent"):
+                        r["status"] = "equivalent" if key in EQUIVALENT else "survived"
+                        r["why"] = EQUIVALENT.get(key, "")
+                    rows.append(r)
+    return rows
+
+
+def summarise(rows: list[dict], note: str) -> None:
+    lines = [f"# mutation testing, mutmut 2.5.1 ({note}); `python tools/mutation.py` writes this", ""]
     for name in dict.fromkeys(r["module"] for r in rows):
         mine = [r for r in rows if r["module"] == name]
         killed, live, pct = score(mine)
@@ -124,6 +149,7 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", help=f"of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--workdir", type=Path, help="where the mutated copy goes (default: a temporary folder)")
     parser.add_argument("--note", default="", help="what the machine was doing, for the results file")
+    parser.add_argument("--summary", action="store_true", help="only rebuild mutation.txt from the modules' CSVs")
     args = parser.parse_args()
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
@@ -132,15 +158,9 @@ def main() -> None:
         sys.exit("mutation: mutmut is not installed (pip install 'mutmut==2.5.1')")
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bbx-mutation-"))
     copy_tree(work)
-    rows = []
-    previous = RESULTS / "mutation.csv"
-    if args.modules and previous.exists():  # keep the other modules' rows from the last run
-        with open(previous, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r["module"] not in args.modules]
-    for name in args.modules or MODULES:
-        rows += run_module(name, work)
-    rows.sort(key=lambda r: (list(MODULES).index(r["module"]), int(r["id"])))
-    write(rows, args.note or f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end")
+    for name in args.modules or ([] if args.summary else MODULES):
+        write_module(name, run_module(name, work))
+    summarise(read_all(), args.note or f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":
