@@ -9,6 +9,8 @@ implementation's own arithmetic.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from bbx import defaults
@@ -181,3 +183,12 @@ def test_the_active_estimator_refuses_pairs_and_a_direction_grid():
 def test_validate_returns_the_config_itself():
     cfg = ExplainConfig(budget=51)
     assert cfg.validate() is cfg
+
+
+def test_a_config_is_a_frozen_value():
+    cfg = ExplainConfig(budget=51)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.budget = 52  # one config is shared by the runs of an evaluation: nobody may change it
+    assert cfg == ExplainConfig(budget=51) and hash(cfg) == hash(ExplainConfig(budget=51))
+    assert ExplainConfig().method is None  # None: the method explain() is given, else the default
+    assert (ExplainConfig().budget, ExplainConfig().pairs, ExplainConfig().resolution) == (None, None, None)

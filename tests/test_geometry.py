@@ -143,3 +143,14 @@ def test_a_huge_photo_is_cropped_from_its_region_alone():
         resize.MAX_RESIZED_PIXELS = original
     assert region.shape == whole.shape == (*SIZE, 3)
     assert np.abs(region - whole).max() <= 2 / 255
+
+
+def test_a_geometry_is_a_frozen_value():
+    import dataclasses
+
+    g = pp.geometry((30, 70), _spec("crop"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.resized = (1, 1)  # a geometry is computed once per photo and shared: nobody may change it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        g.x.scale = 1.0
+    assert g == pp.geometry((30, 70), _spec("crop")) and hash(g) == hash(pp.geometry((30, 70), _spec("crop")))

@@ -6,6 +6,7 @@ photo's own probability that the perturbation gained.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -45,6 +46,9 @@ def test_the_metrics_describe_themselves():
     assert mx.UNDESIRABLE_RATIO.description == "share of pixels with heatmap > 0.6 (Table 2)"
     assert mx.MASK_CORRELATION.description == "mean pairwise Pearson r of masks across seeds"
     assert mx.TOP_IOU.description == "mean pairwise IoU of the top 5% heatmap pixels across seeds"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        mx.PHI.name = "gain"  # shared by every table: a value, not a place
+    assert mx.Metric("m", False, "d", len) == mx.Metric("m", False, "d", len)
 
 
 def test_undesirable_ratio_counts_pixels_strictly_above_the_threshold():
