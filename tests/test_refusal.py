@@ -269,3 +269,23 @@ def test_register_refuses_a_bad_or_second_name_and_an_unknown_need():
         registry.unregister("toy_2")
     assert "toy_2" not in registry.names()
     registry.unregister("toy_2")  # twice is harmless
+
+
+# -- what passes the check runs, as it was asked -------------------------------------------------
+def test_what_is_accepted_runs_with_the_target_the_progress_and_the_config_given(model):
+    calls = []
+    e = bbx.explain(model, planted.photo(), "rival", config=ExplainConfig(method="occlusion", patch=12),
+                    progress=lambda step, total, value: calls.append((step, total)))
+    assert (e.target, e.target_name) == (1, "rival") and e.config["method"] == "occlusion"
+    assert e.config["patch"] == 12 and e.queries == 2 + 5 * 5  # X, each cell of 56 / 12 (the last one partial), Q
+    assert calls and calls[-1][0] == calls[-1][1]  # told as it went, to the end
+    assert bbx.explain(model, planted.photo(), method="occlusion", patch=12, target=1).queries == e.queries
+
+
+def test_explain_refuses_a_method_the_model_reveals_too_little_for(tmp_path):
+    m = bbx.OnnxClassifier(planted.build(tmp_path / "target.onnx", "target"))
+    m.reveals = "topk"  # as an endpoint that answers only the top classes says (bbx.remote)
+    with pytest.raises(OptionError, match="^ftc needs every class's score, but the endpoint reveals only the top-k"):
+        bbx.explain(m, planted.photo(), method="ftc", budget=40)
+    assert m.queries == 0  # refused before any query
+    assert bbx.explain(m, planted.photo(), method="occlusion", patch=12).queries > 0  # what needs only the top-k runs
