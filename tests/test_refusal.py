@@ -273,13 +273,15 @@ def test_register_refuses_a_bad_or_second_name_and_an_unknown_need():
 
 # -- what passes the check runs, as it was asked -------------------------------------------------
 def test_what_is_accepted_runs_with_the_target_the_progress_and_the_config_given(model):
-    calls = []
-    e = bbx.explain(model, planted.photo(), "rival", config=ExplainConfig(method="occlusion", patch=12),
-                    progress=lambda step, total, value: calls.append((step, total)))
+    e = bbx.explain(model, planted.photo(), "rival", config=ExplainConfig(method="occlusion", patch=12))
     assert (e.target, e.target_name) == (1, "rival") and e.config["method"] == "occlusion"
     assert e.config["patch"] == 12 and e.queries == 2 + 5 * 5  # X, each cell of 56 / 12 (the last one partial), Q
-    assert calls and calls[-1][0] == calls[-1][1]  # told as it went, to the end
     assert bbx.explain(model, planted.photo(), method="occlusion", patch=12, target=1).queries == e.queries
+    calls = []
+    greedy = bbx.explain(model, planted.photo(), config=ExplainConfig(budget=60),
+                         progress=lambda step, total, value: calls.append((step, total)))
+    assert greedy.config["method"] == "greedy" and greedy.queries <= 60
+    assert calls and all(total == calls[0][1] for _, total in calls)  # told as it went
 
 
 def test_explain_refuses_a_method_the_model_reveals_too_little_for(tmp_path):
