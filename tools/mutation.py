@@ -13,6 +13,7 @@ through PYTHONPATH.
     pip install 'mutmut==2.5.1'
     python tools/mutation.py                    # every module: tens of minutes on 2 busy cores
     python tools/mutation.py config metrics     # some
+    python tools/mutation.py --recheck config   # today's tests on the survivors of config's last run
 
 Writes tools/results/mutation-MODULE.csv (one row a mutant) and tools/results/mutation.txt (the
 score per module and every survivor, from all the modules' CSVs; ``--summary`` rebuilds it alone,
@@ -106,18 +107,56 @@ def run_module(name: str, work: Path) -> list[dict]:
                    stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - start:.0f} s", file=sys.stderr)
     db = sqlite3.connect(cache)
-    rows = db.execute("select m.id, m.status, l.line_number from Mutant m join Line l on m.line = l.id").fetchall()
+    rows = db.execute("select m.id, m.status, l.line_number, l.line from Mutant m join Line l on m.line = l.id").fetchall()
     out = []
-    for mutant, status, line in rows:
-        diff = subprocess.run(["mutmut", "show", str(mutant)], cwd=work, env=env, capture_output=True,
-                              text=True).stdout
-        before = [d[1:].strip() for d in diff.splitlines() if d.startswith("-") and not d.startswith("---")]
-        after = [d[1:].strip() for d in diff.splitlines() if d.startswith("+") and not d.startswith("+++")]
-        key = (path, " / ".join(before), " / ".join(after))
+    for mutant, status, line, text in rows:
         status = status.removeprefix("ok_").removeprefix("bad_")
+        if status in ("killed", "timeout"):  # the diff only for the rest (mutmut show is slow)
+            key = (path, text.strip(), "")
+        else:  # mutmut show reads the cache: never while a run is under way
+            diff = subprocess.run(["mutmut", "show", str(mutant)], cwd=work, env=env, capture_output=True,
+                                  text=True).stdout
+            before = [d[1:].strip() for d in diff.splitlines() if d.startswith("-") and not d.startswith("---") and d[1:].strip()]
+            after = [d[1:].strip() for d in diff.splitlines() if d.startswith("+") and not d.startswith("+++") and d[1:].strip()]
+            key = (path, " / ".join(before), " / ".join(after))
         out.append({"module": name, "file": path, "id": mutant, "line": line + 1, "status": status,
                     "original": key[1], "mutant": key[2], "why": ""})
     return out
+
+
+def recheck(name: str, work: Path) -> None:
+    """Run the module's tests of today on each mutant that survived its last run (applied by hand from
+    the CSV: the line as it was and as the mutant has it), and mark those they now kill."""
+    path, tests = MODULES[name]
+    csv_path = RESULTS / f"mutation-{name}.csv"
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    env = {**os.environ, "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
+    source = (work / path).read_text()
+    for r in rows:
+        original = [part for part in r["original"].split(" / ") if part]  # a removed blank line aside
+        mutated = [part for part in r["mutant"].split(" / ") if part]
+        if r["status"] != "survived" or len(original) != 1 or len(mutated) > 1:
+            continue
+        lines = source.splitlines(keepends=True)
+        index = int(r["line"]) - 1
+        found = lines[index] if index < len(lines) else ""
+        if found.strip() != original[0]:
+            print(f"{name} #{r['id']}: line {r['line']} is no longer {r['original']!r}: run the module again",
+                  file=sys.stderr)
+            continue
+        indent = found[:len(found) - len(found.lstrip())]
+        lines[index] = indent + mutated[0] + "\n" if mutated else ""
+        (work / path).write_text("".join(lines))
+        try:
+            failed = subprocess.run(["bash", "-c", f"{PYTEST} {tests}"], cwd=work, env=env,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode != 0
+        finally:
+            (work / path).write_text(source)
+        if failed:
+            r["status"], r["why"] = "killed", "killed on recheck"
+        print(f"{name} #{r['id']}: {r['status']}", file=sys.stderr)
+    write_module(name, rows)
 
 
 def score(rows: list[dict]) -> tuple[int, int, float]:
@@ -177,6 +216,7 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="where the mutated copy goes (default: a temporary folder)")
     parser.add_argument("--note", default="", help="what the machine was doing, for the results file")
     parser.add_argument("--summary", action="store_true", help="only rebuild mutation.txt from the modules' CSVs")
+    parser.add_argument("--recheck", action="store_true", help="run today's tests on the last run's survivors only")
     args = parser.parse_args()
     unknown = sorted(set(args.modules) - set(MODULES))
     if unknown:
@@ -186,7 +226,10 @@ def main() -> None:
     work = args.workdir or Path(tempfile.mkdtemp(prefix="bbx-mutation-"))
     copy_tree(work)
     for name in args.modules or ([] if args.summary else MODULES):
-        write_module(name, run_module(name, work))
+        if args.recheck:
+            recheck(name, work)
+        else:
+            write_module(name, run_module(name, work))
     summarise(read_all(), args.note or f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end")
 
 
