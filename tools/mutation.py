@@ -84,7 +84,8 @@ def copy_tree(dest: Path) -> None:
         src = ROOT / rel
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         if src.is_symlink():  # bbx/_data/bundled -> ../../models: the same link in the copy
-            os.symlink(os.readlink(src), dest / rel)
+            if not (dest / rel).is_symlink():
+                os.symlink(os.readlink(src), dest / rel)
         elif src.is_file():
             shutil.copy2(src, dest / rel)
 
