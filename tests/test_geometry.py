@@ -40,6 +40,11 @@ LANDED = {
     # pad: the height to 12, the width in proportion (28, ceil) and at most 20; padding on the right
     ("pad", (30, 70)): ((12, 20), (12 / 30, 0, 0, 12), (20 / 70, 0, 0, 20)),
     ("pad", (50, 20)): ((12, 5), (12 / 50, 0, 0, 12), (5 / 20, 0, 0, 5)),
+    # letterbox of a sliver: ratio min(12/1, 20/1000) = 0.02 -> 0.02 rows, kept at 1 (never 0); the row
+    # centred: top (12 - 1) // 2 = 5
+    ("letterbox", (1, 1000)): ((1, 20), (1.0, 5, 5, 6), (20 / 1000, 0, 0, 20)),
+    # and standing: ratio 0.012 -> 12 rows, 0.012 columns kept at 1, left (20 - 1) // 2 = 9
+    ("letterbox", (1000, 1)): ((12, 1), (12 / 1000, 0, 0, 12), (1.0, 9, 9, 10)),
 }
 
 
@@ -128,8 +133,8 @@ def test_a_huge_photo_is_cropped_from_its_region_alone():
     whole photo, within a grey level (the geometry does not change)."""
     spec = _spec("crop")
     rng = np.random.default_rng(0)
-    small = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    tall = np.repeat(np.repeat(small, 4, axis=0), 4, axis=1)  # smooth at the scale of the resize
+    small = rng.integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    tall = np.repeat(np.repeat(small, 4, axis=0), 4, axis=1)  # smooth at the scale of the resize; 32 x 48
     g = pp.geometry(tall.shape[:2], spec)
     assert g.resized[0] * g.resized[1] <= MAX_RESIZED_PIXELS
     whole = pp.prepare(tall, spec)
@@ -154,3 +159,35 @@ def test_a_geometry_is_a_frozen_value():
     with pytest.raises(dataclasses.FrozenInstanceError):
         g.x.scale = 1.0
     assert g == pp.geometry((30, 70), _spec("crop")) and hash(g) == hash(pp.geometry((30, 70), _spec("crop")))
+
+
+def test_the_whole_photo_is_resized_up_to_max_resized_pixels_and_no_further(monkeypatch):
+    """Which path runs, read from PIL's resize: the whole photo while the resized photo holds at most
+    MAX_RESIZED_PIXELS pixels, only the crop's region (a box) from one pixel more."""
+    import bbx.preprocess.resize as resize
+    from PIL import Image
+
+    boxes = []
+    original = Image.Image.resize
+
+    def spy(self, size, *args, box=None, **kwargs):
+        boxes.append(box)
+        return original(self, size, *args, box=box, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "resize", spy)
+    photo = np.zeros((30, 70, 3), dtype=np.uint8)
+    for limit, region in ((15 * 35, False), (15 * 35 - 1, True)):  # crop resizes this photo to 15 x 35
+        monkeypatch.setattr(resize, "MAX_RESIZED_PIXELS", limit)
+        boxes.clear()
+        pp.prepare(photo, _spec("crop"))
+        assert len(boxes) == 1 and (boxes[0] is not None) == region, (limit, boxes)
+    # the region of a 30 x 70 photo under the 12 x 20 crop: columns 14..54, rows 2..26 (to the photo's scale)
+    assert boxes[0] == pytest.approx((14.0, 2.0, 54.0, 26.0))
+
+
+def test_an_unknown_resize_mode_is_refused():
+    import dataclasses
+
+    spec = dataclasses.replace(_spec("crop"), resize_mode="squash")  # past the spec's own check
+    with pytest.raises(ValueError, match="^unknown resize mode 'squash'$"):
+        pp.geometry((30, 70), spec)

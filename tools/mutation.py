@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "tools" / "results"
 PYTEST = "python -m pytest -x -q -p no:cacheprovider"
+CAUGHT = ("killed", "timeout", "suspicious")  # mutmut's "suspicious": killed, but slowly
 
 #: module -> (the file mutated, the tests that hold its promises: fast ones, no subprocess)
 MODULES = {
@@ -163,7 +164,8 @@ def recheck(name: str, work: Path) -> None:
 def score(rows: list[dict]) -> tuple[int, int, float]:
     """(killed, non-equivalent mutants, killed share in %)."""
     live = [r for r in rows if r["status"] != "equivalent"]
-    killed = sum(r["status"] in ("killed", "timeout") for r in live)  # a mutant that hangs the tests is caught
+    # a mutant that hangs the tests, or makes them fail only after twice their time, is caught too
+    killed = sum(r["status"] in CAUGHT for r in live)
     return killed, len(live), 100.0 * killed / max(1, len(live))
 
 
@@ -204,7 +206,7 @@ def summarise(rows: list[dict], note: str) -> None:
     killed, live, pct = score(rows)
     lines += [f"{'all':9s} {'':28s} {len(rows):4d} mutants, {killed}/{live} non-equivalent killed = {pct:.1f} %", ""]
     for r in rows:
-        if r["status"] not in ("killed", "timeout"):
+        if r["status"] not in CAUGHT:
             lines.append(f"{r['status']:10s} {r['file']}:{r['line']}  {r['original']}  ->  {r['mutant']}"
                          + (f"  [{r['why']}]" if r["why"] else ""))
     (RESULTS / "mutation.txt").write_text("\n".join(lines) + "\n")
