@@ -163,6 +163,8 @@ def test_pairs_past_the_step_memory_are_refused_in_mib():
         ExplainConfig(estimator="nes", pairs=100_001, mask_size=8).validate()
     with pytest.raises(OptionError, match=r"^mask size must be in 2..512, not 600$"):  # no memory line for a bad size
         ExplainConfig(estimator="nes", pairs=10, mask_size=600).validate()
+    with pytest.raises(OptionError, match=r"^mask size must be in 2..512, not 513$"):  # 64 x 513 x 513 x 4 B > 64 MiB
+        ExplainConfig(estimator="nes", pairs=64, mask_size=513).validate()
 
 
 def test_the_active_estimator_refuses_pairs_and_a_direction_grid():

