@@ -191,3 +191,15 @@ def test_an_unknown_resize_mode_is_refused():
     spec = dataclasses.replace(_spec("crop"), resize_mode="squash")  # past the spec's own check
     with pytest.raises(ValueError, match="^unknown resize mode 'squash'$"):
         pp.geometry((30, 70), spec)
+
+
+def test_a_pixel_centred_on_the_crop_edge_is_seen_on_the_near_edge_only():
+    # crop_pct 1, photo 6 x 31 into 12 x 20: scale max(12/6, 20/31) = 2 -> 12 x 62, left (62 - 20) // 2 = 21;
+    # photo column x has its centre at u = 2x + 1 - 21: column 10 exactly on the crop's left edge (u = 0),
+    # column 20 exactly on its right edge (u = 20). The content is [0, 20): 10 is seen, 20 is not.
+    spec = pp.PreprocessSpec(size=SIZE, crop_pct=1.0, resize_mode="crop")
+    g = pp.geometry((6, 31), spec)
+    assert (g.resized, g.x.scale, g.x.offset) == ((12, 62), 2.0, -21)
+    back = pp.to_photo(np.zeros(SIZE, dtype=np.float32), g, fill=1.0)
+    seen = np.flatnonzero(back[3] == 0.0)
+    assert seen.tolist() == list(range(10, 20))
