@@ -194,3 +194,11 @@ def test_a_config_is_a_frozen_value():
     assert cfg == ExplainConfig(budget=51) and hash(cfg) == hash(ExplainConfig(budget=51))
     assert ExplainConfig().method is None  # None: the method explain() is given, else the default
     assert (ExplainConfig().budget, ExplainConfig().pairs, ExplainConfig().resolution) == (None, None, None)
+
+
+def test_fields_names_every_option_in_order():
+    from bbx.config import FIELDS
+
+    assert FIELDS == ("method", "budget", "seed", "sigma", "kernel", "mask_size", "iterations", "pairs", "estimator",
+                      "step", "resolution", "lr", "beta1", "lambda1", "lambda2", "beta", "gamma", "query_path",
+                      "patch", "area", "stride", "window")

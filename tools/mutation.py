@@ -139,7 +139,14 @@ def run_module(name: str, work: Path) -> list[dict]:
                     "--runner", f'bash -c "{PYTEST} {tests} || exit 1"'], cwd=work, env=env, check=True,
                    stdout=subprocess.DEVNULL)
     print(f"{name}: {time.time() - start:.0f} s", file=sys.stderr)
-    db = sqlite3.connect(cache)
+    return collect(name, work)
+
+
+def collect(name: str, work: Path) -> list[dict]:
+    """The rows of the mutmut cache in ``work`` (the last module run there)."""
+    path, _ = MODULES[name]
+    env = {**os.environ, "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
+    db = sqlite3.connect(work / ".mutmut-cache")
     rows = db.execute("select m.id, m.status, l.line_number, l.line from Mutant m join Line l on m.line = l.id").fetchall()
     out = []
     for mutant, status, line, text in rows:
