@@ -10,6 +10,7 @@ read from the registry: a registry that dropped or added a field must fail these
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from dataclasses import fields
 
@@ -241,6 +242,13 @@ def test_the_registry_knows_each_method_by_its_name():
     assert registry.mask_kind("not-registered") == "soft"
     assert registry.describe().split("; ")[0].startswith("ftc: ") and registry.describe().count("; ") == len(ORDER) - 1
     assert [part.split(":")[0] for part in registry.describe().split("; ")] == list(ORDER)
+    # what each reports with a step (the bar's label), and which run in lockstep (the soft masks)
+    reports = {"ftc": "J", "fntc": "J", "plain": "J", "greedy": "-p(target)", "rise": "mean p(target)"}
+    for name in ORDER:
+        assert registry.get(name).reports == reports.get(name, "J")
+        assert (registry.get(name).stepper is not None) == (name in ("ftc", "fntc", "plain"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        registry.get("greedy").needs = "scores"  # one registration, shared: nobody may change it
     assert registry.get("greedy").unused({"seed": 1, "patch": 2, "area": 0.2}) == ["seed"]
     assert registry.get("occlusion").unused({"window": 1, "seed": 1, "patch": 2}) == ["seed", "window"]  # sorted
 
@@ -255,7 +263,7 @@ def test_register_refuses_a_bad_or_second_name_and_an_unknown_need():
 
     with pytest.raises(OptionError, match="^a method named 'greedy' is registered already$"):
         registry.register(make("greedy"))
-    for bad in ("", "Upper", "has space", "dash-ed"):
+    for bad in ("", "Upper", "has space", "dash-ed", "_", "__"):
         with pytest.raises(OptionError, match=rf"^a method name is lower-case letters, digits and _, not {bad!r}$"):
             registry.register(make(bad))
     with pytest.raises(OptionError, match=r"^method 'toy' needs 'pixels': one of scores, topk, label$"):
