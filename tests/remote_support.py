@@ -174,6 +174,9 @@ class FaultProxy:
         self.in_flight = 0
         self.max_in_flight = 0
         self._lock = threading.Lock()
+        # "hang" holds a request until the proxy closes: no answer however long the client waits, so a
+        # client timeout is tested with a generous one, not with a race against a fixed delay
+        self._closing = threading.Event()
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -205,6 +208,7 @@ class FaultProxy:
         return self
 
     def __exit__(self, *exc: Any) -> None:
+        self._closing.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -264,6 +268,10 @@ class FaultProxy:
         kind, _, arg = fault.partition(":")
         if self.delay:
             time.sleep(self.delay)
+        if kind == "hang":  # no answer until the proxy closes (the client gives up first)
+            self._closing.wait()
+            h.close_connection = True
+            return
         if kind == "drop_before":  # the server never sees it
             h.close_connection = True
             return

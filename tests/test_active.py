@@ -115,7 +115,20 @@ def test_rise_masks_are_smooth_shifted_grids():
     masks = random_masks(np.random.default_rng(0), 200, 7, 0.5, 28)
     assert masks.shape == (200, 28, 28) and masks.min() >= 0 and masks.max() <= 1
     assert abs(masks.mean() - 0.5) < 0.05
+    assert abs(random_masks(np.random.default_rng(1), 200, 7, 0.2, 28).mean() - 0.2) < 0.05  # keep: the share kept
     assert not np.array_equal(masks[0], masks[1])
+    # smooth: a 7 x 7 grid spread bilinearly over 32 px moves at most 1 / (32 / 7) per pixel (a binary
+    # or per-pixel mask jumps by 1), and takes values between 0 and 1
+    steps = max(np.abs(np.diff(masks, axis=1)).max(), np.abs(np.diff(masks, axis=2)).max())
+    assert 0.15 < steps <= 7 / 32 + 1e-5
+    assert ((masks > 0.01) & (masks < 0.99)).mean() > 0.3
+    # a grid: bilinear upsampling is A G B^T with G 7 x 7, so no mask has rank above 7 (a 28 x 28
+    # per-pixel mask has 28)
+    assert max(np.linalg.matrix_rank(m, tol=1e-4) for m in masks[:20]) <= 7
+    # shifted: where the interpolation bends (the second difference) moves with each mask's offset
+    # in [0, 4), so across masks the bends cover columns that no one mask bends at
+    bends = np.abs(np.diff(masks, n=2, axis=2)).max(axis=1) > 1e-4  # (mask, column)
+    assert bends.any(axis=0).sum() > 1.5 * bends.sum(axis=1).max()
 
 
 def test_evaluate_compares_rise_and_records_convergence(target_model, tmp_path):
@@ -127,8 +140,16 @@ def test_evaluate_compares_rise_and_records_convergence(target_model, tmp_path):
     out = evaluate(target_model, [photo], cfg, tmp_path / "e")
     by = {r["method"]: r for r in out.records}
     assert by["rise"]["queries"] <= 300 and by["rise"]["converged"] is None
-    assert by["ftc"]["objective_final"] is not None and by["ftc"]["converged"] in (True, False)
+    # ftc's verdict is the one its own explanation gives (active draws nothing: the same run)
+    alone = bbx.explain(target_model, photo, method="ftc", budget=300)
+    assert type(by["ftc"]["converged"]) is bool and by["ftc"]["converged"] == alone.convergence["converged"]
+    assert by["ftc"]["objective_final"] == pytest.approx(alone.convergence["objective_final"])
     from bbx.evaluation.summary import summarise
 
-    md = summarise(out.records).markdown()
-    assert "| rise |" in md and "converged" in md
+    md = summarise(out.records).markdown().splitlines()
+    head = next(line for line in md if line.startswith("| method |")).split(" | ")
+    rows = {line.split(" | ")[0]: line.split(" | ") for line in md if line.startswith(("| rise |", "| ftc |"))}
+    column = head.index("converged")
+    # the share of runs that converged; a method with no objective reports none
+    assert rows["| ftc"][column] == ("100%" if alone.convergence["converged"] else "0%")
+    assert rows["| rise"][column] == "–"

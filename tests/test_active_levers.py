@@ -100,11 +100,18 @@ def test_quasi_newton_is_newtons_step_on_a_quadratic():
 
 
 def test_room_steps_lets_the_set_grow_with_the_budget():
+    """After the first screen (64 probes) the set admits max_active elements, or with room_steps what
+    lets room_steps steps fit in the budget left: (budget - 64) // 10 - trials (4), P's 9 at most.
+    The first descent probes every element of the set: its batch is the set's size."""
     small = replace(OFF, max_active=3)
-    capped, _ = run(small, budget=400)
-    grown, _ = run(replace(small, room_steps=10), budget=4000)
-    assert len(capped.active) <= 3 + 4 and len(grown.active) >= P.sum()
-    assert np.allclose(1.0 - grown.mask[P], T_STAR, atol=TOLERANCE)
+    first_set = {}
+    for budget in (120, 160, 400):
+        grown, toy = run(replace(small, room_steps=10), budget=budget)
+        first_set[budget] = toy.batches[1]
+    assert first_set == {120: 3, 160: (160 - 64) // 10 - 4, 400: P.sum()}  # 3 (the cap: 1 < 3), 5, 9
+    assert grown.converged and np.allclose(1.0 - grown.mask[P], T_STAR, atol=TOLERANCE)
+    capped, toy = run(small, budget=400)  # the lever off, the same budget: 3 a screen, not done in 400
+    assert toy.batches[1] == 3 and not capped.converged
 
 
 def test_a_block_screen_finds_a_move_that_no_single_element_makes():

@@ -453,7 +453,10 @@ def test_same_seed_same_mask_bit_for_bit(target_model):
     assert not np.array_equal(a.mask, c.mask)
 
 
-@pytest.mark.parametrize("budget,iterations,pairs", [(1000, 200, None), (50, 200, None), (500, 30, 4)])
+# odd and even budgets: an off-by-one in the plan spends one query too many only where budget - 2
+# is odd (51 -> 52 queries), or where it lets one more step of 4 pairs in (49: 5 steps, not 6)
+@pytest.mark.parametrize("budget,iterations,pairs", [(1000, 200, None), (50, 200, None), (51, 200, None),
+                                                     (500, 30, 4), (49, 30, 4), (53, 7, None)])
 def test_budget_is_never_exceeded_and_queries_are_exact(target_model, budget, iterations, pairs):
     before = target_model.queries
     e = bbx.explain(target_model, planted.photo(), method="ftc", budget=budget, iterations=iterations, pairs=pairs, estimator="nes")
@@ -463,7 +466,8 @@ def test_budget_is_never_exceeded_and_queries_are_exact(target_model, budget, it
     if pairs is None:  # the budget is spent, not wasted
         assert e.queries > budget - 2 * e.config["pairs"]
     else:  # iterations and pairs given: the budget only caps them
-        assert (e.config["iterations"], e.config["pairs"]) == (min(iterations, (budget - 2) // (2 * pairs)), pairs)
+        assert e.config["pairs"] == pairs and e.config["iterations"] <= iterations
+        assert e.config["iterations"] == iterations or e.queries + 2 * pairs > budget  # cut only as the budget needs
 
 
 def test_target_by_index_and_name(target_model):

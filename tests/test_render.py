@@ -143,14 +143,36 @@ def test_save_creates_missing_folder(explanation: Explanation, tmp_path: Path) -
     assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
 
 
+def _caption_bands(fig: np.ndarray, n: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The white bands a figure's text must stay out of (the outer margins, the gaps between panels,
+    in the caption rows) and each panel's caption area, for a heatmap of n x n drawn at 256 px panels."""
+    from bbx.result.render import MARGIN, PANEL_MIN
+
+    pw = n * max(1, -(-PANEL_MIN // n))
+    height, width = fig.shape[:2]
+    assert width == 2 * MARGIN + 3 * pw + 2 * MARGIN  # the layout the bands below are read from
+    captions = fig[height - MARGIN - 30:, :].min(axis=2)  # below the panels: the caption line
+    lefts = [MARGIN + i * (pw + MARGIN) for i in range(3)]
+    outside = [fig[:, :MARGIN], fig[:, width - MARGIN:]] + [captions[:, left + pw:left + pw + MARGIN] for left in lefts[:2]]
+    return np.concatenate([o.reshape(-1) for o in outside]), [captions[:, left:left + pw] for left in lefts]
+
+
 def test_figure_survives_long_names_and_bitmap_font(explanation: Explanation, monkeypatch) -> None:
+    """A class name far wider than its panel is shortened to fit: no text spills into the margins or the
+    gaps between panels, the canvas keeps its size, with the scalable font and Pillow's bitmap one."""
     from PIL import ImageFont
 
     import bbx.result.render as render
 
-    explanation.target_name = "an extremely long class name " * 6
-    wide = figure(explanation)
-    assert wide.shape == figure(explanation).shape  # text is shortened, the canvas does not grow
     bitmap = getattr(ImageFont, "load_default_imagefont", ImageFont.load_default)
-    monkeypatch.setattr(render, "_font", lambda size: bitmap())  # Pillow < 10.1 / no FreeType
-    assert figure(explanation).shape[1] == wide.shape[1]
+    for font in (None, lambda size: bitmap()):  # the default, then Pillow < 10.1 / no FreeType
+        if font is not None:
+            monkeypatch.setattr(render, "_font", font)
+        explanation.target_name = "espresso"
+        short = figure(explanation)
+        explanation.target_name = "an extremely long class name " * 6
+        fig = figure(explanation)
+        assert fig.shape == short.shape  # text is shortened, the canvas does not grow
+        outside, captions = _caption_bands(fig, N)
+        assert (outside == 255).all(), "a caption or the title spills out of its room"
+        assert all((c < 128).any() for c in captions)  # each caption is drawn (shortened, not dropped)
