@@ -191,15 +191,15 @@ def run_ledger(model: BlackBox, images: Sequence[str | Path], config: EvalConfig
     images = [str(Path(p).resolve()) for p in images]
     with lock(out):
         clear_stale(out, (RESULTS, SETTINGS, "summary.md", "summary.csv"))
+        hashes = [photo_content(img) for img in images]
+        unreadable = {img: why for img, (_, why) in zip(images, hashes) if why}
+        if config.truth is not None:  # a photo without a good region stops the run before settings and jobs
+            config.truth.check([img for img in images if img not in unreadable])
         check_settings(out / SETTINGS, config.settings(model))
         path = out / RESULTS
         have = {record_key(r): r for r in read_records(path) if "error" not in r}
-        hashes = [photo_content(img) for img in images]
         jobs = config.jobs(images, [h for h, _ in hashes])
         todo = [j for j in jobs if j.key not in have]
-        unreadable = {img: why for img, (_, why) in zip(images, hashes) if why}
-        if config.truth is not None:  # a photo without a good region stops the run before any job
-            config.truth.check([img for img in images if img not in unreadable])
         errors: list[dict[str, Any]] = []
         if unreadable and todo:
             todo = _skip_unreadable(todo, unreadable, path, errors, strict)

@@ -43,19 +43,25 @@ def _seed_mean(runs: list[dict[str, Any]], key: str) -> float:
     return float(np.mean(finite)) if finite else float("nan")
 
 
-def markdown(rows: list[Any], tolerance: Any) -> list[str]:
-    """The localisation table of ``rows`` (summary Rows with ``truth`` stats), or [] when none has any."""
-    rows = [r for r in rows if r.truth]
-    if not rows:
-        return []
+def cells(rows: list[Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and cells of the localisation table of ``rows`` (summary Rows with ``truth`` stats);
+    no body when none has any."""
     keys = METRICS + REFERENCE
     head = ["method", "images", "φ ± 95% CI", *[HEADERS[k] for k in keys]]
+    body = [[r.method, f"{r.truth['images'][0]:.0f}", _cell(r.phi, r.phi_ci, ".1f"),
+             *[_cell(*r.truth[k], ".1f" if k == "phi" else ".2f", 100 if k == "region_share" else 1) for k in keys]]
+            for r in rows if r.truth]
+    return head, body
+
+
+def markdown(rows: list[Any], tolerance: Any) -> list[str]:
+    """The localisation section of summary.md, or [] when no row has a truth."""
+    head, body = cells(rows)
+    if not body:
+        return []
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    for r in rows:
-        cells = [_cell(*r.truth[k], ".1f" if k == "phi" else ".2f", 100 if k == "region_share" else 1) for k in keys]
-        lines.append("| " + " | ".join([r.method, f"{r.truth['images'][0]:.0f}", _cell(r.phi, r.phi_ci, ".1f"),
-                                        *cells]) + " |")
-    return ["## Ground-truth localisation", "", *lines, "", _legend(tolerance), ""]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return ["## Ground-truth localisation", "", *lines, "", legend(tolerance), ""]
 
 
 def _cell(mean: float, ci: float, fmt: str = ".2f", scale: float = 1) -> str:
@@ -64,7 +70,7 @@ def _cell(mean: float, ci: float, fmt: str = ".2f", scale: float = 1) -> str:
     return format(scale * mean, fmt) + (f" ± {scale * ci:{fmt}}" if math.isfinite(ci) else "")
 
 
-def _legend(tolerance: Any) -> str:
+def legend(tolerance: Any) -> str:
     return ("Against each photo's truth region (--truth), on the heatmap brought back to the photo's size: "
             f"pointing game = the heatmap's maximum within {tolerance} px of the region (tied maxima share the "
             "hit); relevance mass = share of the positive heatmap inside the region, mass lift = that share over "
