@@ -280,7 +280,7 @@ def measured(model: BlackBox, job: Job, e: Explanation, config: EvalConfig) -> d
                     top1_at_area=[int(k) for k in probs.argmax(axis=1)])
     if config.truth is not None:
         size = e.photo.shape[:2] if e.photo is not None else e.heatmap.shape
-        rec["truth"] = truth_fields(model, e, config.truth.region(job.image, size), pert)
+        rec["truth"] = truth_fields(model, e, config.truth.region(job.image, size), pert, config.truth.tolerance)
     return rec
 
 

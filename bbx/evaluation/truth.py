@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._io import read_regular
+from ..defaults import POINTING_TOLERANCE
 from ..errors import OptionError
 from ..preprocess.image import MAX_PIXELS, load_rgb
 
@@ -34,12 +35,14 @@ Box = tuple[float, float, float, float]
 @dataclass(frozen=True)
 class Truth:
     """A photo's truth region at the photo's size. ``masks``: the masks' folder, or ``boxes``: per
-    file name or stem, its boxes. ``digest`` pins the source in an evaluation's settings."""
+    file name or stem, its boxes. ``digest`` pins the source in an evaluation's settings; ``tolerance``:
+    the pointing game's, in photo pixels (how precisely the truth is meant)."""
 
     source: str
     digest: str
     masks: str | None = None
     boxes: dict[str, tuple[Box, ...]] = field(default_factory=dict, hash=False)
+    tolerance: float = POINTING_TOLERANCE
 
     def region(self, photo: str | Path, size: tuple[int, int]) -> np.ndarray:
         """The photo's region, an ``size`` (h, w) boolean map; OptionError when it has none or a bad one."""
@@ -58,7 +61,7 @@ class Truth:
             self.region(photo, load_rgb(photo).shape[:2])
 
     def pin(self) -> dict[str, Any]:
-        return {"source": Path(self.source).name, "sha256": self.digest}
+        return {"source": Path(self.source).name, "sha256": self.digest, "tolerance_px": self.tolerance}
 
     def _mask(self, photo: Path) -> np.ndarray:
         path = Path(self.masks) / f"{photo.stem}.png"
@@ -73,20 +76,22 @@ class Truth:
         return rasterise(boxes, size, photo.name)
 
 
-def load_truth(path: str | Path) -> Truth:
+def load_truth(path: str | Path, tolerance: float = POINTING_TOLERANCE) -> Truth:
     """A folder of masks, a ``.json`` or a ``.csv`` file of boxes; anything else is one OptionError."""
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise OptionError(f"the pointing game's tolerance must be 0 or more pixels, not {tolerance}")
     path = Path(path)
     if path.is_dir():
         names = sorted(p.name for p in path.glob("*.png"))
         if not names:
             raise OptionError(f"truth folder {path} holds no .png masks")
-        return Truth(str(path), _folder_digest(path, names), masks=str(path))
+        return Truth(str(path), _folder_digest(path, names), masks=str(path), tolerance=tolerance)
     suffix = path.suffix.lower()
     if suffix not in (".json", ".csv"):
         raise OptionError(f"--truth must be a folder of PNG masks, a .json or a .csv of boxes, not {path}")
     raw = read_regular(path, MAX_TRUTH_BYTES, "truth file")
     boxes = parse_json(raw, path) if suffix == ".json" else parse_csv(raw, path)
-    return Truth(str(path), hashlib.sha256(raw).hexdigest(), boxes=boxes)
+    return Truth(str(path), hashlib.sha256(raw).hexdigest(), boxes=boxes, tolerance=tolerance)
 
 
 def _folder_digest(folder: Path, names: list[str]) -> str:
