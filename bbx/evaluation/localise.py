@@ -18,8 +18,7 @@ from ..maths.perturb import Perturber
 from ..model import BlackBox
 from ..preprocess import geometry, prepare
 from ..result.explanation import Explanation
-from ..result.localisation import localisation, pointing_metric
-from ..result.localisation import LOCALISATION
+from ..result.localisation import LOCALISATION, localisation, pointing_metric
 from ..result.metrics import phi
 
 TRUTH_QUERIES = 1  # the region's own φ: one image scored per job
