@@ -101,7 +101,8 @@ def pointing_metric(tolerance: float = POINTING_TOLERANCE) -> Metric:
 
 def top_metric(percent: float) -> Metric:
     return Metric(f"top{percent:g}_share", True,
-                  f"share of the top {percent:g}% heatmap pixels inside the truth region", partial(top_share, percent=percent))
+                  f"share of the top {percent:g}% heatmap pixels inside the truth region",
+                  partial(top_share, percent=percent))
 
 
 POINTING_GAME = pointing_metric()
