@@ -62,3 +62,7 @@ ACTIVE_MEMORY = 0  # > 0: L-BFGS directions from this many past steps (elements 
 ACTIVE_STALL = 0.1  # > 0: screen early once 3 steps lowered J by < stall x the drop since the last screen
 ACTIVE_BLOCK_SCREEN = 0  # > 1: when a screen of every element finds nothing, screen blocks of this side too
 ACTIVE_ROOM_STEPS = 0  # > 0: the set may grow past max_active to what lets this many steps fit in the budget left
+
+# -- ground-truth localisation (bbx/result/localisation.py, docs/localisation.md) -----------------
+POINTING_TOLERANCE = 15  # px at the photo's size; Zhang et al. (2018)'s pointing game allows 15 px
+TOP_PERCENTS = (1, 5, 10)  # top-k % of the heatmap's pixels whose share inside the region is reported

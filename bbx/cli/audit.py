@@ -50,17 +50,22 @@ def audit(
     compare: Optional[str] = typer.Option(None, "--compare", help="a second model (.onnx or endpoint) explained on "
                                           "the same photos, with its own preprocessing and labels: the page compares "
                                           "the two (top-1, confidence, explanations, recurring regions)"),
+    truth: Optional[Path] = typer.Option(None, help="each photo's true region: a folder of PNG masks (the photo's "
+                                         "stem, non-zero = region) or a .json/.csv of boxes in photo pixels; adds "
+                                         "localisation to every line and table (docs/localisation.md)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     *, model_opts: dict, method_opts: dict,
 ) -> None:
     """Explain every photo, then write a self-contained report (OUT/index.html) to open in a browser."""
     from ..audit import audit as run_audit
     from ..config import ExplainConfig
+    from ..evaluation.truth import load_truth
 
     names = d.AUDIT_METHODS if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
-    config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**method_opts)).validate()
+    config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**method_opts),
+                        truth=None if truth is None else load_truth(truth)).validate()
     _needs_report_extra()
     photos = find_images(paths, limit)
     m = load_model(model, **model_opts)

@@ -41,6 +41,9 @@ def evaluate(
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="spread the photos over Ray "
                                       "workers: a local cluster, or the one at ADDRESS (pip install 'bbx[ray]')"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    truth: Optional[Path] = typer.Option(None, help="each photo's true region: a folder of PNG masks (the photo's "
+                                         "stem, non-zero = region) or a .json/.csv of boxes in photo pixels; adds "
+                                         "localisation to every line and table (docs/localisation.md)"),
     strict: bool = typer.Option(False, "--strict", help="stop at the first photo that cannot be read (default: "
                                 "skip it, with an error line in results.jsonl, and try it again next time)"),
     *, model_opts: dict, method_opts: dict,
@@ -48,11 +51,13 @@ def evaluate(
     """Every method on every image (resumable JSON lines), then φ, area, consistency and cost tables."""
     from ..config import ExplainConfig
     from ..evaluation.summary import summarise
+    from ..evaluation.truth import load_truth
 
     names = registry.names() if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
     config = EvalConfig(methods=names, explain=ExplainConfig(**method_opts),
+                        truth=None if truth is None else load_truth(truth),
                         **({} if seeds is None else {"seeds": seeds})).validate()
     images = find_images(paths, limit)
     m = load_model(model, **model_opts)
