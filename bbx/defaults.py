@@ -43,3 +43,7 @@ GREEDY_WINDOW = 16
 EVAL_SEEDS = 3  # bbx evaluate's runs per image of a seeded method
 PHI_MIN_RESIDUAL = 1e-3  # below this 1 - f_h(X), φ is shown with its raw probabilities (unstable)
 EMPTY_MASK = 1e-3  # a mask whose every cell is within this of 1 blurred nothing
+
+# -- ground-truth localisation (bbx/result/localisation.py, docs/localisation.md) -----------------
+POINTING_TOLERANCE = 15  # px at the photo's size; Zhang et al. (2018)'s pointing game allows 15 px
+TOP_PERCENTS = (1, 5, 10)  # top-k % of the heatmap's pixels whose share inside the region is reported

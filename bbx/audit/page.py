@@ -38,6 +38,8 @@ class Report:
     class_images: dict[str, str] = field(default_factory=dict)  # class name -> mean heatmap file
     plots: dict[str, str] = field(default_factory=dict)  # caption -> plot file
     class_counts: list[tuple[str, int]] = field(default_factory=list)
+    #: ground-truth localisation per method (header, rows of shown cells, legend); empty without --truth
+    localisation: tuple[list[str], list[list[str]], str] | None = None
 
 
 def esc(value: Any) -> str:
@@ -60,6 +62,8 @@ def render(r: Report) -> str:
         parts.append(_dataset(r))
     if r.plots:
         parts.append(_plots(r.plots))
+    if r.localisation:
+        parts.append(_localisation(*r.localisation))
     parts.append(_gallery(r.gallery, bool(r.classes)))
     if r.classes:
         parts.append(_classes(r.classes, r.class_images))
@@ -79,7 +83,8 @@ def _head(title: str) -> str:
 
 def _nav(r: Report) -> str:
     links = [("card", "Model"), *([("dataset", "Data set")] if r.class_counts else []),
-             *([("plots", "Plots")] if r.plots else []), ("gallery", "Gallery"),
+             *([("plots", "Plots")] if r.plots else []),
+             *([("localisation", "Localisation")] if r.localisation else []), ("gallery", "Gallery"),
              *([("classes", "Classes")] if r.classes else [])]
     return "<nav>" + " · ".join(f'<a href="#{a}">{t}</a>' for a, t in links) + "</nav>"
 
@@ -134,6 +139,14 @@ def _plots(plots: dict[str, str]) -> str:
                    f"<figcaption>{esc(caption)}</figcaption></figure>"
                    for caption, path in plots.items() if caption != "confidence histogram")
     return f"<section id=plots><h2>Plots</h2><div class=row>{figs}</div></section>"
+
+
+def _localisation(head: list[str], rows: list[list[str]], legend: str) -> str:
+    heads = "".join(f"<th>{esc(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td{' class=num' if i else ''}>{esc(c)}</td>" for i, c in enumerate(row))
+                   + "</tr>" for row in rows)
+    return (f"<section id=localisation><h2>Ground-truth localisation</h2><table><tr>{heads}</tr>{body}</table>"
+            f"<p>{esc(legend)}</p></section>")
 
 
 def _num(value: float, fmt: str | None) -> tuple[str, str]:

@@ -74,7 +74,20 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
         class_images=class_images,
         plots=draw_plots(records, gallery, config, ensure_dir(out / "plots"), out),
         class_counts=sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])),
+        localisation=localisation(records),
     )
+
+
+def localisation(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[list[str]], str] | None:
+    """The localisation table of the page (the summary's), None when no record has a truth."""
+    from ..evaluation import truth_table
+    from ..evaluation.summary import summarise
+
+    if not any("truth" in r for r in records):
+        return None
+    s = summarise(records)
+    head, body = truth_table.cells(s.overall)
+    return head, body, truth_table.legend(s.tolerance)
 
 
 def draw_plots(records: Sequence[dict[str, Any]], gallery: Sequence[data.Row], config: EvalConfig, folder: Path,
@@ -100,7 +113,8 @@ def draw_plots(records: Sequence[dict[str, Any]], gallery: Sequence[data.Row], c
 
 
 def _summary(gallery: Sequence[data.Row], records: Sequence[dict[str, Any]], config: EvalConfig) -> str:
-    queries = sum(int(r["queries"]) + int(r.get("insertion_queries", 0)) for r in records)
+    queries = sum(int(r["queries"]) + int(r.get("insertion_queries", 0)) + int(r.get("truth", {}).get("queries", 0))
+                  for r in records)
     fragile = sum(r.fragile is not None for r in gallery)
     return (f"{len(gallery)} photos × {', '.join(config.methods)} ({config.seeds} seed{'s' * (config.seeds > 1)} "
             f"where seeded); {len(records)} explanations, {queries:,} model queries; {fragile} fragile decisions.")

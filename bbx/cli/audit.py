@@ -39,18 +39,23 @@ def audit(
                                          "method's own; occlusion needs 198 on a 224 px input)"),
     seeds: int = typer.Option(1, help="seeds per photo for ftc, fntc, plain and random (the gallery shows the first)"),
     limit: Optional[int] = typer.Option(None, help="only the first N photos"),
+    truth: Optional[Path] = typer.Option(None, help="each photo's true region: a folder of PNG masks (the photo's "
+                                         "stem, non-zero = region) or a .json/.csv of boxes in photo pixels; adds "
+                                         "localisation to every line and table (docs/localisation.md)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     *, model_opts: dict,
 ) -> None:
     """Explain every photo, then write a self-contained report (OUT/index.html) to open in a browser."""
     from ..audit import audit as run_audit
     from ..config import ExplainConfig
+    from ..evaluation.truth import load_truth
 
     names = d.AUDIT_METHODS if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
     explain = {} if budget is None else {"budget": budget}
-    config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain)).validate()
+    config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain),
+                        truth=None if truth is None else load_truth(truth)).validate()
     _needs_report_extra()
     photos = find_images(paths, limit)
     m = load_model(model, **model_opts)

@@ -45,6 +45,9 @@ def evaluate(
     ray: Optional[str] = typer.Option(None, "--ray", metavar="[ADDRESS]", help="spread the photos over Ray "
                                       "workers: a local cluster, or the one at ADDRESS (pip install 'bbx[ray]')"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    truth: Optional[Path] = typer.Option(None, help="each photo's true region: a folder of PNG masks (the photo's "
+                                         "stem, non-zero = region) or a .json/.csv of boxes in photo pixels; adds "
+                                         "localisation to every line and table (docs/localisation.md)"),
     strict: bool = typer.Option(False, "--strict", help="stop at the first photo that cannot be read (default: "
                                 "skip it, with an error line in results.jsonl, and try it again next time)"),
     *, model_opts: dict,
@@ -52,6 +55,7 @@ def evaluate(
     """Every method on every image (resumable JSON lines), then φ, area, consistency and cost tables."""
     from ..config import ExplainConfig
     from ..evaluation.summary import summarise
+    from ..evaluation.truth import load_truth
 
     explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget),
                                            ("estimator", estimator)) if v is not None}
@@ -59,6 +63,7 @@ def evaluate(
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
     config = EvalConfig(methods=names, explain=ExplainConfig(**explain),
+                        truth=None if truth is None else load_truth(truth),
                         **({} if seeds is None else {"seeds": seeds})).validate()
     images = find_images(paths, limit)
     m = load_model(model, **model_opts)

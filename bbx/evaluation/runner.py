@@ -27,12 +27,14 @@ from .files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, lock,  # n
                          read_records, record_key)
 from ..result.explanation import Explanation
 from .insertion import AREAS, blur_top_probs
+from .localise import truth_fields
 from .lockstep import default_width, explain_many
 from ..methods.epilogue import SHAREABLE_PATHS
 from ..result.metrics import phi
 from ..model import BlackBox
 from ..maths.perturb import BlurSpec, Perturber
 from .photos import IMAGE_SUFFIXES, find_images, photo_content  # noqa: F401  (bbx.evaluation.runner.find_images)
+from .truth import Truth
 
 LOSS_POINTS = 21  # the loss history a record keeps, evenly thinned: enough to see its trend
 
@@ -61,6 +63,7 @@ class EvalConfig:
     seeds: int = EVAL_SEEDS
     explain: ExplainConfig = field(default_factory=ExplainConfig)
     areas: tuple[float, ...] = AREAS  # percent of pixels
+    truth: Truth | None = None  # each photo's true region: every record gains its localisation (docs/localisation.md)
 
     def validate(self) -> "EvalConfig":
         if not self.methods:
@@ -115,6 +118,7 @@ class EvalConfig:
             "patch": self.explain.patch,
             "areas": list(self.areas),
             "target": "top1",
+            **({} if self.truth is None else {"truth": self.truth.pin()}),
         }
 
 
@@ -187,13 +191,15 @@ def run_ledger(model: BlackBox, images: Sequence[str | Path], config: EvalConfig
     images = [str(Path(p).resolve()) for p in images]
     with lock(out):
         clear_stale(out, (RESULTS, SETTINGS, "summary.md", "summary.csv"))
+        hashes = [photo_content(img) for img in images]
+        unreadable = {img: why for img, (_, why) in zip(images, hashes) if why}
+        if config.truth is not None:  # a photo without a good region stops the run before settings and jobs
+            config.truth.check([img for img in images if img not in unreadable])
         check_settings(out / SETTINGS, config.settings(model))
         path = out / RESULTS
         have = {record_key(r): r for r in read_records(path) if "error" not in r}
-        hashes = [photo_content(img) for img in images]
         jobs = config.jobs(images, [h for h, _ in hashes])
         todo = [j for j in jobs if j.key not in have]
-        unreadable = {img: why for img, (_, why) in zip(images, hashes) if why}
         errors: list[dict[str, Any]] = []
         if unreadable and todo:
             todo = _skip_unreadable(todo, unreadable, path, errors, strict)
@@ -213,7 +219,7 @@ def run_ledger(model: BlackBox, images: Sequence[str | Path], config: EvalConfig
             append_line(path, rec)
             have[job.key] = rec
             finished += 1
-            queries += rec["queries"] + rec["insertion_queries"]
+            queries += rec["queries"] + rec["insertion_queries"] + rec.get("truth", {}).get("queries", 0)
         if progress is not None and todo:
             progress.update(len(todo), len(todo), todo[-1], 1, 1)
         return Outcome(records=[have[j.key] for j in jobs if j.key in have], done_before=len(jobs) - len(todo)
@@ -265,12 +271,17 @@ def run_job(model: BlackBox, job: Job, config: EvalConfig,
 
 
 def measured(model: BlackBox, job: Job, e: Explanation, config: EvalConfig) -> dict[str, Any]:
-    """The job's record: its explanation and its blur-insertion curve (one query per area)."""
+    """The job's record: its explanation, its blur-insertion curve (one query per area) and, with a
+    truth, its localisation and the truth region's own φ (one query)."""
     cfg = config.explain
-    probs = blur_top_probs(model, Perturber(e.image, blur_spec=BlurSpec(cfg.sigma, cfg.kernel)), e.heatmap,
-                           [a / 100 for a in config.areas])
-    return to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
-                     top1_at_area=[int(k) for k in probs.argmax(axis=1)])
+    pert = Perturber(e.image, blur_spec=BlurSpec(cfg.sigma, cfg.kernel))
+    probs = blur_top_probs(model, pert, e.heatmap, [a / 100 for a in config.areas])
+    rec = to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
+                    top1_at_area=[int(k) for k in probs.argmax(axis=1)])
+    if config.truth is not None:
+        size = e.photo.shape[:2] if e.photo is not None else e.heatmap.shape
+        rec["truth"] = truth_fields(model, e, config.truth.region(job.image, size), pert, config.truth.tolerance)
+    return rec
 
 
 def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float],

@@ -12,7 +12,7 @@ import csv
 import io
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -24,6 +24,7 @@ from ..defaults import PHI_MIN_RESIDUAL
 from ..result.findings import phi_readable
 from ..result.metrics import mask_correlation, mean_ci, top_iou
 from ..maths.perturb import upsample
+from . import truth_table
 
 #: Edges of the confidence bins (original top-1 probability); the last bin includes 1.
 CONFIDENCE_BINS = (0.0, 0.5, 0.8, 0.95, 1.0)
@@ -51,6 +52,7 @@ class Row:
     below_reference: tuple[bool, ...]  # φ at that area under occlusion's, on the images both have
     converged: float = float("nan")  # share of runs whose objective converged (bbx.maths.convergence); nan: none report it
     objective_gain: float = float("nan")  # mean J(1) - J(M) over runs that report it: > 0 = below M = 1
+    truth: dict[str, tuple[float, float]] = field(default_factory=dict)  # localisation (truth_table); {}: no truth
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Summary:
     overall: list[Row]
     by_confidence: list[tuple[str, list[Row]]]
     devices: tuple[str, ...] = ()  # where the runs' seconds were measured ("cpu", "cuda")
+    tolerance: str = ""  # the pointing game's, in px, as the records state it ("" without a truth)
 
     def markdown(self) -> str:
         return to_markdown(self)
@@ -90,7 +93,8 @@ def summarise(records: Iterable[dict[str, Any]], bins: Sequence[float] = CONFIDE
             label = f"[{lo:g}, {hi:g}{']' if last else ')'}"
             by_conf.append((label, _rows([r for r in recs if r["image"] in inside], areas)))
     devices = tuple(sorted({r["device"] for r in recs if r.get("device")}))
-    return Summary(areas=areas, images=len(confidence), overall=overall, by_confidence=by_conf, devices=devices)
+    return Summary(areas=areas, images=len(confidence), overall=overall, by_confidence=by_conf, devices=devices,
+                   tolerance=truth_table.tolerance_of(recs))
 
 
 def _rows(recs: list[dict[str, Any]], areas: tuple[float, ...]) -> list[Row]:
@@ -140,6 +144,7 @@ def _row(method: str, by_image: dict[str, list[dict[str, Any]]], curve: dict[str
         converged=_nanmean([float(r["converged"]) for r in runs if r.get("converged") is not None]),
         objective_gain=_nanmean([r["objective_at_ones"] - r["objective_final"] for r in runs
                                  if r.get("objective_final") is not None]),
+        truth=truth_table.truth_means(by_image),
     )
 
 
@@ -215,6 +220,7 @@ def to_markdown(s: Summary) -> str:
         "optimise no objective.",
         "",
     ]
+    out += truth_table.markdown(s.overall, s.tolerance)
     if len(s.devices) > 1:
         out += [f"s/run mixes runs on {' and '.join(s.devices)} (a resumed evaluation): compare seconds "
                 "only between runs on one device.", ""]
@@ -226,10 +232,12 @@ def to_markdown(s: Summary) -> str:
 def to_csv(s: Summary) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
+    has_truth = any(r.truth for r in s.overall)  # the columns come only with a truth: older tables unchanged
     w.writerow(["section", "method", "images", "runs", "phi", "phi_ci95", "phi_left_out", "delta_p_top1_pp",
                 "undesirable_pct", "seed_correlation",
                 "top5_iou", "queries", "seconds", *[f"phi_at_{a:g}pct" for a in s.areas],
-                f"below_{REFERENCE}_at_pct", "converged_share", "objective_gain"])
+                f"below_{REFERENCE}_at_pct", "converged_share", "objective_gain",
+                *(truth_table.csv_header() if has_truth else [])])
     sections = [("overall", s.overall)] + [(f"p_top1 {label}", rows) for label, rows in s.by_confidence]
     for name, rows in sections:
         for r in rows:
@@ -237,7 +245,8 @@ def to_csv(s: Summary) -> str:
                         *map(_num, (r.undesirable, r.correlation,
                         r.top_iou, r.queries, r.seconds, *r.phi_at_area)),
                         ";".join(f"{a:g}" for a, low in zip(s.areas, r.below_reference) if low),
-                        _num(r.converged), _num(r.objective_gain)])
+                        _num(r.converged), _num(r.objective_gain),
+                        *(map(_num, truth_table.csv_cells(r.truth)) if has_truth else [])])
     return buf.getvalue()
 
 
