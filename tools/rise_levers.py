@@ -20,7 +20,8 @@ Each heatmap is scored like ``bbx evaluate``'s insertion curve (blur, hard, the 
 query per area, not counted) and against the overlay's boxes (tools/confound_eval.py's figures: bbx.result.localisation).
 ``bbx:<method>`` rows run that bbx method through ``bbx.explain`` at the same budget.
 
-    python tools/rise_levers.py /tmp/confounds photos/tuning --limit 6 --csv tools/results/rise_levers_tuning.csv
+    python tools/rise_levers.py /tmp/confounds photos/tuning --every 3 --csv tools/results/rise_levers_tuning.csv
+    python tools/rise_levers.py /tmp/confounds --list heldout.txt --methods rise,rise_greedy --schemes paper
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import bbx  # noqa: E402
 from bbx.evaluation.insertion import blur_top  # noqa: E402
+import bbx.methods.rise_greedy  # noqa: E402,F401  registers the lever (not in bbx.methods until it wins)
 from bbx.maths.perturb import Perturber, upsample  # noqa: E402
 from bbx.methods.rise import random_masks  # noqa: E402
 from bbx.model import OnnxClassifier  # noqa: E402
@@ -88,21 +90,26 @@ def to_input(h: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return h if h.shape == size else upsample(h.astype(np.float32), size)
 
 
-def variants(model, view: np.ndarray, k: int, budget: int, seed: int) -> dict[str, tuple[np.ndarray, int]]:
-    """Every RISE variant's heatmap at the input size, with the queries it cost."""
+def variants(model, view: np.ndarray, k: int, budget: int, seed: int,
+             schemes_run: tuple[str, ...] = ("paper", "bbx")) -> dict[str, tuple[np.ndarray, int]]:
+    """Every RISE variant's heatmap at the input size (of the mask schemes in ``schemes_run``), with
+    the queries it cost."""
     n, size = budget - 2, view.shape[:2]
     rng = np.random.default_rng(seed)
     out = {}
     schemes = {"paper": (lambda c: paper_masks(rng, c, size[0]), size),
                "bbx": (lambda c: random_masks(rng, c, GRID, KEEP, 28), (28, 28))}
     for scheme, (make, shape) in schemes.items():
+        if scheme not in schemes_run:
+            continue
         acc = accumulate(model, view, k, make, n, shape)
         for est in ESTIMATORS:
             out[f"{scheme}/{est}"] = (to_input(heat(acc, est), size), budget)
     return out
 
 
-def evaluate(model, photo: Path, region: np.ndarray, methods: list[str], budget: int, seed: int) -> list[dict]:
+def evaluate(model, photo: Path, region: np.ndarray, methods: list[str], budget: int, seed: int,
+             schemes_run: tuple[str, ...]) -> list[dict]:
     view = model.prepare(load_rgb(photo))
     p0 = model.scores(view[None]).probs[0]
     k = int(np.argmax(p0))
@@ -112,8 +119,8 @@ def evaluate(model, photo: Path, region: np.ndarray, methods: list[str], budget:
         e = bbx.explain(model, photo, method=m, budget=budget, seed=seed)
         heats[f"bbx:{m}"] = (e.heatmap, e.queries, time.perf_counter() - t)
     t = time.perf_counter()
-    for name, (h, q) in variants(model, view, k, budget, seed).items():
-        heats[name] = (h, q, (time.perf_counter() - t) / (2 * len(ESTIMATORS)))
+    for name, (h, q) in variants(model, view, k, budget, seed, schemes_run).items():
+        heats[name] = (h, q, (time.perf_counter() - t) / (len(schemes_run) * len(ESTIMATORS)))
     rows = []
     for name, (h, q, s) in heats.items():
         probs = blur_top(model, view, h, [a / 100 for a in AREAS], k)
@@ -127,21 +134,24 @@ def evaluate(model, photo: Path, region: np.ndarray, methods: list[str], budget:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bench", type=Path, help="a tools/confounds.py folder")
-    ap.add_argument("photos", help="its sub-folder of photos (photos/tuning or photos/heldout)")
+    ap.add_argument("photos", nargs="?", default="photos/tuning", help="its sub-folder of photos")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--every", type=int, default=1, help="every n-th photo, sorted by name")
     ap.add_argument("--budget", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", default="rise", help="bbx methods run beside the variants")
+    ap.add_argument("--schemes", default="paper,bbx", help="RISE mask schemes whose variants run (none: '')")
+    ap.add_argument("--list", type=Path, help="photos to run, one path a line, in this order (instead of photos)")
     ap.add_argument("--csv", type=Path)
     args = ap.parse_args(argv)
     model = OnnxClassifier(ROOT / "models" / "efficientnet_lite0.onnx")
     truth = load_truth(args.bench / "boxes.json")
-    photos = sorted((args.bench / args.photos).glob("*.png"))[::args.every][:args.limit]
+    photos = ([Path(p) for p in args.list.read_text().split()] if args.list
+              else sorted((args.bench / args.photos).glob("*.png")))[::args.every][:args.limit]
     rows = []
     for photo in photos:
         rows += evaluate(model, photo, truth.region(photo.name, PHOTO), [m for m in args.methods.split(",") if m],
-                         args.budget, args.seed)
+                         args.budget, args.seed, tuple(x for x in args.schemes.split(",") if x))
         print(f"{photo.name} done", flush=True)
         if args.csv:
             write_csv(args.csv, rows)

@@ -48,18 +48,9 @@ def rise(ctx: Context, cfg: ExplainConfig) -> Explanation:
     grid, keep, size = d.RISE_GRID, d.RISE_KEEP, cfg.mask_size
     shape = (size, size)
     pert = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
-    k, z0 = ctx.target, ctx.logits_before
-    query = MaskQuery(ctx.model, pert, target=k)
-    plain = Objective("plain")  # its model loss is -f_k
-
     n = budget - 2
     masks = random_masks(ctx.rng(cfg.seed), n, min(grid, size), keep, size)
-    probs = np.empty(n)
-    chunk = max(1, ctx.model.max_batch) * 4
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        probs[start:stop] = -plain.model_loss(query(masks[start:stop]), k, z0)
-        ctx.report(stop, n, float(probs[:stop].mean()))
+    probs = target_probs(ctx, pert, masks)
     heat = undesirable(probs, masks)
     mask = 1.0 - heat
     heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
@@ -69,16 +60,34 @@ def rise(ctx: Context, cfg: ExplainConfig) -> Explanation:
     return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config)
 
 
-def undesirable(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Heat in [0, 1] where keeping a pixel lowers the target: the target's mean change over the masks
-    that keep it, -E(x) above (centred weights), divided by its largest value; 0 where it does not lower it."""
+def target_probs(ctx: Context, pert: Perturber, masks: np.ndarray) -> np.ndarray:
+    """The target's probability on Q(X; M_i) for each mask, one counted query each, with progress."""
+    k, n = ctx.target, len(masks)
+    query = MaskQuery(ctx.model, pert, target=k)
+    plain = Objective("plain")  # its model loss is -f_k
+    probs = np.empty(n)
+    chunk = max(1, ctx.model.max_batch) * 4
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        probs[start:stop] = -plain.model_loss(query(masks[start:stop]), k, ctx.logits_before)
+        ctx.report(stop, n, float(probs[:stop].mean()))
+    return probs
+
+
+def effect(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """E(x): the target's mean change, against its mean over all masks, over the masks that keep x."""
     centred = probs - probs.mean()
-    kept = masks.sum(axis=0)
-    effect = np.einsum("n,nij->ij", centred, masks) / np.maximum(kept, 1e-12)
-    worst = -float(effect.min())
+    return np.einsum("n,nij->ij", centred, masks) / np.maximum(masks.sum(axis=0), 1e-12)
+
+
+def undesirable(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Heat in [0, 1] where keeping a pixel lowers the target: -E(x) (:func:`effect`) divided by its
+    largest value; 0 where it does not lower it."""
+    change = effect(probs, masks)
+    worst = -float(change.min())
     if not worst > NO_EFFECT * max(float(np.abs(probs).max()), 1e-12):  # a target no mask moves: no heat
-        return np.zeros(effect.shape)
-    return np.clip(-effect / worst, 0.0, None)
+        return np.zeros(change.shape)
+    return np.clip(-change / worst, 0.0, None)
 
 
 def random_masks(rng: np.random.Generator, n: int, grid: int, keep: float, size: int) -> np.ndarray:
