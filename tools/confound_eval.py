@@ -34,7 +34,7 @@ from bbx.result.metrics import mean_ci  # noqa: E402
 AREAS = (0.5, 1.0, 2.0, 5.0, 10.0)
 PHOTO = (256, 256)  # the benchmark's photos
 LOCAL = ["pointing_game", "top5_share", "relevance_mass_lift"]
-COLUMNS = [*LOCAL, "phi@1", "phi@2", "phi@5", "phi@0.5", "phi@10", "queries", "seconds"]
+COLUMNS = [*LOCAL, "phi@0.5", "phi@1", "phi@2", "phi@5", "phi@10", "queries", "seconds"]
 _SPEC = None
 
 
@@ -104,12 +104,29 @@ def write_csv(path: Path, rows: list[dict]) -> None:
             w.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()})
 
 
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a CSV written by :func:`write_csv`, numbers as floats."""
+    def value(v: str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    with path.open() as fh:
+        return [{k: value(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("evaluation", type=Path, help="a bbx evaluate --out folder")
-    ap.add_argument("--bench", type=Path, required=True, help="the tools/confounds.py folder (boxes.json)")
+    ap.add_argument("evaluation", type=Path, help="a bbx evaluate --out folder, or a rows CSV this tool or "
+                    "tools/rise_levers.py wrote (then only its table is printed)")
+    ap.add_argument("--bench", type=Path, help="the tools/confounds.py folder (boxes.json)")
     ap.add_argument("--csv", type=Path, help="per-photo rows here; the table beside it (_summary.csv)")
     args = ap.parse_args(argv)
+    if args.evaluation.suffix == ".csv":
+        rows = read_rows(args.evaluation)
+        present = [c for c in COLUMNS if c in rows[0]]
+        print(markdown(table(rows, present), present))
+        return
     truth = load_truth(args.bench / "boxes.json")
     lines = [json.loads(s) for s in (args.evaluation / "results.jsonl").read_text().splitlines() if s.strip()]
     rows = score_records(lines, truth)
