@@ -11,7 +11,7 @@ For each photo, two sets of ``budget - 2`` random masks are scored (one query ea
 From the same scores, three estimators of where keeping a pixel lowers the target (heat = higher
 is more undesirable):
 
-* ``S``: the paper's saliency S(x) = sum_i f_i M_i(x) / (N p), heat = -S;
+* ``S``: the paper's saliency S(x) = sum_i f_i M_i(x) / (N p), heat = f̄ - S (bbx's old ``rise``);
 * ``centred``: sum_i (f_i - f̄) M_i(x) / sum_i M_i(x): the paper's sum carries f̄ times the
   number of times x was kept, a smooth random field as large as the signal; centring removes it;
 * ``contrast``: E[f | x blurred] - E[f | x kept], weighted by 1 - M and M.
@@ -78,7 +78,7 @@ def accumulate(model, view: np.ndarray, k: int, make, n: int, shape: tuple[int, 
 def heat(acc: dict, estimator: str) -> np.ndarray:
     n, fM, M, fsum = acc["n"], acc["fM"], acc["M"], acc["f"]
     if estimator == "S":
-        return -fM / (n * KEEP)
+        return fsum / n - fM / (n * KEEP)
     if estimator == "centred":
         return -(fM - fsum / n * M) / np.maximum(M, 1e-9)
     kept = fM / np.maximum(M, 1e-9)
@@ -87,6 +87,9 @@ def heat(acc: dict, estimator: str) -> np.ndarray:
 
 
 def to_input(h: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """At the input size, clipped at 0 (pixels that do not lower the target are not undesirable): the
+    localisation metrics count positive heat only."""
+    h = np.clip(h, 0.0, None)
     return h if h.shape == size else upsample(h.astype(np.float32), size)
 
 
