@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import bbx
+import bbx.methods.rise_greedy  # noqa: F401  registers the lever (bbx.methods does not import it: docs/reproduce.md)
 import planted
 from bbx.errors import OptionError
 from bbx.result.metrics import iou, top_mask
@@ -38,6 +39,6 @@ def test_deterministic_and_bad_options_are_refused(target_model):
             for s in (0, 0)]
     np.testing.assert_array_equal(runs[0].mask, runs[1].mask)  # deterministic
     with pytest.raises(OptionError, match="too small"):
-        bbx.explain(target_model, planted.photo(), 0, method="rise_greedy", budget=5)
+        bbx.explain(target_model, planted.photo(), 0, method="rise_greedy", budget=4)
     with pytest.raises(OptionError, match="does not use patch"):
         bbx.explain(target_model, planted.photo(), 0, method="rise_greedy", patch=8)

@@ -120,6 +120,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("evaluation", type=Path, help="a bbx evaluate --out folder, or a rows CSV this tool or "
                     "tools/rise_levers.py wrote (then only its table is printed)")
     ap.add_argument("--bench", type=Path, help="the tools/confounds.py folder (boxes.json)")
+    ap.add_argument("--merge", type=Path, action="append", default=[],
+                    help="also the rows of this CSV (tools/rise_levers.py's), methods named as there")
+    ap.add_argument("--rename", action="append", default=[], help="OLD=NEW: a method's name in the table")
+    ap.add_argument("--common", action="store_true", help="only the photos every method has")
     ap.add_argument("--csv", type=Path, help="per-photo rows here; the table beside it (_summary.csv)")
     args = ap.parse_args(argv)
     if args.evaluation.suffix == ".csv":
@@ -129,7 +133,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     truth = load_truth(args.bench / "boxes.json")
     lines = [json.loads(s) for s in (args.evaluation / "results.jsonl").read_text().splitlines() if s.strip()]
-    rows = score_records(lines, truth)
+    rows = score_records(lines, truth) + [r for path in args.merge for r in read_rows(path)]
+    names = dict(pair.split("=", 1) for pair in args.rename)
+    rows = [{**r, "method": names.get(r["method"], r["method"])} for r in rows]
+    if args.common:
+        methods = {r["method"] for r in rows}
+        have = [p for p in dict.fromkeys(r["photo"] for r in rows)
+                if methods <= {r["method"] for r in rows if r["photo"] == p}]
+        rows = [r for r in rows if r["photo"] in have]
     summary = table(rows)
     print(markdown(summary))
     if args.csv:

@@ -9,6 +9,9 @@ mean drop when its pixels are kept, averaged over the cell, in the same units as
 (probability). The rest of the budget is greedy's lazy search from that prior, unchanged
 (:func:`.greedy.search`). Queries: 1 (the image) + the RISE masks + the search; no extra query at
 the end (the search measured the perturbed image).
+
+A lever of issue 32, measured in docs/reproduce.md ("Fidelity round 3"): not imported by
+:mod:`bbx.methods`, so not registered unless this module is imported (tools/rise_levers.py does).
 """
 
 from __future__ import annotations
