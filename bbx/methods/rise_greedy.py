@@ -48,7 +48,7 @@ def rise_greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
                   {"rise_masks": n, "mask_size": size, "seed": cfg.seed})
 
 
-register(Method(
+METHOD = register(Method(
     name="rise_greedy", run=rise_greedy, options=("mask_size", "stride", "window", "area"), seeded=True,
     summary="greedy's window search from a RISE prior (not in the paper)",
     default_budget=f"{d.GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
