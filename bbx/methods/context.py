@@ -8,6 +8,7 @@ target. After: score the perturbed image (unless the method measured it already)
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from functools import cached_property
@@ -71,6 +72,13 @@ class Context:
     def spent(self) -> int:
         """Queries this explanation has made so far."""
         return self.model.queries - self.queries_before
+
+    def rng(self, seed: int) -> np.random.Generator:
+        """A random generator for this photo and ``seed``: the seed combined with the model view's
+        bytes, so that one seed draws different masks on different photos (a seed alone would give
+        every photo of an evaluation the same mask) and the same ones on the same photo."""
+        digest = hashlib.sha256(np.ascontiguousarray(self.image).tobytes()).digest()
+        return np.random.default_rng([int(seed), int.from_bytes(digest[:8], "little")])
 
     def require(self, needed: int, why: str) -> None:
         """Refuse, before any query, a budget below what the method needs at least."""

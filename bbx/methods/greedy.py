@@ -46,7 +46,7 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     occlusion cell + the search (the rest of the budget, unless ``area`` is reached first).
     """
     budget = GREEDY_BUDGET if cfg.budget is None else cfg.budget
-    patch, stride, window, area = cfg.patch, cfg.stride, cfg.window, cfg.area
+    patch, stride = cfg.patch, cfg.stride
     model, x = ctx.model, ctx.image
     h, w = x.shape[:2]
     if "patch" not in cfg.given() and budget < cell_count((h, w), patch) + 2:
@@ -59,22 +59,38 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
                           f"give a larger --budget or --patch")
 
     pert = Perturber(x, blur_spec=BlurSpec(cfg.sigma, cfg.kernel))
-    p0, k = ctx.probs_before, ctx.target
-    gains = cell_gains(model, pert, coarse, k, float(p0[k]))  # occlusion: one query per cell
+    gains = cell_gains(model, pert, coarse, ctx.target, float(ctx.probs_before[ctx.target]))  # one query per cell
+    fine = cell_map((h, w), (math.ceil(h / stride), math.ceil(w / stride)))
+    return search(ctx, cfg, pert, fine_prior(fine, gains[coarse]), budget, {"patch": patch})
 
+
+def fine_prior(fine: np.ndarray, pixel_gain: np.ndarray) -> np.ndarray:
+    """A per-pixel gain averaged over each cell of ``fine`` (:func:`.cells.cell_map`)."""
+    n = int(fine.max()) + 1
+    px = np.bincount(fine.ravel(), minlength=n).astype(np.float64)
+    return np.bincount(fine.ravel(), weights=pixel_gain.ravel(), minlength=n) / px
+
+
+def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray, budget: int,
+           settings: dict) -> Explanation:
+    """The lazy greedy window search (step 2 above) from ``prior``, one value per ``stride`` cell (higher:
+    tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent."""
+    h, w = ctx.image.shape[:2]
+    stride, area = cfg.stride, cfg.area
     grid = (math.ceil(h / stride), math.ceil(w / stride))
     fine = cell_map((h, w), grid)
     n_fine = grid[0] * grid[1]
     px = np.bincount(fine.ravel(), minlength=n_fine).astype(np.float64)
-    prior = np.bincount(fine.ravel(), weights=gains[coarse].ravel(), minlength=n_fine) / px  # per fine cell
-    side = max(1, min(round(window / stride), *grid))
+    side = max(1, min(round(cfg.window / stride), *grid))
     ids = np.arange(n_fine).reshape(grid)
     windows = [ids[i:i + side, j:j + side].ravel() for i in range(grid[0] - side + 1)
                for j in range(grid[1] - side + 1)]
     priority = np.array([px[c] @ prior[c] / px[c].sum() for c in windows])
 
-    search = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w, window_px=h * w * side * side / n_fine)
-    order, history, trail = search.run(budget - ctx.spent)
+    run = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w,
+                  window_px=h * w * side * side / n_fine)
+    order, history, trail = run.run(budget - ctx.spent)
+    k = ctx.target
 
     steps = len(history)
     prefix = int(np.argmax([p[k] for p in trail]))  # the steps whose blurring raised the target most
@@ -82,7 +98,7 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     heatmap = heat_cells[fine].astype(np.float32)
     perturbed = hard_blur(pert, heatmap > THRESHOLD)
     p1 = trail[prefix]  # measured during the search: blurring exactly these cells
-    config = {"method": "greedy", "budget": budget, "area": area, "patch": patch, "stride": stride,
+    config = {"method": ctx.method, "budget": budget, "area": area, **settings, "stride": stride,
               "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
     return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
                       probs_after=p1, loss_history=history, config=config)

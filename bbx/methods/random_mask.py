@@ -2,7 +2,8 @@
 
 A uniform random ``mask_size``-square mask, stretched to span [0, 1], used like a learned one:
 same resolution, bilinear upsampling and soft operator Q(X; M') as the paper's methods, so its
-top-a% regions are blobs of the methods' own scale. Queries: 2 (the image, the perturbed image).
+top-a% regions are blobs of the methods' own scale. The mask is drawn from the seed combined
+with the photo (:meth:`Context.rng`): one seed gives each photo its own mask. Queries: 2 (the image, the perturbed image).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .registry import Method, register
 
 def random_mask(ctx: Context, cfg: ExplainConfig) -> Explanation:
     ctx.require(2, "the image and the perturbed image")
-    noise = np.random.default_rng(cfg.seed).random((cfg.mask_size, cfg.mask_size))
+    noise = ctx.rng(cfg.seed).random((cfg.mask_size, cfg.mask_size))  # the seed with the photo
     span = noise.max() - noise.min()
     mask = 1.0 - (noise - noise.min()) / (span if span > 0 else 1.0)
     pert = Perturber(ctx.image, mask.shape, BlurSpec(cfg.sigma, cfg.kernel))

@@ -11,10 +11,14 @@ on a fixed grid). Here everything is at the learned methods' mask resolution (28
 bilinearly to the input like theirs), and Q is bbx's operator: X where M = 1, h(X) (Gaussian blur)
 where M = 0.
 
-Undesirable pixels are those whose presence lowers the target: S(x) below the mean score
-f̄ = mean_i f_k(Q(X; M_i)) (what S would be if keeping x made no difference). The heatmap is
-(f̄ - S) / (f̄ - min S), clipped at 0: 1 where keeping the pixel hurts most, 0 where it does not
-hurt. As for occlusion, the perturbed image blurs, hard, every pixel above 0.6.
+bbx centres the weights: E(x) = sum_i (f_i - f̄) M_i(x) / sum_i M_i(x), f̄ = mean_i f_i, the mean
+change of the target when x is kept. The paper's S(x) carries f̄ times sum_i M_i(x) / (N p), how
+often x happened to be kept: a smooth random field of the masks' own scale, of relative size
+sqrt(Var M / (N p^2)) (about 2% at 2,000 masks), which on a confident photo (f̄ near 1, small
+effects) is as large as the signal and ranks pixels by chance; centring removes it and changes
+nothing else (docs/reproduce.md, "Fidelity round 3"). Undesirable pixels are those whose presence
+lowers the target, E(x) < 0; the heatmap is -E / max(-E), clipped at 0: 1 where keeping the pixel
+hurts most, 0 where it does not hurt (0 everywhere when no pixel changes the target). As for occlusion, the perturbed image blurs, hard, every pixel above 0.6.
 Queries: 1 (the image) + N + 1 (the perturbed image) = ``budget`` (default 2,000).
 """
 
@@ -33,6 +37,9 @@ from ..query.masks import MaskQuery
 from .context import Context
 from .registry import Method, register
 
+#: a change of the target below this share of its value is rounding, not an effect of the pixels
+NO_EFFECT = 1e-9
+
 
 def rise(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """RISE saliency of the target from ``budget - 2`` random masks (default :data:`bbx.defaults.RISE_BUDGET`)."""
@@ -41,28 +48,46 @@ def rise(ctx: Context, cfg: ExplainConfig) -> Explanation:
     grid, keep, size = d.RISE_GRID, d.RISE_KEEP, cfg.mask_size
     shape = (size, size)
     pert = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
-    k, z0 = ctx.target, ctx.logits_before
-    query = MaskQuery(ctx.model, pert, target=k)
-    plain = Objective("plain")  # its model loss is -f_k
-
     n = budget - 2
-    masks = random_masks(np.random.default_rng(cfg.seed), n, min(grid, size), keep, size)
-    probs = np.empty(n)
-    chunk = max(1, ctx.model.max_batch) * 4
-    for start in range(0, n, chunk):
-        stop = min(n, start + chunk)
-        probs[start:stop] = -plain.model_loss(query(masks[start:stop]), k, z0)
-        ctx.report(stop, n, float(probs[:stop].mean()))
-    saliency = np.einsum("n,nij->ij", probs, masks) / (n * keep)
-    mean = float(probs.mean())
-    low = mean - float(saliency.min())
-    heat = np.clip((mean - saliency) / low, 0.0, None) if low > 0 else np.zeros(shape)
+    masks = random_masks(ctx.rng(cfg.seed), n, min(grid, size), keep, size)
+    probs = target_probs(ctx, pert, masks)
+    heat = undesirable(probs, masks)
     mask = 1.0 - heat
     heatmap = 1.0 - pert.upsample(mask.astype(np.float32))
     perturbed = hard_blur(pert, heatmap > THRESHOLD)
     config = {"method": "rise", "budget": budget, "masks": n, "grid": grid, "keep": keep, "mask_size": size,
               "seed": cfg.seed, "sigma": cfg.sigma, "kernel": cfg.kernel}
     return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config)
+
+
+def target_probs(ctx: Context, pert: Perturber, masks: np.ndarray) -> np.ndarray:
+    """The target's probability on Q(X; M_i) for each mask, one counted query each, with progress."""
+    k, n = ctx.target, len(masks)
+    query = MaskQuery(ctx.model, pert, target=k)
+    plain = Objective("plain")  # its model loss is -f_k
+    probs = np.empty(n)
+    chunk = max(1, ctx.model.max_batch) * 4
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        probs[start:stop] = -plain.model_loss(query(masks[start:stop]), k, ctx.logits_before)
+        ctx.report(stop, n, float(probs[:stop].mean()))
+    return probs
+
+
+def effect(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """E(x): the target's mean change, against its mean over all masks, over the masks that keep x."""
+    centred = probs - probs.mean()
+    return np.einsum("n,nij->ij", centred, masks) / np.maximum(masks.sum(axis=0), 1e-12)
+
+
+def undesirable(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Heat in [0, 1] where keeping a pixel lowers the target: -E(x) (:func:`effect`) divided by its
+    largest value; 0 where it does not lower it."""
+    change = effect(probs, masks)
+    worst = -float(change.min())
+    if not worst > NO_EFFECT * max(float(np.abs(probs).max()), 1e-12):  # a target no mask moves: no heat
+        return np.zeros(change.shape)
+    return np.clip(-change / worst, 0.0, None)
 
 
 def random_masks(rng: np.random.Generator, n: int, grid: int, keep: float, size: int) -> np.ndarray:
