@@ -9,14 +9,13 @@ evaluation never mixes two photos that shared a path.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._io import atomic_write, open_regular, write_json
+from .._io import atomic_write, load_json, open_regular, write_json
 from ..errors import OutputError
 
 RESULTS, SETTINGS, LOCK = "results.jsonl", "settings.json", ".lock"
@@ -60,7 +59,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 def parse_record(line: bytes | str) -> dict[str, Any]:
     """One JSON line as a record, or ValueError saying what is wrong with it."""
     try:
-        rec = json.loads(line)
+        rec = load_json(line)
     except ValueError as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(rec, dict):
@@ -74,7 +73,29 @@ def parse_record(line: bytes | str) -> dict[str, Any]:
               else isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, kind))
         if not ok:
             raise ValueError(f"field {name!r} is not {kind.__name__}")
+    if "error" not in rec:
+        _check_lists(rec)
     return rec
+
+
+def _check_lists(rec: dict[str, Any]) -> None:
+    """The list fields the tables turn into arrays: numbers, of matching lengths (a damaged line
+    would otherwise stop every summary with NumPy's error, naming no line)."""
+    def numbers(values: Any) -> bool:
+        return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                for v in values)
+
+    for name in ("areas", "phi_at_area"):
+        if not numbers(rec[name]):
+            raise ValueError(f"field {name!r} is not a list of numbers")
+    if len(rec["phi_at_area"]) != len(rec["areas"]):
+        raise ValueError(f"field 'phi_at_area' has {len(rec['phi_at_area'])} values for {len(rec['areas'])} areas")
+    size = rec["input_size"]
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ValueError("field 'input_size' is not two positive integers")
+    mask = rec["mask"]
+    if not mask or not all(numbers(row) and len(row) == len(mask[0]) for row in mask) or not mask[0]:
+        raise ValueError("field 'mask' is not a rectangle of numbers")
 
 
 def record_key(rec: dict[str, Any]) -> tuple[str, str, int]:
@@ -95,7 +116,7 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
         with os.fdopen(fd, "rb") as fh:
             raw = fh.read(MAX_SETTINGS_BYTES + 1)
         try:
-            old = json.loads(raw) if len(raw) <= MAX_SETTINGS_BYTES else None
+            old = load_json(raw, MAX_SETTINGS_BYTES)
         except ValueError:
             old = None
         if not isinstance(old, dict):
