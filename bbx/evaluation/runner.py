@@ -236,8 +236,9 @@ def _distinct_photos(images: list[str], hashes: list[tuple[str, str]]) -> tuple[
         keep.append(img)
     if copies:
         shown = "; ".join(copies[:3]) + (f"; and {len(copies) - 3} more" if len(copies) > 3 else "")
-        warnings.warn(f"{len(copies)} photo{'s' * (len(copies) > 1)} repeat another's content and "
-                      f"{'are' if len(copies) > 1 else 'is'} explained once: {shown}", RuntimeWarning, stacklevel=4)
+        many = len(copies) > 1
+        warnings.warn(f"{len(copies)} photo{'s repeat' if many else ' repeats'} another's content and "
+                      f"{'are' if many else 'is'} explained once: {shown}", RuntimeWarning, stacklevel=4)
     kept = set(keep)
     return keep, [h for img, h in zip(images, hashes) if img in kept]
 

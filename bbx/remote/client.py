@@ -26,11 +26,10 @@ from typing import Callable, Sequence, TypeVar
 
 from ..errors import BudgetError, EndpointError, OptionError, TooLargeError
 from .credentials import Credentials
+from .limits import Deadline, read_capped
 
 #: answers worth another try: the server or something on the way was busy or broken for a moment
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-#: the largest answer bbx reads: 32 images' scores over 1,000 classes are under 1 MB of JSON
-MAX_ANSWER_BYTES = 64 * 2**20
 T = TypeVar("T")
 
 
@@ -255,13 +254,13 @@ class Client:
         conn = self._connection()
         # --timeout bounds the whole request: a socket timeout bounds only each read, and a server
         # that drips a byte at a time would pass every one of them (issue 34)
-        deadline = _Deadline(conn, self.config.timeout)
+        deadline = Deadline(conn, self.config.timeout)
         try:
             conn.request(method, path, body=body or None, headers=headers)
             with self._lock:
                 self.traffic.bytes_sent += len(body)
             response = conn.getresponse()
-            data = _read_capped(response, self.where)
+            data = read_capped(response, self.where)
             answer = {k.lower(): v for k, v in response.getheaders()}
             deadline.check()
             if response.will_close:
@@ -297,50 +296,6 @@ class Client:
         if status == 413:
             return f"{self.where} refused a request as too large (HTTP 413): lower --max-batch{tail}"
         return f"{self.where}{path} answered HTTP {status}{tail}"
-
-
-class _Deadline:
-    """Closes a connection's socket when ``seconds`` have passed, whatever it is waiting for."""
-
-    def __init__(self, conn: http.client.HTTPConnection, seconds: float):
-        self.expired = False
-        self._conn = conn
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _expire(self) -> None:
-        self.expired = True
-        sock = self._conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read at once
-            except OSError:
-                pass
-
-    def check(self) -> None:
-        if self.expired:
-            raise socket.timeout("whole-request deadline")
-
-    def cancel(self) -> None:
-        self._timer.cancel()
-
-
-def _read_capped(response: http.client.HTTPResponse, where: str) -> bytes:
-    """The answer's body, or one line once it passes ``MAX_ANSWER_BYTES`` (never read whole first)."""
-    declared = response.getheader("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > MAX_ANSWER_BYTES:
-        raise EndpointError(f"{where} announced an answer of {int(declared):,} bytes, above bbx's limit of "
-                            f"{MAX_ANSWER_BYTES:,}")
-    chunks, total = [], 0
-    while True:
-        chunk = response.read(min(1 << 20, MAX_ANSWER_BYTES + 1 - total))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        total += len(chunk)
-        if total > MAX_ANSWER_BYTES:
-            raise EndpointError(f"{where} sent an answer of more than {MAX_ANSWER_BYTES:,} bytes, bbx's limit")
 
 
 def _retry_after(value: str | None) -> float | None:
