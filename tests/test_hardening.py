@@ -949,6 +949,15 @@ def phi_names_the_top1(out: Path) -> None:
     assert report["target"] != report["top1"], "the case needs a target that is not the top-1 class"
 
 
+def _folding_bomb(g: "ob._Graph", z: str) -> None:
+    """``logits`` = z + 0 * sum(ones(40000, 40000)): a 6 GiB tensor from constants alone, which
+    onnxruntime would fold when it opens the model."""
+    shape = g.const(np.array([40000, 40000], np.int64), "shape", np.int64)
+    g.nodes.append(helper.make_node("ConstantOfShape", [shape], ["big"],
+                                    value=numpy_helper.from_array(np.ones(1, np.float32))))
+    g.op("Add", [z, g.op("Mul", [g.op("ReduceSum", ["big"], keepdims=0), g.const(0.0, "zero")])], out="logits")
+
+
 def _fifo(name: str) -> Callable[[Path], None]:
     return lambda d: (model_and_photo(d), os.mkfifo(d / name))
 
@@ -1047,6 +1056,8 @@ R3_CASES = [
     Case("r3-11-record-phi-at-area-damaged", _evaluated_then(_damage_phi_at_area), evaluate_args(),
          "results.jsonl line 1: field 'phi_at_area' is not a list of numbers", 0, damaged_line_named_and_kept,
          memory=MEM),
+    Case("r3-11-constant-folding-bomb", scores_then(_folding_bomb), ("inspect", "{in}/model.onnx"),
+         "is computed from constants alone and would take 6.0 GiB, above bbx's limit of 1 GiB", memory=MEM),
     Case("r3-11-batch-dependent-explain", scores_then(_batch_dependent), explain(), "depend on the rest of the batch",
          0, outputs_complete, memory=MEM),
     # 12: refusals that blame what the user gave
@@ -1467,3 +1478,30 @@ def test_shown_escapes_what_a_terminal_acts_on():
     assert shown("tabby cat") == "tabby cat"
     assert shown("café") == "café"
     assert shown("\x1b]0;title\x07\nFORGED\u202e") == "\\x1b]0;title\\x07\\nFORGED\\u202e"
+
+
+# -- round 3: what the corpus cannot reach through the console script ---------------------------
+
+def test_r3_13_python_api_refuses_a_seed_ftc_does_not_read(tmp_path):
+    """seed=0 is the default, and still a keyword the caller gave: refused as the CLI refuses
+    --seed 0, naming the estimators under which ftc reads it."""
+    import bbx
+    from bbx.errors import OptionError
+
+    image = np.random.default_rng(0).integers(0, 256, (20, 20, 3), dtype=np.uint8)
+    with pytest.raises(OptionError, match="does not use seed .*with --estimator nes or spsa it does"):
+        bbx.explain(str(model(tmp_path)), image, method="ftc", seed=0)
+    bbx.explain(str(model(tmp_path)), image, method="ftc", seed=0, estimator="nes", iterations=1, pairs=1)
+
+
+def test_r3_09_one_bounded_reader_says_what_is_wrong():
+    from bbx._io import MAX_JSON_DEPTH, load_json
+
+    assert load_json('{"a": [1, 2.5, {"b": null}]}') == {"a": [1, 2.5, {"b": None}]}
+    assert load_json("[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH) is not None  # the limit itself passes
+    for text, said in [("[" * (MAX_JSON_DEPTH + 1) + "]" * (MAX_JSON_DEPTH + 1), "nested deeper"),
+                       ("[" * 100_000 + "]" * 100_000, "nested deeper"),
+                       ("9" * 5000, "a number of 5,000 characters"), ("[1e" + "9" * 400 + "]", "a number of 402"),
+                       (b"\xff\xfe{", "not UTF-8"), ("{}" + " " * 100, "above bbx's limit of 10")]:
+        with pytest.raises(ValueError, match=said):
+            load_json(text, limit=10 if said.startswith("above") else 2**20)
