@@ -20,24 +20,29 @@ class Deadline:
     def __init__(self, conn: http.client.HTTPConnection, seconds: float):
         self.expired = False
         self._conn = conn
+        self._done = threading.Event()
         self._timer = threading.Timer(seconds, self._expire)
         self._timer.daemon = True
         self._timer.start()
 
     def _expire(self) -> None:
         self.expired = True
-        sock = self._conn.sock
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read at once
-            except OSError:
-                pass
+        while not self._done.is_set():
+            sock = self._conn.sock
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read at once
+                except OSError:
+                    pass
+                return
+            self._done.wait(0.05)  # still connecting (bounded by the socket timeout): close it once it is open
 
     def check(self) -> None:
         if self.expired:
             raise socket.timeout("whole-request deadline")
 
     def cancel(self) -> None:
+        self._done.set()
         self._timer.cancel()
 
 
