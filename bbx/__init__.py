@@ -16,7 +16,7 @@ target worse, constant model) and each step (DEBUG). It prints nothing until log
 
 import logging
 
-from . import methods
+from . import methods, remote  # remote: http(s) addresses open as endpoints (bbx.model.open_model)
 from .config import ExplainConfig
 from .errors import BbxError, ImageError, ModelError, OptionError, OutputError
 from .explain import explain

@@ -7,7 +7,7 @@ away from its default for a method that would not read it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -32,37 +32,45 @@ MAX_KERNEL = 1001
 QUERY_PATHS = ("auto", "onnx", "device", "fused", "numpy", "reference")
 
 
+def _opt(default: Any, help: str) -> Any:
+    """A field that is also a command-line option of every command that explains (``help``: its
+    text there; :func:`bbx.cli.options.method_options` makes the options from these)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass(frozen=True)
 class ExplainConfig:
     """All settings of one explanation. ``method=None``: the one :func:`bbx.explain` is given, else
     :data:`bbx.defaults.METHOD`."""
 
     method: str | None = None
-    #: at most this many queries (the image, every probe, the final perturbed image); None: the
-    #: method's own default (each method's registry entry says what it is)
-    budget: int | None = None
-    seed: int = d.SEED
-    sigma: float = d.SIGMA
-    kernel: int = d.KERNEL
-    mask_size: int = d.MASK_SIZE
+    budget: int | None = _opt(None, "at most this many queries: the image, every probe, the final perturbed image "
+                              "(default: the method's own; ftc, fntc, plain spend it: pairs per step follow)")
+    seed: int = _opt(d.SEED, f"random seed of seeded methods (default {d.SEED}); the same seed gives the same mask")
+    sigma: float = _opt(d.SIGMA, f"the blur h's Gaussian sigma, px (paper: {d.SIGMA:g})")
+    kernel: int = _opt(d.KERNEL, f"the blur h's kernel side, px (paper: {d.KERNEL})")
+    mask_size: int = _opt(d.MASK_SIZE, f"the soft mask M's side (paper: {d.MASK_SIZE})")
     # the paper's optimisation (ftc, fntc, plain)
-    iterations: int = d.ITERATIONS
-    pairs: int | None = None  # antithetic pairs per step; default PAIRS, or what the budget allows
-    estimator: str = d.ESTIMATOR
-    step: float = d.PROBE_STEP
-    resolution: int | None = None  # direction grid; None = full mask resolution (measured best)
-    lr: float = d.LR
-    beta1: float = d.BETA1
-    lambda1: float = d.LAMBDA1
-    lambda2: float = d.LAMBDA2
-    beta: float = d.BETA
-    gamma: float = d.GAMMA
-    query_path: str = d.QUERY_PATH  # where a batch of probes is built: bbx.query.masks
+    iterations: int = _opt(d.ITERATIONS, f"optimizer steps (paper: {d.ITERATIONS})")
+    pairs: int | None = _opt(None, f"antithetic pairs per step (default {d.PAIRS}, or what the budget allows)")
+    estimator: str = _opt(d.ESTIMATOR, "how ftc, fntc, plain minimise: active (screen, then checked steps on the "
+                          "elements that move), nes (Gaussian) or spsa (+-1) directions "
+                          f"(default {d.ESTIMATOR})")
+    step: float = _opt(d.PROBE_STEP, f"nes/spsa finite-difference step, in mask units (default {d.PROBE_STEP:g})")
+    resolution: int | None = _opt(None, "nes/spsa direction grid side (default: the mask's, measured best)")
+    lr: float = _opt(d.LR, f"Adam step size (paper: {d.LR})")
+    beta1: float = _opt(d.BETA1, f"Adam's momentum (default {d.BETA1})")
+    lambda1: float = _opt(d.LAMBDA1, f"weight of the mask's total variation (paper: {d.LAMBDA1})")
+    lambda2: float = _opt(d.LAMBDA2, f"weight of the blurred area, ||1-M||_1 averaged (paper: {d.LAMBDA2:g})")
+    beta: float = _opt(d.BETA, f"TV exponent (paper: {d.BETA:g})")
+    gamma: float = _opt(d.GAMMA, f"weight of the F-TC / F-NTC logit term (paper: {d.GAMMA})")
+    query_path: str = _opt(d.QUERY_PATH, "where each batch of perturbed images is built: auto (numpy on cpu, fused on "
+                           "cuda), numpy, onnx, device, fused or reference (the same numbers; docs/gpu.md)")
     # window methods (occlusion, greedy)
-    patch: int = d.PATCH
-    area: float = d.GREEDY_AREA
-    stride: int = d.GREEDY_STRIDE
-    window: int = d.GREEDY_WINDOW
+    patch: int = _opt(d.PATCH, f"occlusion's and greedy's cell, px (default {d.PATCH})")
+    area: float = _opt(d.GREEDY_AREA, f"share of the image greedy blurs before it stops (default {d.GREEDY_AREA:g})")
+    stride: int = _opt(d.GREEDY_STRIDE, f"greedy's search grid, px (default {d.GREEDY_STRIDE})")
+    window: int = _opt(d.GREEDY_WINDOW, f"greedy's window side, px (default {d.GREEDY_WINDOW})")
 
     def plan(self) -> tuple[int, int]:
         """(iterations, pairs) of the paper's optimisation, so that 2 + 2*pairs*iterations never

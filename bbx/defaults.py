@@ -43,3 +43,22 @@ GREEDY_WINDOW = 16
 EVAL_SEEDS = 3  # bbx evaluate's runs per image of a seeded method
 PHI_MIN_RESIDUAL = 1e-3  # below this 1 - f_h(X), φ is shown with its raw probabilities (unstable)
 EMPTY_MASK = 1e-3  # a mask whose every cell is within this of 1 blurred nothing
+
+# -- the active optimiser's settings (bbx.maths.active.ActiveSet; chosen on the tuning photos: docs/reproduce.md)
+ACTIVE_SCREEN_STEP = 0.5  # how far one element is lowered from 1 to screen it
+ACTIVE_STEP = 0.05  # central-difference step on active elements
+ACTIVE_THRESHOLD = 0.5  # an element is a candidate when its screened gain > threshold x its L1 cost
+ACTIVE_MAX_ACTIVE = 48
+ACTIVE_TRIALS = 4  # step lengths scored per step, in one batch
+ACTIVE_FIRST_LENGTH = 0.25  # the longest element move of the first step
+ACTIVE_MIN_STEP = 1e-3
+ACTIVE_RECHECK = 1  # elements pinned at a bound are probed every recheck-th step only (1: every step)
+ACTIVE_COMBINE = False  # also try all the screened moves that lowered J on their own, together
+ACTIVE_NEIGHBOURS = False  # add the 4-neighbours of each candidate while room is left
+ACTIVE_CENTRAL = False  # central differences (2 queries per element), else one-sided (1)
+ACTIVE_REUSE = True  # a step that lowered nothing keeps its slopes (same mask) and tries shorter lengths only
+ACTIVE_LOCAL = 1  # > 0: a re-screen looks first only near moved elements (this many away) and at earlier candidates
+ACTIVE_MEMORY = 0  # > 0: L-BFGS directions from this many past steps (elements inside (0, 1)), else steepest
+ACTIVE_STALL = 0.1  # > 0: screen early once 3 steps lowered J by < stall x the drop since the last screen
+ACTIVE_BLOCK_SCREEN = 0  # > 1: when a screen of every element finds nothing, screen blocks of this side too
+ACTIVE_ROOM_STEPS = 0  # > 0: the set may grow past max_active to what lets this many steps fit in the budget left

@@ -17,7 +17,7 @@ from .config import ESTIMATORS, FIELDS, ExplainConfig
 from .errors import OptionError
 from .result.explanation import Explanation
 from .methods import Context, Progress
-from .model import BlackBox
+from .model import BlackBox, open_model
 
 
 def explain(
@@ -32,7 +32,7 @@ def explain(
 ) -> Explanation:
     """Find the undesirable pixels of ``image`` for ``target`` (default: the top-1 class).
 
-    ``model``: a black box (:class:`~bbx.model.OnnxClassifier`, ...) or an ``.onnx`` path.
+    ``model``: a black box, an ``.onnx`` path or an endpoint's address (:func:`bbx.model.open_model`).
     ``image``: a path, an ``(h, w, 3)`` uint8 photo (resized and cropped per the model's spec) or
     an ``(H, W, 3)`` float image in 0-1 already at the model's input size. ``method``: a registered
     name (``bbx.methods.names()``); default ``config.method``, else :data:`bbx.defaults.METHOD`. Any
@@ -42,8 +42,9 @@ def explain(
     """
     cfg = resolve(method, config, overrides)
     spec = methods.get(cfg.method)
-    methods.check_reveals(model, spec.name)  # an endpoint may reveal too little for it (bbx.remote)
-    ctx = Context(model, image, target, spec.name, cfg.budget, progress)
+    box = open_model(model)
+    methods.check_reveals(box, spec.name)  # an endpoint may reveal too little for it (bbx.remote)
+    ctx = Context(box, image, target, spec.name, cfg.budget, progress)
     return spec.run(ctx, cfg)
 
 

@@ -53,3 +53,15 @@ def mlserver(tmp_path_factory):
         server.tiny_onnx = tiny
         server.tiny_sidecar = tiny.with_name("tiny.bbx.json")
         yield server
+
+
+#: files whose tests start servers (MLServer), browsers (chromium), clusters (Ray) or a corpus of
+#: subprocesses: the whole suite runs them on the default Python, the other Pythons skip them
+#: (tools/test_pythons.sh: ``-m "not slow"``)
+SLOW_FILES = {"test_hardening.py", "test_remote.py", "test_remote_faults.py", "test_ray.py", "test_audit.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)

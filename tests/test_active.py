@@ -11,7 +11,7 @@ import pytest
 
 import bbx
 import planted
-from bbx.maths.active import blocks
+from bbx.maths.active_steps import blocks
 from bbx.maths.convergence import Convergence, assess
 from bbx.errors import OptionError
 from bbx.evaluation.runner import EvalConfig, evaluate

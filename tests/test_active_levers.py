@@ -12,7 +12,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from bbx.maths.active import ActiveSet, nearby, optimise, quasi_newton
+from bbx.maths.active import ActiveSet, optimise
+from bbx.maths.active_steps import nearby, quasi_newton
 
 SHAPE = (8, 8)
 N = SHAPE[0] * SHAPE[1]

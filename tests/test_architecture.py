@@ -171,6 +171,7 @@ def test_config_method_is_the_method_that_runs(planted_files):
 
 
 # -- the installed package, away from the repository ----------------------------------------------
+@pytest.mark.slow  # builds and installs a wheel
 @pytest.mark.skipif(not (PACKAGE.parent / "pyproject.toml").is_file(), reason="needs the source tree")
 def test_a_plain_install_explains_from_an_empty_folder(tmp_path):
     """``pip install .`` (no editable link to the source) reaches the bundled model, labels and photo."""
@@ -193,3 +194,33 @@ def test_a_plain_install_explains_from_an_empty_folder(tmp_path):
     # the default method, greedy: 1 + 196 occlusion cells + a few search steps, and no convergence verdict
     assert proc.stdout.strip().splitlines()[-1].startswith("wrote "), proc.stdout
     assert json.loads((empty / "out" / "report.json").read_text())["config"]["method"] == "greedy"
+
+
+# -- the layers ----------------------------------------------------------------------------------
+def test_the_top_level_holds_the_entry_and_the_foundation_only():
+    modules = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(modules) <= 8, modules
+    packages = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
+    for name in packages:  # each says in one line what it is for
+        doc = ast.get_docstring(ast.parse((PACKAGE / name / "__init__.py").read_text(encoding="utf-8")))
+        assert doc and doc.strip(), f"bbx/{name}/__init__.py has no docstring"
+
+
+def test_only_the_model_package_names_the_onnx_classifier_and_nothing_probes_a_model():
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE).as_posix()
+        text = path.read_text(encoding="utf-8")
+        if not rel.startswith("model/") and rel != "__init__.py":
+            assert "OnnxClassifier" not in text, f"bbx/{rel} names OnnxClassifier (open one with bbx.model.open_model)"
+        assert not re.search(r"getattr\((model|m|self\.model|box|ctx\.model)\b", text), f"bbx/{rel} probes a model"
+
+
+def test_no_function_is_longer_than_a_screen_without_saying_why():
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                doc = ast.get_docstring(node) or ""
+                if "long because" not in doc.lower():
+                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not long, long

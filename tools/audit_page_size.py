@@ -31,7 +31,8 @@ from browser import LOAD_ALL_IMAGES, Browser, find_chromium  # noqa: E402
 from bbx._io import write_csv  # noqa: E402
 from bbx.audit.page import write_page  # noqa: E402
 from bbx.audit.run import build_report  # noqa: E402
-from bbx.evaluation.runner import EvalConfig, thin  # noqa: E402
+from bbx.evaluation.runner import EvalConfig  # noqa: E402
+from bbx.result.record import thin  # noqa: E402
 from bbx.config import ExplainConfig  # noqa: E402
 from bbx.result.metrics import phi  # noqa: E402
 from bbx.model import OnnxClassifier  # noqa: E402

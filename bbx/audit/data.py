@@ -118,7 +118,7 @@ def convergence(rec: dict[str, Any]) -> tuple[str, bool | None]:
     """The objective at M = 1 against the end when the record holds them, else the loss's trend.
 
     ``bbx evaluate``'s convergence columns (``objective_at_ones``, ``objective_final``, ``converged``:
-    :func:`bbx.evaluation.runner.convergence_fields`) or a convergence record (``convergence``:
+    :func:`bbx.result.record.convergence_fields`) or a convergence record (``convergence``:
     ``objective_start``, ``objective_end`` and optionally ``converged``) take precedence. A record that
     has the columns empty comes from a method that optimises no objective (greedy's trail of target
     probabilities is a search, not a loss): no verdict. Only a record written before those columns

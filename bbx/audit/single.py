@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..evaluation.runner import Job, to_record
 from ..result.explanation import Explanation
+from ..result.record import record
 from ..result.render import to_uint8
 from . import data, images
 from .card import model_card
@@ -21,7 +21,7 @@ def explanation_page(e: Explanation, model: Any, out: str | Path, command: str =
     files = dict(files or {"overlay": "overlay.png", "perturbed": "perturbed.png"})
     files.setdefault("photo", images.save(out / "photo.png", to_uint8(e.image)).name)
     method = str(e.config.get("method", "?"))
-    rec = to_record(Job(e.source, method, int(e.config.get("seed", 0))), e, {})
+    rec = record({"image": e.source, "image_sha256": "", "method": method, "seed": int(e.config.get("seed", 0))}, e, {})
     row = data.rows([rec], method, model.labels)[0]
     row.files = files
     report = Report(

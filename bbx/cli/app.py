@@ -72,7 +72,7 @@ def load_model(model: str | Path, device: str, size: Optional[str], crop_pct: Op
     endpoint when ``model`` is an http(s) URL (:mod:`.remote`, whose options are ``endpoint``; there
     ``--timeout`` bounds one request, as it bounds one model call of a file). ``threads``:
     onnxruntime's intra-op threads, for a process that shares the machine (a Ray worker)."""
-    from ..model import Limits, OnnxClassifier
+    from ..model import Limits, open_model
     from ..preprocess import parse_size
     from ..remote import is_url
 
@@ -92,7 +92,7 @@ def load_model(model: str | Path, device: str, size: Optional[str], crop_pct: Op
                                     remote={**endpoint, "timeout": timeout})
     remote.refuse_with_file(endpoint)
     quiet_onnxruntime()
-    return OnnxClassifier(model, device=device, preprocess_overrides=overrides, preset=preset, spec_file=spec,
+    return open_model(model, device=device, preprocess_overrides=overrides, preset=preset, spec_file=spec,
                           output=output, labels=labels, max_batch=max_batch,
                           cuda_options=key_values(cuda_option or [], "cuda-option"),
                           limits=Limits(timeout, run_timeout), threads=threads)

@@ -13,6 +13,7 @@ from ..errors import OptionError
 from ..evaluation.runner import EvalConfig, find_images
 from .show import shown
 from .app import app, command_line, load_model, model_options
+from .options import method_options
 from .progress import RunsBar
 
 
@@ -27,18 +28,17 @@ def _needs_report_extra() -> None:
 
 @app.command()
 @model_options
+@method_options(exclude=("seed",))  # its seeds are 0 .. --seeds - 1
 def audit(
     model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
     paths: list[str] = typer.Argument(..., help="photos, folders (their images, recursively) or quoted globs"),
     out: Path = typer.Option(Path("audit"), help="output folder (index.html); a rerun with the same folder resumes"),
     methods: Optional[str] = typer.Option(None, help=f"comma list from {','.join(registry.names())}; the first "
                                           f"fills the gallery (default: {','.join(d.AUDIT_METHODS)})"),
-    budget: Optional[int] = typer.Option(None, help="at most this many queries per explanation (default: each "
-                                         "method's own; occlusion needs 198 on a 224 px input)"),
     seeds: int = typer.Option(1, help="seeds per photo for ftc, fntc, plain and random (the gallery shows the first)"),
     limit: Optional[int] = typer.Option(None, help="only the first N photos"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-    *, model_opts: dict,
+    *, model_opts: dict, method_opts: dict,
 ) -> None:
     """Explain every photo, then write a self-contained report (OUT/index.html) to open in a browser."""
     from ..audit import audit as run_audit
@@ -47,8 +47,7 @@ def audit(
     names = d.AUDIT_METHODS if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
-    explain = {} if budget is None else {"budget": budget}
-    config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**explain)).validate()
+    config = EvalConfig(methods=names, seeds=seeds, explain=ExplainConfig(**method_opts)).validate()
     _needs_report_extra()
     photos = find_images(paths, limit)
     m = load_model(model, **model_opts)

@@ -14,6 +14,7 @@ from ..errors import OptionError
 from ..evaluation.runner import EvalConfig, find_images
 from ..evaluation.runner import evaluate as run_evaluate
 from .app import app, default_note, load_model, model_options, note
+from .options import method_options
 from .progress import RunsBar
 from .remote import traffic_line
 from .show import shown
@@ -24,6 +25,7 @@ LOCAL = "local"
 
 @app.command()
 @model_options
+@method_options(exclude=("seed",))  # its seeds are 0 .. --seeds - 1
 def evaluate(
     model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
     paths: list[str] = typer.Argument(..., help="images, folders (their images, recursively) or quoted globs"),
@@ -31,12 +33,6 @@ def evaluate(
                                           f"{','.join(registry.names())})"),
     seeds: Optional[int] = typer.Option(None, help=f"runs per image of each seeded method (default {EVAL_SEEDS}; "
                                         "the others run once)"),
-    budget: Optional[int] = typer.Option(None, help="at most this many queries per explanation (default: each "
-                                         "method's own)"),
-    iterations: Optional[int] = typer.Option(None, help="optimizer steps (default: explain's)"),
-    pairs: Optional[int] = typer.Option(None, help="antithetic pairs per step (default: explain's)"),
-    estimator: Optional[str] = typer.Option(None, help="how ftc, fntc and plain minimise: active, nes or spsa "
-                                            "(default: explain's)"),
     out: Path = typer.Option(Path("bbx-eval"), help="output folder; a rerun with the same folder resumes"),
     limit: Optional[int] = typer.Option(None, help="only the first N images"),
     lockstep: Optional[int] = typer.Option(None, help="soft-mask explanations in flight, their probes sent to "
@@ -47,18 +43,16 @@ def evaluate(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     strict: bool = typer.Option(False, "--strict", help="stop at the first photo that cannot be read (default: "
                                 "skip it, with an error line in results.jsonl, and try it again next time)"),
-    *, model_opts: dict,
+    *, model_opts: dict, method_opts: dict,
 ) -> None:
     """Every method on every image (resumable JSON lines), then φ, area, consistency and cost tables."""
     from ..config import ExplainConfig
     from ..evaluation.summary import summarise
 
-    explain = {k: v for k, v in (("iterations", iterations), ("pairs", pairs), ("budget", budget),
-                                           ("estimator", estimator)) if v is not None}
     names = registry.names() if methods is None else tuple(m.strip().lower() for m in methods.split(",") if m.strip())
     if not names:
         raise OptionError(f"--methods needs a comma list from {','.join(registry.names())}")
-    config = EvalConfig(methods=names, explain=ExplainConfig(**explain),
+    config = EvalConfig(methods=names, explain=ExplainConfig(**method_opts),
                         **({} if seeds is None else {"seeds": seeds})).validate()
     images = find_images(paths, limit)
     m = load_model(model, **model_opts)
@@ -85,7 +79,7 @@ def evaluate(
     summary = summarise(outcome.records)
     md, csv = summary.write(out)
     typer.echo(summary.markdown())
-    if getattr(m, "traffic", None) is not None:
+    if m.traffic is not None:
         typer.echo(traffic_line(m.traffic))
     typer.echo(shown(f"wrote {outcome.path}, {md}, {csv}"))
 

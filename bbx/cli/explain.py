@@ -1,7 +1,8 @@
 """``bbx explain``: one photo, one method, heatmaps and a report in an output folder.
 
-Every method option defaults to unset: only what is given overrides :class:`~bbx.config.ExplainConfig`,
-and the registry refuses an option the method does not read.
+The method options are :class:`~bbx.config.ExplainConfig`'s fields (:mod:`.options`): each defaults
+to unset, only what is given overrides the config, and the registry refuses an option the method
+does not read.
 """
 
 from __future__ import annotations
@@ -14,49 +15,30 @@ import typer
 from .. import defaults as d
 from .. import methods
 from ..errors import OutputError
-from .show import shown
 from .app import (DEFAULT_IMAGE, DEFAULT_MODEL, app, command_line, default_note, load_model, model_options, note,
                   warn_batch_effect)
+from .options import method_options
 from .progress import StepBar
 from .remote import traffic_line
+from .show import shown
 
 _METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
 
 
 @app.command()
 @model_options
+@method_options()
 def explain(
     model: Optional[str] = typer.Argument(None, help="the .onnx classifier or an endpoint http(s)://HOST:PORT/v2/"
                                           "models/NAME (default: the bundled EfficientNet-Lite0)"),
     image: Optional[Path] = typer.Argument(None, help="the photo (default: the bundled cat photo)"),
     target: Optional[str] = typer.Option(None, help="class index or name (default: top-1)"),
     method: Optional[str] = typer.Option(None, help=_METHOD_HELP),
-    budget: Optional[int] = typer.Option(None, help="at most this many queries (default: the method's own; "
-                                         "ftc, fntc, plain spend it: pairs per step follow)"),
-    seed: Optional[int] = typer.Option(None, help=f"random seed of seeded methods (default {d.SEED}); "
-                                       "the same seed gives the same mask"),
-    iterations: Optional[int] = typer.Option(None, help=f"optimizer steps (paper: {d.ITERATIONS})"),
-    pairs: Optional[int] = typer.Option(None, help=f"antithetic pairs per step (default {d.PAIRS})"),
-    estimator: Optional[str] = typer.Option(None, help="how ftc, fntc, plain minimise: active (screen, then checked "
-                                           "steps on the elements that move), nes (Gaussian) or spsa (+-1) "
-                                           f"directions (default {d.ESTIMATOR})"),
-    lr: Optional[float] = typer.Option(None, help=f"Adam step size (paper: {d.LR})"),
-    lambda1: Optional[float] = typer.Option(None, help=f"weight of the mask's total variation (paper: {d.LAMBDA1})"),
-    lambda2: Optional[float] = typer.Option(None, help=f"weight of the blurred area, ||1-M||_1 averaged (paper: {d.LAMBDA2:g})"),
-    beta: Optional[float] = typer.Option(None, help=f"TV exponent (paper: {d.BETA:g})"),
-    gamma: Optional[float] = typer.Option(None, help=f"weight of the F-TC / F-NTC logit term (paper: {d.GAMMA})"),
-    query_path: Optional[str] = typer.Option(None, "--query-path", help="where each batch of perturbed images is "
-                                             "built: auto (numpy on cpu, fused on cuda), numpy, onnx, device, fused "
-                                             "or reference (the same numbers; docs/gpu.md)"),
-    patch: Optional[int] = typer.Option(None, help=f"occlusion's and greedy's cell, px (default {d.PATCH})"),
-    area: Optional[float] = typer.Option(None, help=f"share of the image greedy blurs before it stops (default {d.GREEDY_AREA:g})"),
-    stride: Optional[int] = typer.Option(None, help=f"greedy's search grid, px (default {d.GREEDY_STRIDE})"),
-    window: Optional[int] = typer.Option(None, help=f"greedy's window side, px (default {d.GREEDY_WINDOW})"),
     out: Path = typer.Option(Path("bbx-out"), help="output folder"),
     overwrite: bool = typer.Option(False, "--overwrite", help="replace the bbx outputs already in the output folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
     html: bool = typer.Option(False, "--html", help="also write index.html, the one-photo page of bbx audit"),
-    *, model_opts: dict,
+    *, model_opts: dict, method_opts: dict,
 ) -> None:
     """Find the undesirable pixels of IMAGE for a target class and write heatmap, figures and report."""
     from .._io import check_out
@@ -68,11 +50,7 @@ def explain(
         model, image = None, Path(model)  # `bbx explain photo.jpg`: the bundled model
     model = model or DEFAULT_MODEL
     image = image or DEFAULT_IMAGE
-    given = {"budget": budget, "seed": seed, "iterations": iterations, "pairs": pairs, "estimator": estimator,
-             "lr": lr, "lambda1": lambda1, "lambda2": lambda2, "beta": beta, "gamma": gamma,
-             "query_path": query_path.strip().lower() if query_path else None, "patch": patch, "area": area,
-             "stride": stride, "window": window}
-    cfg = resolve(method, None, {k: v for k, v in given.items() if v is not None})  # refused before any work
+    cfg = resolve(method, None, method_opts)  # refused before any work
     check_out(out)  # created when the results are written: a refused run leaves none
     if not overwrite:
         refuse_overwrite(out)
@@ -80,11 +58,11 @@ def explain(
     line = default_note(m)
     if line:
         note(line)
-    endpoint = getattr(m, "traffic", None) is not None
+    endpoint = m.traffic is not None
     if not endpoint:  # an endpoint's check would be 8 paid requests: bbx inspect URL makes it
         warn_batch_effect(m)
-    if endpoint and cfg.budget is not None:
-        m.client.cap_more(cfg.budget)  # --budget: a hard cap on the images the endpoint answers from here on
+    if cfg.budget is not None:
+        m.cap_answers(cfg.budget)  # --budget: a hard cap on the images an endpoint answers from here on
     with StepBar(f"{cfg.method} {Path(image).name}", enabled=not quiet, value=methods.get(cfg.method).reports) as bar:
         e = run_explain(m, image, target=target, config=cfg, progress=bar.update)
     e.provenance["command"] = command_line()

@@ -95,7 +95,7 @@ def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an e
     line = default_note(m)
     if line:
         note(line)
-    reveals = getattr(m, "reveals", "scores")
+    reveals = m.reveals
     if reveals != "scores":  # the rest would be bbx's estimates, not the model's answer
         top = 1 if reveals == "label" else min(top, m.revealed)
     results = []

@@ -44,7 +44,8 @@ def option_specs() -> dict[str, tuple[Any, Any]]:
 def open_endpoint(url: str, *, device: str, cuda_option: Optional[list[str]], preprocess: dict[str, Any],
                   preset: Optional[str], spec_file: Optional[Path], output: Optional[str], labels: Optional[Path],
                   max_batch: Optional[int], remote: dict[str, Any]) -> Any:
-    from ..remote import ClientConfig, Credentials, EndpointClassifier
+    from ..model import open_model
+    from ..remote import ClientConfig, Credentials
 
     if device.lower() != "cpu":
         raise OptionError(f"--device {device} does nothing for an endpoint: the server decides where the model runs")
@@ -56,7 +57,7 @@ def open_endpoint(url: str, *, device: str, cuda_option: Optional[list[str]], pr
     if remote["ca_file"] is not None:
         config["ca_file"] = str(remote["ca_file"])
     creds = Credentials.from_sources(remote["auth_env"], remote["auth_file"], remote["auth_header"])
-    return EndpointClassifier(url, preprocess_overrides=preprocess, preset=preset, spec_file=spec_file, output=output,
+    return open_model(url, preprocess_overrides=preprocess, preset=preset, spec_file=spec_file, output=output,
                               labels=labels, max_batch=max_batch, client=ClientConfig(**config), credentials=creds)
 
 

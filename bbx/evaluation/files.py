@@ -17,14 +17,9 @@ from typing import Any, Iterator
 
 from .._io import atomic_write, load_json, open_regular, write_json
 from ..errors import OutputError
+from ..result.record import parse_record
 
 RESULTS, SETTINGS, LOCK = "results.jsonl", "settings.json", ".lock"
-RECORD_FORMAT = 2  # 2: records keyed by the photo's sha256, external data pinned, errors recorded
-#: what every result record holds (the tables read these); an error record holds ERROR_FIELDS
-RESULT_FIELDS = {"image": str, "image_sha256": str, "method": str, "seed": int, "phi": float,
-                 "undesirable_ratio": float, "queries": int, "seconds": float, "top1_prob_before": float,
-                 "areas": list, "phi_at_area": list, "input_size": list, "mask": list}
-ERROR_FIELDS = {"image": str, "image_sha256": str, "method": str, "seed": int, "error": str}
 MAX_SETTINGS_BYTES = 1 << 20
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
@@ -54,52 +49,6 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         keep = raw[: len(raw) - len(torn)]
         atomic_write(path, lambda fh: fh.write(keep))
     return records
-
-
-def parse_record(line: bytes | str) -> dict[str, Any]:
-    """One JSON line as a record, or ValueError saying what is wrong with it."""
-    try:
-        rec = load_json(line)
-    except ValueError as exc:
-        raise ValueError(f"not JSON ({exc})") from None
-    if not isinstance(rec, dict):
-        raise ValueError("not a JSON object")
-    fields_ = ERROR_FIELDS if "error" in rec else RESULT_FIELDS
-    for name, kind in fields_.items():
-        if name not in rec:
-            raise ValueError(f"no field {name!r}")
-        value = rec[name]
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float
-              else isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, kind))
-        if not ok:
-            raise ValueError(f"field {name!r} is not {kind.__name__}")
-    if "error" not in rec:
-        _check_lists(rec)
-    return rec
-
-
-def _check_lists(rec: dict[str, Any]) -> None:
-    """The list fields the tables turn into arrays: numbers, of matching lengths (a damaged line
-    would otherwise stop every summary with NumPy's error, naming no line)."""
-    def numbers(values: Any) -> bool:
-        return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                for v in values)
-
-    for name in ("areas", "phi_at_area"):
-        if not numbers(rec[name]):
-            raise ValueError(f"field {name!r} is not a list of numbers")
-    if len(rec["phi_at_area"]) != len(rec["areas"]):
-        raise ValueError(f"field 'phi_at_area' has {len(rec['phi_at_area'])} values for {len(rec['areas'])} areas")
-    size = rec["input_size"]
-    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
-        raise ValueError("field 'input_size' is not two positive integers")
-    mask = rec["mask"]
-    if not mask or not all(numbers(row) and len(row) == len(mask[0]) for row in mask) or not mask[0]:
-        raise ValueError("field 'mask' is not a rectangle of numbers")
-
-
-def record_key(rec: dict[str, Any]) -> tuple[str, str, int]:
-    return rec.get("image_sha256") or rec["image"], rec["method"], int(rec["seed"])
 
 
 def file_sha256(path: str | Path) -> str:

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ..result.metrics import top_mask
-from ..model import OnnxClassifier
+from ..model import BlackBox
 from ..maths.perturb import BlurSpec, Perturber
 
 #: Areas of the blur-insertion curve, in percent of the image's pixels.
@@ -27,7 +27,7 @@ def hard_blur(pert: Perturber, blur_where: np.ndarray) -> np.ndarray:
 
 
 def blur_top(
-    model: OnnxClassifier,
+    model: BlackBox,
     source: Perturber | np.ndarray,
     heatmap: np.ndarray,
     fractions: Sequence[float],
@@ -45,7 +45,7 @@ def blur_top(
 
 
 def blur_top_probs(
-    model: OnnxClassifier,
+    model: BlackBox,
     source: Perturber | np.ndarray,
     heatmap: np.ndarray,
     fractions: Sequence[float],

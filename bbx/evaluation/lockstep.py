@@ -17,6 +17,7 @@ in order.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -28,30 +29,59 @@ from ..errors import OptionError
 from ..explain import explain, resolve
 from ..result.explanation import Explanation
 from ..methods import Context, Progress
+from ..methods.soft_run import Run
 from .lockstep_graph import DeviceImages
-from ..model import BlackBox, OnnxClassifier, Scores, pad_batch
+from ..model import BlackBox, Classifier, Scores, pad_batch
 
 
-class Tally:
-    """A shared model as one explanation sees it: everything forwarded, only its own queries counted.
+class Tally(Classifier):
+    """A shared model as one explanation sees it: the same black box, counting only its own queries.
 
     Its own calls (scoring X, the final Q) are counted by what they add to the shared model's
     count (one caller at a time); a shared batch is counted on the model once and charged to
-    each explanation for its own probes (:meth:`charge`).
+    each explanation for its own probes (:meth:`charge`). It offers no graph to run beside the
+    model (:meth:`onnx`): such a graph would count on the shared model, not here.
     """
 
     def __init__(self, model: BlackBox):
         self.shared = model
+        self.name, self.device, self.max_batch = model.name, model.device, model.max_batch
+        self.input, self.output, self.reveals = model.input, model.output, model.reveals
+        self.spec, self.spec_sources = model.spec, model.spec_sources
+        self.labels, self.labels_source = model.labels, model.labels_source
         self.queries = 0
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.shared, name)
+    @property
+    def revealed(self) -> int:
+        return self.shared.revealed
+
+    @property
+    def traffic(self) -> dict[str, int] | None:
+        return self.shared.traffic
+
+    def identity(self) -> dict[str, Any]:
+        return self.shared.identity()
+
+    def describe(self) -> dict[str, Any]:
+        return self.shared.describe()
+
+    def prepare(self, rgb: np.ndarray) -> np.ndarray:
+        return self.shared.prepare(rgb)
+
+    def batches(self, n: int) -> tuple[list[slice], int]:
+        return self.shared.batches(n)
+
+    def cap_answers(self, images: int) -> None:
+        self.shared.cap_answers(images)
 
     def scores(self, images: np.ndarray, real: int | None = None) -> Scores:
         return self._counted(self.shared.scores, images, real)
 
     def score_tensor(self, x: np.ndarray, real: int | None = None) -> Scores:
         return self._counted(self.shared.score_tensor, x, real)
+
+    def run_batch(self, x: np.ndarray) -> np.ndarray:
+        raise TypeError("a tally scores through its shared model (scores, score_tensor), never a raw batch")
 
     def charge(self, n: int) -> None:
         """``n`` of this explanation's probes were scored in a shared batch (and counted there)."""
@@ -62,6 +92,15 @@ class Tally:
         out = call(*args)
         self.queries += self.shared.queries - before
         return out
+
+
+@dataclass(frozen=True)
+class Flight:
+    """One explanation in flight: its request's key, its run and the tally of its queries."""
+
+    key: Hashable
+    run: Run
+    tally: Tally
 
 
 class SharedBatches:
@@ -77,16 +116,19 @@ class SharedBatches:
         if where not in ("auto", "host", "device"):
             raise OptionError(f"shared batches are built on the host or the device, not {where!r}")
         floating = np.dtype(model.input.dtype).kind == "f"
-        if where == "device" and not (isinstance(model, OnnxClassifier) and floating):
+        backend = model.onnx() if floating else None
+        if where == "device" and backend is None:
             raise OptionError("probes are built on the device for a float-input ONNX model only")
         if where == "auto":
-            where = "device" if isinstance(model, OnnxClassifier) and model.device == "cuda" and floating else "host"
+            where = "device" if backend is not None and backend.device == "cuda" else "host"
         self.model, self.where = model, where
-        self._device = DeviceImages(model) if where == "device" else None
+        self._device = DeviceImages(backend) if where == "device" else None
         self._last: list[Any] = []  # the runs of the last round (held: their identities are not reused)
 
-    def step(self, runs: Sequence[Any]) -> None:
-        """One step of every run: their probes scored together, each run fed its own scores."""
+    def step(self, flights: Sequence[Flight]) -> None:
+        """One step of every run: their probes scored together, each run fed its own scores and
+        charged its own queries."""
+        runs = [f.run for f in flights]
         probes = [run.probes() for run in runs]
         if self._device is None:
             scores = self._on_host(runs, probes)
@@ -95,14 +137,14 @@ class SharedBatches:
             self._last = list(runs)
             scores = self._device.score([run.query.parts for run in runs], probes, changed)
         start = 0
-        for run, p in zip(runs, probes):
-            n = len(p)
-            run.ctx.model.charge(n)
+        for flight, p in zip(flights, probes):
+            n, run = len(p), flight.run
+            flight.tally.charge(n)
             run.shared_images = self.where
             run.feed(Scores(scores.raw[start: start + n], scores.kind))
             start += n
 
-    def _on_host(self, runs: Sequence[Any], probes: Sequence[np.ndarray]) -> Scores:
+    def _on_host(self, runs: Sequence[Run], probes: Sequence[np.ndarray]) -> Scores:
         """The probes' scores, their images built one model call at a time: a round of screens
         (hundreds of probes per run) never holds more than one call's images."""
         starts = np.cumsum([0, *(len(p) for p in probes)])
@@ -159,7 +201,7 @@ def explain_many(model: BlackBox, requests: Iterable[Request], k: int,
         raise OptionError(f"lockstep needs at least 1 explanation in flight, not {k}")
     shared = SharedBatches(model, where) if k > 1 else None
     queue = deque(requests)
-    flight: list[tuple[Hashable, Any]] = []
+    flight: list[Flight] = []
     while queue or flight:
         while queue and len(flight) < k:
             key, method, image, cfg = queue.popleft()
@@ -169,19 +211,15 @@ def explain_many(model: BlackBox, requests: Iterable[Request], k: int,
                 yield key, explain(model, image, config=cfg, method=spec.name, progress=report)
                 continue
             cfg = resolve(spec.name, cfg, {})
-            ctx = Context(Tally(model), image, None, spec.name, cfg.budget, report)
-            run = spec.stepper(ctx, cfg)
+            tally = Tally(model)
+            run = spec.stepper(Context(tally, image, None, spec.name, cfg.budget, report), cfg)
             if run.done:  # no step to take (a budget that allows none)
                 yield key, run.finish()
             else:
-                flight.append((key, run))
+                flight.append(Flight(key, run, tally))
         if not flight:
             continue
-        shared.step([run for _, run in flight])
-        still = []
-        for key, run in flight:
-            if run.done:
-                yield key, run.finish()
-            else:
-                still.append((key, run))
-        flight = still
+        shared.step(flight)
+        for done in [f for f in flight if f.run.done]:
+            yield done.key, done.run.finish()
+        flight = [f for f in flight if not f.run.done]

@@ -17,10 +17,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..model import OnnxClassifier, Scores, pad_batch
+from ..model import OnnxBackend, Scores, pad_batch
 
 OPSET = 17
-_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
+_SESSIONS: "weakref.WeakKeyDictionary[OnnxBackend, Any]" = weakref.WeakKeyDictionary()
 
 
 def stacked_front(size: tuple[int, int], layout: str, dtype: np.dtype) -> Any:
@@ -73,7 +73,7 @@ class DeviceImages:
     on ``model``'s device. The explanations' base and delta images go to the device when the set in
     flight changes, not every step."""
 
-    def __init__(self, model: OnnxClassifier):
+    def __init__(self, model: OnnxBackend):
         import onnxruntime as ort
 
         self.model = model

@@ -45,7 +45,7 @@ def evaluate_on_ray(model: BlackBox, open_model: Callable[[], BlackBox], images:
     """:func:`bbx.evaluation.runner.evaluate` with the photos spread over Ray workers.
 
     ``model``: the driver's copy, for the settings it pins. ``open_model()``: opens the same model
-    in a worker (picklable: ``functools.partial(OnnxClassifier, path, threads=1)``). ``address``:
+    in a worker (picklable: ``functools.partial(open_model, path, threads=1)``). ``address``:
     a running cluster's (``ray start --head`` prints it; ``auto`` finds the local one); None: the
     cluster this process is connected to, else a new local one, shut down at the end.
     ``gpu``: one GPU per worker (default: when ``model`` runs on CUDA), else one CPU slot.

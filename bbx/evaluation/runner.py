@@ -23,18 +23,16 @@ from .._io import append_line, clear_stale, ensure_dir
 from ..config import ExplainConfig
 from ..defaults import EVAL_SEEDS
 from ..errors import ImageError, OptionError
-from .files import (RECORD_FORMAT, RESULTS, SETTINGS, check_settings, lock,  # noqa: F401
-                         read_records, record_key)
+from .files import RESULTS, SETTINGS, check_settings, lock, read_records  # noqa: F401
 from ..result.explanation import Explanation
 from .insertion import AREAS, blur_top_probs
 from .lockstep import default_width, explain_many
-from ..methods.epilogue import SHAREABLE_PATHS
-from ..result.metrics import phi
+from ..methods.soft_run import SHAREABLE_PATHS
+from ..result.record import RECORD_FORMAT, record, record_key  # noqa: F401  (bbx.evaluation.runner.record_key)
 from ..model import BlackBox
 from ..maths.perturb import BlurSpec, Perturber
 from .photos import IMAGE_SUFFIXES, find_images, photo_content  # noqa: F401  (bbx.evaluation.runner.find_images)
 
-LOSS_POINTS = 21  # the loss history a record keeps, evenly thinned: enough to see its trend
 
 
 @dataclass(frozen=True)
@@ -47,6 +45,10 @@ class Job:
     @property
     def key(self) -> tuple[str, str, int]:
         return self.sha256 or self.image, self.method, self.seed
+
+    def fields(self) -> dict[str, Any]:
+        """The job as its record names it (:func:`bbx.result.record.record`)."""
+        return {"image": self.image, "image_sha256": self.sha256, "method": self.method, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,7 @@ def run_jobs(model: BlackBox, jobs: Sequence[Job], config: EvalConfig, k: int,
         return lambda s, n, _loss=0.0: report(job, s, n)
 
     requests = [(job, job.method, job.image, config.for_method(job.method, job.seed)) for job in jobs]
-    sent = dict(getattr(model, "traffic", {}))
+    sent = dict(model.traffic or {})
     for job, e in explain_many(model, requests, k, progress_of):
         rec = measured(model, job, e, config)
         if sent:  # an endpoint: what the wire carried since the last record (in lockstep, shared rounds)
@@ -293,54 +295,5 @@ def measured(model: BlackBox, job: Job, e: Explanation, config: EvalConfig) -> d
     cfg = config.explain
     probs = blur_top_probs(model, Perturber(e.image, blur_spec=BlurSpec(cfg.sigma, cfg.kernel)), e.heatmap,
                            [a / 100 for a in config.areas])
-    return to_record(job, e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
-                     top1_at_area=[int(k) for k in probs.argmax(axis=1)])
-
-
-def to_record(job: Job, e: Explanation, probs_at_area: dict[float, float],
-              top1_at_area: Sequence[int] | None = None) -> dict[str, Any]:
-    """The JSON line: enough to recompute every table (masks rounded to 1e-4)."""
-    return {
-        "image": job.image,
-        "image_sha256": job.sha256,
-        "method": job.method,
-        "seed": job.seed,
-        "target": e.target,
-        "target_name": e.target_name,
-        "top1": e.top1,
-        "top1_name": e.top1_name,
-        "prob_before": e.prob_before,
-        "prob_after": e.prob_after,
-        "top1_prob_before": e.top1_prob_before,
-        "top1_prob_after": e.top1_prob_after,
-        "phi": e.phi,
-        "undesirable_ratio": e.undesirable_ratio,
-        "marked_ratio": float((np.asarray(e.heatmap) > 0).mean()),
-        "queries": e.queries,
-        "seconds": round(e.seconds, 4),
-        "device": e.device,  # a resumed evaluation may have run elsewhere: seconds compare only on one device
-        "areas": list(probs_at_area),
-        "prob_at_area": list(probs_at_area.values()),
-        "phi_at_area": [phi(e.top1_prob_before, p) for p in probs_at_area.values()],
-        "insertion_queries": len(probs_at_area),
-        **({} if top1_at_area is None else {"top1_at_area": list(top1_at_area)}),  # which class wins after the blur
-        "loss_trend": thin(e.loss_history, LOSS_POINTS),
-        "input_size": list(e.heatmap.shape),
-        "mask": np.round(np.asarray(e.mask, dtype=np.float64), 4).tolist(),
-        **convergence_fields(e.convergence),
-    }
-
-
-def convergence_fields(c: dict[str, Any]) -> dict[str, Any]:
-    """The record's convergence columns (None for methods that optimise no objective)."""
-    keys = ("objective_at_ones", "objective_final", "converged", "noise")
-    return {k: c.get(k) for k in keys}
-
-
-def thin(values: Sequence[float], points: int) -> list[float]:
-    """At most ``points`` evenly spaced values, the first and the last included (rounded to 6 digits)."""
-    if len(values) <= points:
-        picked = list(values)
-    else:
-        picked = [values[i] for i in np.linspace(0, len(values) - 1, points).round().astype(int)]
-    return [round(float(v), 6) for v in picked]
+    return record(job.fields(), e, dict(zip(config.areas, map(float, probs[:, e.top1]))),
+                  top1_at_area=[int(k) for k in probs.argmax(axis=1)])

@@ -12,42 +12,30 @@ the same generator, so the numbers do not depend on who scored the probes.
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Generator
 
 import numpy as np
 
 from .. import defaults as d
-from ..maths.active import ActiveResult, optimise_steps
 from ..config import ExplainConfig
-from ..result.explanation import Explanation
+from ..maths.active import ActiveResult, optimise_steps
 from ..model import Scores, TargetTerms
-from ..maths.objective import Objective
-from ..maths.perturb import BlurSpec, Perturber
-from ..query.masks import MaskQuery
+from ..result.explanation import Explanation
 from .context import Context
-from .epilogue import finished, shared_path
+from .soft_run import SoftMaskBase
 
 
-class ActiveRun:
+class ActiveRun(SoftMaskBase):
     """One active explanation in progress: the probes it waits for, its generator, its result.
 
     ``shared``: its probes are scored by someone else (:mod:`bbx.evaluation.lockstep`), so its query takes the
-    host path (:func:`~bbx.methods.epilogue.shared_path`).
+    host path (:func:`~bbx.methods.soft_run.shared_path`).
     """
 
     def __init__(self, ctx: Context, cfg: ExplainConfig, loss: str, shared: bool = False):
-        self.ctx, self.cfg, self.loss = ctx, cfg, loss
         self.budget = cfg.budget if cfg.budget is not None else 2 + 2 * cfg.iterations * d.PAIRS
         ctx.require(4, "the image, M = 1, one step, the perturbed image")
-        self.shape = (cfg.mask_size, cfg.mask_size)
-        self.perturber = Perturber(ctx.image, self.shape, BlurSpec(cfg.sigma, cfg.kernel))
-        self.target, self._z0 = ctx.target, ctx.logits_before
-        self.objective = Objective(loss, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
-        path = shared_path(cfg.query_path) if shared else cfg.query_path
-        self.query = MaskQuery(ctx.model, self.perturber, path, target=self.target)
-        #: where shared batches' images were built ("host" or "device"), set by who scores them
-        self.shared_images: str | None = None
+        super().__init__(ctx, cfg, loss, shared)
         self._steps: Generator[np.ndarray, np.ndarray, ActiveResult] | None = None  # from M = 1's loss on
         self._wanted: np.ndarray | None = np.ones((1, *self.shape))  # X through the same path as every probe
         self._out = False
@@ -96,10 +84,6 @@ class ActiveRun:
         result = self.result
         if result is None:
             raise RuntimeError("the run is not done: feed it until done")
-        config = {**asdict(self.cfg), "method": self.loss, "iterations": len(result.history) - 1, "pairs": None,
-                  "budget": self.budget, "query_path": self.query.query_path, "screens": result.screens,
-                  "active": len(result.active)}
-        if self.shared_images is not None:
-            config["lockstep_images"] = self.shared_images
-        return finished(self.ctx, self.perturber, self.objective, result.mask, config, result.history,
-                        stopped=result.converged)
+        settings = {"iterations": len(result.history) - 1, "pairs": None, "budget": self.budget,
+                    "query_path": self.query.query_path, "screens": result.screens, "active": len(result.active)}
+        return self.conclude(result.mask, result.history, settings, stopped=result.converged)

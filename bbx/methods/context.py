@@ -20,7 +20,7 @@ from .. import preprocess as pp
 from ..errors import ModelError, OptionError
 from ..result.explanation import Explanation
 from ..preprocess.image import load_rgb
-from ..model import BlackBox, OnnxClassifier
+from ..model import BlackBox, open_model
 from ..result.provenance import record
 
 #: bbx's logger: INFO one line per explanation, WARNING its notes (found nothing ...), DEBUG each step
@@ -35,7 +35,7 @@ class Context:
     def __init__(self, model: BlackBox | str | Path, image: str | Path | np.ndarray,
                  target: int | str | None, method: str, budget: int | None,
                  progress: Progress | None = None):
-        self.model: BlackBox = model if isinstance(model, BlackBox) else OnnxClassifier(model)
+        self.model: BlackBox = open_model(model)
         self.source = str(image) if isinstance(image, (str, Path)) else "<array>"
         self.photo = load_rgb(image) if isinstance(image, (str, Path)) else _photo(image)
         self.image = model_view(self.model, image if self.photo is None else self.photo)

@@ -1,7 +1,7 @@
 """F-TC (paper Eq. 5): raise the target, keep the other classes' logits where they were.
 
 Loss of the model's part: -f_k(Q) + gamma * |mean_{i != k}(z_i(Q) - z_i(X))|, plus R_M;
-optimised by :mod:`.soft_mask`. bbx's default method.
+optimised by :mod:`.soft_mask`; the paper's method (bbx's default is in :mod:`bbx.defaults`).
 """
 
 from __future__ import annotations

@@ -73,39 +73,8 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
                for j in range(grid[1] - side + 1)]
     priority = np.array([px[c] @ prior[c] / px[c].sum() for c in windows])
 
-    chosen = np.zeros(n_fine, dtype=bool)
-    order = np.full(n_fine, -1)
-    goal = area * h * w
-    window_px = h * w * side * side / n_fine
-    probs_now = p0
-    trail = [p0]  # probabilities after each step (trail[0]: nothing blurred)
-    history: list[float] = []
-    left = budget - ctx.spent
-    while px[chosen].sum() < goal and left > 0:
-        fresh = np.array([(~chosen[c]).any() for c in windows])
-        if not fresh.any():
-            break
-        steps_left = max(1, math.ceil((goal - px[chosen].sum()) / window_px))
-        n = int(min(fresh.sum(), max(1, left // steps_left)))
-        cand = np.argsort(-np.where(fresh, priority, -np.inf), kind="stable")[:n]
-        probs = np.empty((n, len(p0)))
-        for rows in model.batches(n)[0]:  # one batch of blurred copies at a time
-            part = cand[rows]
-            blur_cells = np.repeat(chosen[None], len(part), axis=0)
-            for row, t in enumerate(part):
-                blur_cells[row, windows[t]] = True
-            probs[rows] = model.scores(hard_blur(pert, blur_cells[:, fine])).probs
-        left -= n
-        priority[cand] = probs[:, k] - probs_now[k]  # lazy greedy: the latest measured gain
-        best = int(np.argmax(probs[:, k]))
-        added = windows[cand[best]][~chosen[windows[cand[best]]]]
-        order[added] = len(history)
-        chosen[added] = True
-        probs_now = probs[best]
-        trail.append(probs_now)
-        history.append(-float(probs_now[k]))
-        ctx.report(len(history), len(history) + math.ceil(max(0.0, goal - px[chosen].sum()) / window_px),
-                   history[-1])
+    search = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w, window_px=h * w * side * side / n_fine)
+    order, history, trail = search.run(budget - ctx.spent)
 
     steps = len(history)
     prefix = int(np.argmax([p[k] for p in trail]))  # the steps whose blurring raised the target most
@@ -117,6 +86,60 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
               "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
     return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
                       probs_after=p1, loss_history=history, config=config)
+
+
+class _Search:
+    """Greedy's search: each step scores the blurred copies of the most promising windows not yet
+    blurred (as many as the budget left allows per step still to come), keeps the one that raised
+    the target most, and updates the priorities it measured (lazy greedy)."""
+
+    def __init__(self, ctx: Context, pert: Perturber, windows: list[np.ndarray], priority: np.ndarray,
+                 px: np.ndarray, fine: np.ndarray, goal: float, window_px: float):
+        self.ctx, self.pert, self.windows, self.priority = ctx, pert, windows, priority
+        self.px, self.fine, self.goal, self.window_px = px, fine, goal, window_px
+        self.chosen = np.zeros(len(px), dtype=bool)
+
+    def run(self, left: int) -> tuple[np.ndarray, list[float], list[np.ndarray]]:
+        """(each cell's step, -1 if never chosen; -p(target) after each step; the probabilities
+        after each step, trail[0] with nothing blurred)."""
+        ctx, k, chosen, px = self.ctx, self.ctx.target, self.chosen, self.px
+        order = np.full(len(px), -1)
+        probs_now = ctx.probs_before
+        trail = [probs_now]
+        history: list[float] = []
+        while px[chosen].sum() < self.goal and left > 0:
+            fresh = np.array([(~chosen[c]).any() for c in self.windows])
+            if not fresh.any():
+                break
+            steps_left = max(1, math.ceil((self.goal - px[chosen].sum()) / self.window_px))
+            n = int(min(fresh.sum(), max(1, left // steps_left)))
+            cand = np.argsort(-np.where(fresh, self.priority, -np.inf), kind="stable")[:n]
+            probs = self._scored(cand)
+            left -= n
+            self.priority[cand] = probs[:, k] - probs_now[k]  # lazy greedy: the latest measured gain
+            best = self.windows[cand[int(np.argmax(probs[:, k]))]]
+            added = best[~chosen[best]]
+            order[added] = len(history)
+            chosen[added] = True
+            probs_now = probs[int(np.argmax(probs[:, k]))]
+            trail.append(probs_now)
+            history.append(-float(probs_now[k]))
+            ctx.report(len(history), len(history) + math.ceil(max(0.0, self.goal - px[chosen].sum()) / self.window_px),
+                       history[-1])
+        return order, history, trail
+
+    def _scored(self, cand: np.ndarray) -> np.ndarray:
+        """The probabilities with each candidate window blurred besides the chosen cells, one
+        model batch of blurred copies at a time."""
+        model = self.ctx.model
+        probs = np.empty((len(cand), len(self.ctx.probs_before)))
+        for rows in model.batches(len(cand))[0]:
+            part = cand[rows]
+            blur_cells = np.repeat(self.chosen[None], len(part), axis=0)
+            for row, t in enumerate(part):
+                blur_cells[row, self.windows[t]] = True
+            probs[rows] = model.scores(hard_blur(self.pert, blur_cells[:, self.fine])).probs
+        return probs
 
 
 def fitting_patch(size: tuple[int, int], patch: int, room: int) -> int:

@@ -16,6 +16,7 @@ from ..config import ExplainConfig
 from ..errors import OptionError
 
 if TYPE_CHECKING:  # types only: the registry imports no method
+    from ..model import BlackBox
     from ..result.explanation import Explanation
     from .context import Context
 
@@ -85,9 +86,9 @@ def register(method: Method) -> Method:
     return method
 
 
-def check_reveals(model: object, name: str) -> None:
+def check_reveals(model: BlackBox, name: str) -> None:
     """Refuse, in one line, method ``name`` on a model that reveals less than it needs."""
-    reveals = getattr(model, "reveals", "scores")
+    reveals = model.reveals
     needs = get(name).needs
     if REVEALS.index(reveals) <= REVEALS.index(needs):
         return

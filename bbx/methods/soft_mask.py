@@ -18,21 +18,18 @@ stepper, with the same protocol: :class:`Stepper` makes the one the estimator ne
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..config import ExplainConfig
 from ..maths.estimate import Draw, Estimator, background
-from ..result.explanation import Explanation
-from ..model import Scores, TargetTerms
-from ..maths.objective import Objective
 from ..maths.optimize import Adam
-from ..maths.perturb import BlurSpec, Perturber
-from ..query.masks import MaskQuery
+from ..model import Scores, TargetTerms
+from ..result.explanation import Explanation
 from .active_run import ActiveRun
 from .context import Context
-from .epilogue import finished, shared_path
+from .soft_run import SoftMaskBase
 
 #: the ExplainConfig fields the optimisation reads (besides the registry's common ones and seed),
 #: with a random estimator (nes, spsa) and with the active one, which draws nothing and runs no Adam
@@ -58,31 +55,22 @@ DEFAULT_BUDGET = "2 + 2 x pairs x iterations (3,202 with the defaults); active s
 NES_SCALE = 8
 
 
-class SoftMaskRun:
+class SoftMaskRun(SoftMaskBase):
     """One explanation's optimisation in progress: its mask, Adam state, directions and history.
 
     ``shared``: its probes are scored by someone else (:mod:`bbx.evaluation.lockstep`) in batches with other
-    runs', so its query takes the host path (:func:`~bbx.methods.epilogue.shared_path`: ``numpy``;
+    runs', so its query takes the host path (:func:`~bbx.methods.soft_run.shared_path`: ``numpy``;
     ``reference`` for integer inputs), which builds model-format images that can be concatenated;
     a device path is refused.
     """
 
     def __init__(self, ctx: Context, cfg: ExplainConfig, loss: str, shared: bool = False):
-        self.ctx, self.loss = ctx, loss
         self.iterations, self.pairs = cfg.plan()
         self.estimator = Estimator(cfg.estimator, self.pairs, cfg.step, cfg.resolution, dtype="float32")  # what MaskQuery reads
         shape = (cfg.mask_size, cfg.mask_size)
         self._directions = self.estimator.stream(np.random.default_rng(cfg.seed), shape, self.iterations)  # drawn during the set-up
-
-        path = shared_path(cfg.query_path) if shared else cfg.query_path
-        self.perturber = Perturber(ctx.image, shape, BlurSpec(cfg.sigma, cfg.kernel))
-        self.target, self._z0 = ctx.target, ctx.logits_before
-        self.objective = Objective(loss, cfg.lambda1, cfg.lambda2, cfg.beta, cfg.gamma)
-        self.query = MaskQuery(ctx.model, self.perturber, path, target=self.target)
+        super().__init__(ctx, cfg, loss, shared)
         self._on_device = (not shared) and self.query.pairs_on_device(self.pairs)
-        self.cfg = cfg
-        #: where shared batches' images were built ("host" or "device"), set by who scores them
-        self.shared_images: str | None = None
 
         self.mask = np.ones(shape, dtype=np.float64)
         self.adam = Adam(lr=cfg.lr, beta1=cfg.beta1)
@@ -142,13 +130,9 @@ class SoftMaskRun:
 
     def finish(self) -> Explanation:
         """The explanation (one more query: the perturbed image) and whether it converged."""
-        config = {**asdict(self.cfg), "method": self.loss, "iterations": self.iterations, "pairs": self.pairs,
-                  "query_path": self.query.query_path,
-                  "probes": "graph" if self._on_device else "host"}  # who formed the antithetic probes
-        if self.shared_images is not None:
-            config["lockstep_images"] = self.shared_images
-        return finished(self.ctx, self.perturber, self.objective, self.mask, config, self.history,
-                        stopped=None, scale=NES_SCALE)
+        settings = {"iterations": self.iterations, "pairs": self.pairs, "query_path": self.query.query_path,
+                    "probes": "graph" if self._on_device else "host"}  # who formed the antithetic probes
+        return self.conclude(self.mask, self.history, settings, stopped=None, scale=NES_SCALE)
 
 
 @dataclass(frozen=True)

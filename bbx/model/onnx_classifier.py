@@ -100,6 +100,10 @@ class OnnxClassifier(Classifier):
         self.labels, self.labels_source = resolve_labels(
             self.output.num_classes, explicit=explicit, sidecar=pp.read_sidecar(self.path, self.spec_file), metadata=self.metadata)
 
+    def onnx(self) -> OnnxClassifier:
+        """This model itself: bbx's graphs run beside it in its runtime (:mod:`bbx.query.masks`)."""
+        return self
+
     @property
     def providers(self) -> list[str]:
         return self.runtime.providers

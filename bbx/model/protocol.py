@@ -9,6 +9,7 @@ call of the model on a batch already in its input format.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -28,7 +29,14 @@ class BlackBox(Protocol):
     * the output: :attr:`output` (which scores, logits or probabilities) and :attr:`labels`;
     * batched scoring: :meth:`scores` of ``(N, H, W, 3)`` 0-1 RGB images, in calls of the shapes
       :meth:`batches` gives;
-    * query counting: :attr:`queries` grows by one for every image scored, never otherwise.
+    * query counting: :attr:`queries` grows by one for every image scored, never otherwise;
+    * what an answer reveals (:attr:`reveals`: ``scores``, ``topk`` or ``label``; :attr:`revealed`
+      classes), the traffic an endpoint counts (:attr:`traffic`, ``None`` for a local model) and a
+      hard cap on the images it answers (:meth:`cap_answers`);
+    * :meth:`onnx`: the ONNX graph and runtime behind it, for bbx's graphs run beside the model, or
+      ``None`` where there is none to run beside (an endpoint, an explanation's share of a model).
+
+    Every member is part of the contract: callers use them directly, never probing with ``getattr``.
     """
 
     name: str  # a file's path or an endpoint's address, for reports
@@ -41,6 +49,7 @@ class BlackBox(Protocol):
     device: str
     max_batch: int
     queries: int
+    reveals: str
 
     @property
     def input_size(self) -> tuple[int, int]: ...
@@ -48,9 +57,23 @@ class BlackBox(Protocol):
     @property
     def num_classes(self) -> int: ...
 
+    @property
+    def revealed(self) -> int: ...
+
+    @property
+    def traffic(self) -> dict[str, int] | None: ...
+
     def prepare(self, rgb: np.ndarray) -> np.ndarray: ...
 
+    def predict(self, rgb: np.ndarray) -> Scores: ...
+
     def scores(self, images: np.ndarray, real: int | None = None) -> Scores: ...
+
+    def score_tensor(self, x: np.ndarray, real: int | None = None) -> Scores: ...
+
+    def cap_answers(self, images: int) -> None: ...
+
+    def onnx(self) -> OnnxBackend | None: ...
 
     def batches(self, n: int) -> tuple[list[slice], int]: ...
 
@@ -61,12 +84,45 @@ class BlackBox(Protocol):
     def identity(self) -> dict[str, Any]: ...
 
 
+class OnnxBackend(Protocol):
+    """An ONNX file run by onnxruntime, as bbx's own graphs beside it use it (the query paths of
+    :mod:`bbx.query.masks`, lockstep's device images): its file, its session and its bound calls,
+    which count their queries on the model like :meth:`BlackBox.scores`."""
+
+    path: Path
+    runtime: Any
+    device: str
+    input: InputInfo
+    output: OutputInfo
+    spec: pp.PreprocessSpec
+
+    @property
+    def input_size(self) -> tuple[int, int]: ...
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def batches(self, n: int) -> tuple[list[slice], int]: ...
+
+    def scores_type(self) -> tuple[int, int]: ...
+
+    def score_bound(self, x: Any, n: int) -> Scores: ...
+
+    def run_bound(self, x: Any, n: int) -> Any: ...
+
+    def run_binding(self, session: Any, binding: Any, n: int) -> None: ...
+
+    def read_scores(self, raw: np.ndarray, rows: int, n: int) -> Scores: ...
+
+
 class Classifier:
     """:class:`BlackBox` for any model whose conventions are set: subclasses set the attributes
     the protocol lists (:class:`BlackBox`'s annotations) and implement :meth:`run_batch` and
-    :meth:`identity`."""
+    :meth:`identity`. A local model reveals every score, counts no traffic, needs no cap beyond
+    the methods' own budgets and has no graph to run beside it unless it says otherwise."""
 
     queries: int = 0
+    reveals: str = "scores"
 
     # -- what a subclass supplies ---------------------------------------------------------------
     def run_batch(self, x: np.ndarray) -> np.ndarray:
@@ -86,6 +142,24 @@ class Classifier:
     @property
     def num_classes(self) -> int:
         return self.output.num_classes
+
+    @property
+    def revealed(self) -> int:
+        """How many classes' scores an answer holds: all of them, for a model that reveals scores."""
+        return self.num_classes
+
+    @property
+    def traffic(self) -> dict[str, int] | None:
+        """An endpoint's counters (images answered, requests, retries ...); ``None``: no traffic."""
+        return None
+
+    def cap_answers(self, images: int) -> None:
+        """At most ``images`` more images answered from here on. A local model needs no cap of its
+        own: every method refuses to pass its budget before it queries."""
+
+    def onnx(self) -> OnnxBackend | None:
+        """The ONNX graph behind this model for graphs run beside it; none by default."""
+        return None
 
     def prepare(self, rgb: np.ndarray) -> np.ndarray:
         """A photo (uint8 RGB) resized and cropped to the model's input, 0-1 float32 HWC."""

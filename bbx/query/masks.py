@@ -36,7 +36,7 @@ from . import graphs as _graphs
 from .graphs import FrontNames, back_graph, front_graph
 from ..config import QUERY_PATHS
 from ..errors import ModelError, OptionError
-from ..model import BlackBox, OnnxClassifier, Scores, TargetTerms, pad_batch
+from ..model import BlackBox, OnnxBackend, Scores, TargetTerms, pad_batch
 from ..maths.perturb import Perturber
 from ..preprocess import normalise, to_model_input
 
@@ -57,8 +57,8 @@ class MaskQuery:
             raise OptionError(f"unknown query path {query_path!r}; one of {', '.join(QUERY_PATHS)}")
         if query_path == "device" and target is None:
             raise OptionError("the device query path needs the target class")
-        on_onnxruntime = isinstance(model, OnnxClassifier)
-        if query_path in _GRAPH_PATHS and not on_onnxruntime:
+        backend = model.onnx()
+        if query_path in _GRAPH_PATHS and backend is None:
             raise OptionError(f"the {query_path} query path runs graphs beside an ONNX model; "
                               f"{model.name} is queried with the numpy or reference path")
         self.model = model
@@ -66,7 +66,7 @@ class MaskQuery:
         floating = np.dtype(model.input.dtype).kind == "f"
         chosen = query_path == "auto"
         if chosen:  # measured fastest on each device (docs/gpu.md)
-            query_path = "fused" if on_onnxruntime and model.device == "cuda" else "numpy"
+            query_path = "fused" if backend is not None and backend.device == "cuda" else "numpy"
         if not floating:
             query_path = "reference"
         # the class whose terms a back graph reduces the scores to: Scores.target's logit case only,
@@ -81,15 +81,15 @@ class MaskQuery:
             self._dtype = np.dtype(model.input.dtype)
             if query_path == "fused":
                 try:
-                    self._engine = _Fused(model, base, delta, reduced)
+                    self._engine = _Fused(backend, base, delta, reduced)
                 except _graphs.CannotCompose as exc:
                     query_path = "onnx" if reduced is None else "device"
                     if not chosen:  # "auto" chains quietly: nobody asked for the composed graph
-                        warnings.warn(f"the fused query path cannot compose {model.path.name} ({exc}); "
+                        warnings.warn(f"the fused query path cannot compose {backend.path.name} ({exc}); "
                                       f"running the {query_path} path instead", RuntimeWarning, stacklevel=2)
             if query_path in ("onnx", "device"):
-                back = _OnnxBack(model, reduced) if query_path == "device" else None
-                self._engine = _OnnxFront(model, base, delta, back)
+                back = _OnnxBack(backend, reduced) if query_path == "device" else None
+                self._engine = _OnnxFront(backend, base, delta, back)
         self.query_path = query_path
 
     def __call__(self, masks: np.ndarray) -> Scores | TargetTerms:
@@ -156,19 +156,19 @@ def _normalised_parts(model: BlackBox, perturber: Perturber) -> tuple[np.ndarray
 
 
 # -- sessions: one per model and graph, on the model's device, reused by every explanation -----------
-_FRONT_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
-_BACK_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, Any]" = weakref.WeakKeyDictionary()
-_FUSED_SESSIONS: "weakref.WeakKeyDictionary[OnnxClassifier, dict[bool, Any]]" = weakref.WeakKeyDictionary()
+_FRONT_SESSIONS: "weakref.WeakKeyDictionary[OnnxBackend, Any]" = weakref.WeakKeyDictionary()
+_BACK_SESSIONS: "weakref.WeakKeyDictionary[OnnxBackend, Any]" = weakref.WeakKeyDictionary()
+_FUSED_SESSIONS: "weakref.WeakKeyDictionary[OnnxBackend, dict[bool, Any]]" = weakref.WeakKeyDictionary()
 
 
-def sessions(model: OnnxClassifier) -> list[Any]:
+def sessions(model: OnnxBackend) -> list[Any]:
     """The sessions bbx has opened around ``model`` (front, back, fused): with the model's own, all
     that an explanation of it runs (``tools/bench_gpu.py`` times them)."""
     fused = [made[0] for made in _FUSED_SESSIONS.get(model, {}).values() if isinstance(made, tuple)]
     return [s for s in (_FRONT_SESSIONS.get(model), _BACK_SESSIONS.get(model), *fused) if s is not None]
 
 
-def _front_session(model: OnnxClassifier) -> Any:
+def _front_session(model: OnnxBackend) -> Any:
     """The front graph depends on the model's input only."""
     if model not in _FRONT_SESSIONS:
         _FRONT_SESSIONS[model] = model.runtime.new_session(front_graph(
@@ -176,14 +176,14 @@ def _front_session(model: OnnxClassifier) -> Any:
     return _FRONT_SESSIONS[model]
 
 
-def _back_session(model: OnnxClassifier) -> Any:
+def _back_session(model: OnnxBackend) -> Any:
     """The back graph depends on the model's output type and class count only."""
     if model not in _BACK_SESSIONS:
         _BACK_SESSIONS[model] = model.runtime.new_session(back_graph(model.num_classes, *model.scores_type()), small=True)
     return _BACK_SESSIONS[model]
 
 
-def _fused_session(model: OnnxClassifier, with_back: bool) -> tuple[Any, _graphs.Composed]:
+def _fused_session(model: OnnxBackend, with_back: bool) -> tuple[Any, _graphs.Composed]:
     """The composed graph (with the back graph or without) and its names; a model that cannot be
     composed is tried once (``bbx evaluate`` asks again for every image)."""
     made = _FUSED_SESSIONS.setdefault(model, {})
@@ -205,7 +205,7 @@ def _fused_session(model: OnnxClassifier, with_back: bool) -> tuple[Any, _graphs
     return made[with_back]
 
 
-def _bind_images(session: Any, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray,
+def _bind_images(session: Any, model: OnnxBackend, base: np.ndarray, delta: np.ndarray,
                  names: FrontNames) -> tuple[Any, list[Any]]:
     """An IOBinding of ``session`` with ``base`` and ``delta`` put on the model's device once (each
     call then rebinds only the masks); returns it and the device values, which must outlive it."""
@@ -261,7 +261,7 @@ class _OnnxFront:
 
     names = FrontNames()  # the standalone front graph's own input names
 
-    def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, back: "_OnnxBack | None"):
+    def __init__(self, model: OnnxBackend, base: np.ndarray, delta: np.ndarray, back: "_OnnxBack | None"):
         self.model, self.back = model, back
         self.session = _front_session(model)
         self._binding, self._images = _bind_images(self.session, model, base, delta, self.names)
@@ -280,7 +280,7 @@ class _OnnxFront:
 class _OnnxBack:
     """The back graph in its own session on the model's device, fed the model's scores by IOBinding."""
 
-    def __init__(self, model: OnnxClassifier, target: int):
+    def __init__(self, model: OnnxBackend, target: int):
         self.session = _back_session(model)
         self._binding = self.session.io_binding()
         self._binding.bind_cpu_input("k", np.array([target], dtype=np.int64))  # bound once per explanation
@@ -296,7 +296,7 @@ class _OnnxBack:
 class _Fused:
     """Front, model and (with a target) back graph as one session: one run per call."""
 
-    def __init__(self, model: OnnxClassifier, base: np.ndarray, delta: np.ndarray, target: int | None):
+    def __init__(self, model: OnnxBackend, base: np.ndarray, delta: np.ndarray, target: int | None):
         self.model = model
         self.session, self.names = _fused_session(model, target is not None)
         self._binding, self._images = _bind_images(self.session, model, base, delta, self.names.front)

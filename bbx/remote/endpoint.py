@@ -1,7 +1,7 @@
 """A classifier behind an Open Inference Protocol endpoint, as a black box like an ONNX file.
 
 :class:`EndpointClassifier` reads the model's metadata (``GET /v2/models/NAME``), works out the
-input's conventions from it as :class:`~bbx.model.OnnxClassifier` does from a graph, resolves the
+input's conventions from it as an ONNX file's are read from its graph, resolves the
 preprocessing from its sources (flags, a spec file given with --spec, a preset matched by the
 model's name, the endpoint's ``bbx.preprocess`` parameter), sends one real request to see what the
 endpoint reveals, and from then on scores batches of images over HTTP. The rest of bbx's black-box
@@ -93,6 +93,14 @@ class EndpointClassifier(Classifier):
     @property
     def traffic(self) -> dict[str, int]:
         return self.client.traffic.as_dict()
+
+    @property
+    def revealed(self) -> int:
+        """How many classes an answer names: all of them, the top k, or 1 (the label)."""
+        return self._revealed
+
+    def cap_answers(self, images: int) -> None:
+        self.client.cap_more(images)
 
     def identity(self) -> dict[str, Any]:
         """What pins the model for a resumed evaluation: its URL, and its metadata as the endpoint
@@ -266,7 +274,7 @@ class EndpointClassifier(Classifier):
         for f in floats:  # k probabilities beside k class indices: a top-k endpoint
             pair = next((i for i in ints if rows[i].shape == rows[f].shape), None)
             if pair is not None:
-                self.revealed = rows[f].shape[1]
+                self._revealed = rows[f].shape[1]
                 classes = self._class_count(explicit, side, "the top-k classes")
                 if not (rows[f] >= 0).all() or not (rows[f].sum(axis=1) <= 1 + 1e-3).all():
                     raise ModelError(f"the endpoint's top-{self.revealed} values in {f!r} are not probabilities")
@@ -277,13 +285,13 @@ class EndpointClassifier(Classifier):
             if not np.isfinite(rows[f]).all():
                 raise ModelError("the endpoint returned NaN or infinite scores on a plain grey image")
             c = rows[f].shape[1]
-            self.revealed = c
+            self._revealed = c
             return OutputInfo(f, c, _kind(rows[f].astype(np.float64)), c == 1001), "scores", [f]
         labels = [k for k, v in rows.items() if v.ndim == 1 and (v.dtype.kind in "iu" or v.dtype == object)
                   and (wanted is None or k == wanted)]
         if labels:
             classes = self._class_count(explicit, side, "only labels")
-            self.revealed = 1
+            self._revealed = 1
             return OutputInfo(labels[0], classes, "probabilities", classes == 1001), "label", [labels[0]]
         desc = ", ".join(f"{k} {list(v.shape)} {v.dtype}" for k, v in outs.items())
         raise ModelError(f"not an image classifier: no output of class scores, top-k classes or labels "

@@ -78,8 +78,8 @@ class Explanation:
             top1_prob_before=float(p0[top1]), top1_prob_after=float(p1[top1]),
             phi=phi(float(p0[top1]), float(p1[top1])), undesirable_ratio=undesirable_ratio(heatmap),
             queries=queries, seconds=seconds, loss_history=list(loss_history or []), config=config,
-            model=model.name, source=source, device=getattr(model, "device", ""),
-            notes=notes(mask, float(p0[k]), float(p1[k]), getattr(model.output, "constant", None)),
+            model=model.name, source=source, device=model.device,
+            notes=notes(mask, float(p0[k]), float(p1[k]), model.output.constant),
             photo=photo, provenance=dict(provenance or {}), geometry=geometry,
             convergence=dict(convergence or {}),
         )
@@ -104,32 +104,20 @@ class Explanation:
         return to_photo(np.asarray(self.heatmap, dtype=np.float32), self.geometry, fill=0.0)
 
     def summary(self) -> dict[str, Any]:
-        """Everything but the arrays: the JSON report."""
+        """Everything but the arrays: the JSON report (its shared fields as a record writes them)."""
+        from .record import explanation_fields
+
         return {
             **self.provenance,
             "model": self.model,
             "image": self.source,
-            "target": self.target,
-            "target_name": self.target_name,
-            "prob_before": self.prob_before,
-            "prob_after": self.prob_after,
-            "top1": self.top1,
-            "top1_name": self.top1_name,
-            "top1_prob_before": self.top1_prob_before,
-            "top1_prob_after": self.top1_prob_after,
-            "phi": self.phi,
+            **explanation_fields(self),
             "phi_text": self.phi_text,
             "notes": list(self.notes),
-            "undesirable_ratio": self.undesirable_ratio,
-            "queries": self.queries,
-            "seconds": self.seconds,
-            "device": self.device,
             "photo_size": None if self.photo is None else list(self.photo.shape[:2]),
-            "input_size": list(np.shape(self.heatmap)[:2]),
             "config": self.config,
             "convergence": self.convergence,
             "loss_history": self.loss_history,
-            "mask": np.round(self.mask, 6).tolist(),
             **({"traffic": self.traffic} if self.traffic is not None else {}),
         }
 
