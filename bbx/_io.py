@@ -143,6 +143,55 @@ def read_regular(path: str | Path, limit: int, what: str = "file") -> bytes:
             raise OptionError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
 
+#: what :func:`load_json` accepts from outside bbx (sidecars, metadata, labels, endpoint answers,
+#: records, settings): no file or answer of bbx's own comes near these
+MAX_JSON_BYTES = 64 * 2**20
+MAX_JSON_DEPTH = 64
+MAX_NUMBER_CHARS = 64  # a float64 needs 24 characters at most; a 401-digit score is not a score
+
+
+def load_json(data: bytes | str, limit: int = MAX_JSON_BYTES) -> Any:
+    """JSON read from outside bbx, bounded: at most ``limit`` bytes, ``MAX_JSON_DEPTH`` levels of
+    nesting and ``MAX_NUMBER_CHARS`` characters per number. Anything else is a ValueError whose
+    text says what is wrong (never a RecursionError, an OverflowError or Python's 4,300-digit
+    limit on integers). Types are the caller's to check."""
+    if len(data) > limit:
+        raise ValueError(f"{len(data):,} bytes, above bbx's limit of {limit:,}")
+    try:
+        value = json.loads(data, parse_int=_bounded_int, parse_float=_bounded_float)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason})") from None
+    _check_depth(value)
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of {len(text):,} characters (bbx reads at most {MAX_NUMBER_CHARS})")
+    return int(text)
+
+
+def _bounded_float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ValueError(f"a number of {len(text):,} characters (bbx reads at most {MAX_NUMBER_CHARS})")
+    return float(text)
+
+
+def _check_depth(value: Any) -> None:
+    """Iteratively (a recursive walk would fail where the parser did not)."""
+    if not isinstance(value, (list, dict)):
+        return
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (list, dict)))
+
+
 def append_csv_row(path: str | Path, row: dict[str, Any]) -> None:
     """Append one row to a CSV file, writing the header first when the file is new (benchmarks' results).
 

@@ -104,10 +104,11 @@ class ExplainConfig:
 
     def validate(self) -> "ExplainConfig":
         """Every field in range, or one :class:`OptionError` naming all that are not."""
-        finite = all(np.isfinite(v) for v in (self.step, self.lr, self.beta1, self.lambda1, self.lambda2,
-                                               self.beta, self.gamma, self.sigma, self.area))
+        floats = {n: getattr(self, n) for n in ("step", "lr", "beta1", "lambda1", "lambda2", "beta", "gamma",
+                                               "sigma", "area")}
+        nonfinite = [f"{n} {v}" for n, v in floats.items() if not np.isfinite(v)]  # the ones given, by name
         checks = [
-            (finite, "step, lr, beta1, lambda1, lambda2, beta, gamma, sigma and area must be finite numbers"),
+            (not nonfinite, f"{', '.join(nonfinite)}: each option must be a finite number"),
             (self.estimator in ESTIMATORS, f"estimator must be one of {', '.join(ESTIMATORS)}, not {self.estimator!r}"),
             (1 <= self.iterations <= 1_000_000, f"iterations must be in 1..1,000,000, not {self.iterations}"),
             (self.pairs is None or 1 <= self.pairs <= MAX_PAIRS, f"pairs must be in 1..{MAX_PAIRS:,}, not {self.pairs}"),
@@ -133,9 +134,8 @@ class ExplainConfig:
              f"patch, stride and window must be at least 1 pixel, not {self.patch}, {self.stride}, {self.window}"),
             (0 < self.area <= 1, f"area must be a fraction in (0, 1], not {self.area}"),
         ]
-        if self.estimator == "active":  # it spends a budget on checked steps: no pairs, no direction grid
-            checks += [(self.pairs is None, "--pairs is for the nes and spsa estimators; active spends the budget"),
-                       (self.resolution is None, "the active estimator has no direction grid (resolution)")]
+        # pairs and resolution with the active estimator are refused where the method is known
+        # (bbx.explain.resolve, EvalConfig.validate), naming the method and the estimators that read them
         bad = [msg for ok, msg in checks if not ok]
         if bad:
             raise OptionError("; ".join(bad))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import defaults, methods
-from .config import FIELDS, ExplainConfig
+from .config import ESTIMATORS, FIELDS, ExplainConfig
 from .errors import OptionError
 from .result.explanation import Explanation
 from .methods import Context, Progress
@@ -60,13 +60,23 @@ def resolve(method: str | None, config: ExplainConfig | None, overrides: dict[st
     named = method or overrides.get("method") or cfg.method
     name = methods.get(named or defaults.METHOD).name
     cfg = replace(cfg, **{**overrides, "method": name}).validate()
-    unused = methods.get(name).unused(cfg.given(), cfg)
+    # a keyword counts as given even at its default: seed=0 to ftc with the active estimator is
+    # refused as on the command line
+    given = {**cfg.given(), **{k: v for k, v in overrides.items() if k != "method"}}
+    unused = methods.get(name).unused(given, cfg)
     if unused:
         reads = ", ".join(sorted(methods.get(name).reads(cfg) - {"method"}))
-        # where a refused option belongs: the methods that read it (the soft mask's, when none was named)
+        # where a refused option belongs: this method under another estimator (ftc takes a seed
+        # with nes or spsa, not with active), else the methods that read it
+        estimators = [e for e in ESTIMATORS if e != cfg.estimator
+                      and set(unused) <= methods.get(name).reads(replace(cfg, estimator=e))]
         others = [m for m in methods.names()
                   if m != name and set(unused) <= methods.get(m).reads(replace(cfg, method=m))]
-        hint = (f"; {others[0]} does: name it as the method" if len(others) == 1 else
+        if not others:
+            others = [m for m in methods.names() if m != name and any(
+                set(unused) <= methods.get(m).reads(replace(cfg, method=m, estimator=e)) for e in ESTIMATORS)]
+        hint = (f"; with --estimator {' or '.join(estimators)} it does" if estimators else
+                f"; {others[0]} does: name it as the method" if len(others) == 1 else
                 f"; {', '.join(others)} do: name one as the method" if others else "")
         raise OptionError(f"method {name}{'' if named else ' (the default)'} does not use {', '.join(unused)} "
                           f"(it reads {reads}){hint}")

@@ -59,8 +59,16 @@ def given_for(field: str) -> dict:
 def refusal(method: str, given: dict, default: bool = False) -> str:
     """The line bbx gives, from the tables above."""
     unused = sorted(set(given) - reads(method, given))
+    estimator = given.get("estimator", "active")
+    # this method under another estimator first (ftc takes a seed with nes or spsa), then other methods
+    # under this estimator, then other methods under any
+    estimators = [e for e in ("active", "nes", "spsa") if e != estimator
+                  and set(unused) <= READS[method][e != "active"]]
     others = [m for m in ORDER if m != method and set(unused) <= reads(m, given)]
-    hint = (f"; {others[0]} does: name it as the method" if len(others) == 1 else
+    if not others:
+        others = [m for m in ORDER if m != method and any(set(unused) <= r for r in READS[m])]
+    hint = (f"; with --estimator {' or '.join(estimators)} it does" if estimators else
+            f"; {others[0]} does: name it as the method" if len(others) == 1 else
             f"; {', '.join(others)} do: name one as the method" if others else "")
     return (f"method {method}{' (the default)' if default else ''} does not use {', '.join(unused)} "
             f"(it reads {', '.join(sorted(reads(method, given)))}){hint}")

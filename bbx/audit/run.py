@@ -8,6 +8,7 @@ runs only the missing jobs, draws only the missing pictures and rewrites the pag
 from __future__ import annotations
 
 import math
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._io import ensure_dir
+from ..errors import ImageError, OptionError, OutputError
 from ..evaluation.runner import EvalConfig, Outcome, Progress, evaluate
 from ..maths.perturb import BlurSpec
 from ..evaluation import compare, recurring
@@ -46,8 +48,25 @@ class Audit:
 def audit(model: Any, photos: Sequence[str | Path], config: EvalConfig, out: str | Path,
           progress: Progress | None = None, command: str = "", compare_with: Any = None) -> Audit:
     """Evaluate ``config`` on ``photos`` into ``out`` (resuming), then draw the report there; with
-    ``compare_with`` (a second model), evaluate it too (into ``out/compare``) and add the comparison."""
+    ``compare_with`` (a second model), evaluate it too (into ``out/compare``) and add the comparison.
+
+    The report's own pictures (photos inside ``out``) are never audited; ``img/`` and ``plots/``
+    must be folders, never links (the pictures would land where the link points). A photo that
+    cannot be read is named in a warning; with none readable, nothing is drawn."""
+    photos = outside_of(photos, out)
+    for sub in ("img", "plots"):
+        if (Path(out) / sub).is_symlink():
+            raise OutputError(f"refusing {Path(out) / sub}: it is a symbolic link (bbx audit writes its pictures "
+                              f"there); remove it or use another --out")
     outcome = evaluate(model, photos, config, out, progress)
+    unreadable = list(dict.fromkeys(rec["error"] for rec in outcome.errors))
+    if unreadable and not outcome.records:
+        raise ImageError(f"none of the {len(photos)} photos could be read: {unreadable[0]}"
+                         + (f" (and {len(unreadable) - 1} more)" if len(unreadable) > 1 else ""))
+    if unreadable:
+        warnings.warn(f"{len(unreadable)} photo{'s' * (len(unreadable) > 1)} skipped (not in the report): "
+                      + "; ".join(unreadable[:3]) + (" ..." if len(unreadable) > 3 else ""), RuntimeWarning,
+                      stacklevel=2)
     report = build_report(model, outcome.records, config, ensure_dir(out), command)
     if compare_with is not None:
         report.compare = compare_section(model, compare_with, outcome.records, photos, config, Path(out))
@@ -67,6 +86,15 @@ def compare_section(model: Any, other: Any, records: Sequence[dict[str, Any]], p
     result = compare.compare(records, other_records, method, mine, theirs, names)
     path = result.write(out)
     return compare_view.draw(result, out, other_records, other.prepare, path.name)
+
+
+def outside_of(photos: Sequence[str | Path], out: str | Path) -> list[str | Path]:
+    """``photos`` less those inside ``out`` (an audit's own pictures, when --out lies in the photo folder)."""
+    inside = Path(out).resolve()
+    kept = [p for p in photos if inside not in Path(p).resolve().parents]
+    if photos and not kept:
+        raise OptionError(f"every photo given lies inside --out {out}, the report's own folder")
+    return kept
 
 
 def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConfig, out: Path,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -177,3 +178,16 @@ def model_options(f):
 
     wrapper.__signature__ = sig.replace(parameters=params)
     return wrapper
+
+
+BATCH_TOLERANCE = 1e-4  # a probability may move this much between a batch and a single call (float32 sums)
+
+
+def warn_batch_effect(m: Any) -> None:
+    """A warning when the model scores an image differently inside a batch (``inspect``, and
+    ``explain`` on a local model, where the check costs 8 uncounted forward passes)."""
+    diff, i, alone, together = m.batch_effect()
+    if diff > BATCH_TOLERANCE:
+        warnings.warn(f"the model's scores depend on the rest of the batch: random image {i} gives {alone:.4f} "
+                      f"alone and {together:.4f} in a batch of 4; bbx optimises on batched scores and reports "
+                      f"single ones, so its numbers will not agree", RuntimeWarning, stacklevel=1)

@@ -18,12 +18,10 @@ from .progress import RunsBar
 
 
 def _needs_report_extra() -> None:
-    missing = []
-    for name in ("matplotlib", "rich"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
+    import importlib.util
+
+    # looked up, not imported: importing matplotlib writes its cache into ~ even for a refused run
+    missing = [name for name in ("matplotlib", "rich") if importlib.util.find_spec(name) is None]
     if missing:
         raise OptionError(f"bbx audit needs {' and '.join(missing)}: pip install 'bbx[report]'")
 

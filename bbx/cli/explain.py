@@ -15,7 +15,8 @@ import typer
 from .. import defaults as d
 from .. import methods
 from ..errors import OutputError
-from .app import DEFAULT_IMAGE, DEFAULT_MODEL, app, command_line, default_note, load_model, model_options, note
+from .app import (DEFAULT_IMAGE, DEFAULT_MODEL, app, command_line, default_note, load_model, model_options, note,
+                  warn_batch_effect)
 from .options import method_options
 from .progress import StepBar
 from .remote import traffic_line
@@ -58,6 +59,8 @@ def explain(
     if line:
         note(line)
     endpoint = m.traffic is not None
+    if not endpoint:  # an endpoint's check would be 8 paid requests: bbx inspect URL makes it
+        warn_batch_effect(m)
     if cfg.budget is not None:
         m.cap_answers(cfg.budget)  # --budget: a hard cap on the images an endpoint answers from here on
     with StepBar(f"{cfg.method} {Path(image).name}", enabled=not quiet, value=methods.get(cfg.method).reports) as bar:
@@ -71,7 +74,7 @@ def explain(
 
         paths["page"] = explanation_page(e, m, out, command_line())
     typer.echo(f"{shown(image)}: target {shown(repr(e.target_name))} (class {e.target}) "
-               f"{e.prob_before:.4f} -> {e.prob_after:.4f}; phi {e.phi_text}; "
+               f"{e.prob_before:.4f} -> {e.prob_after:.4f}; {_phi_words(e)}; "
                f"undesirable pixels {100 * e.undesirable_ratio:.2f}%; {e.queries} queries in {e.seconds:.1f} s")
     for text in e.notes:
         note(text)
@@ -82,6 +85,13 @@ def explain(
         from ..maths.convergence import Convergence
 
         typer.echo(Convergence(**e.convergence).line())
+
+
+def _phi_words(e) -> str:
+    """φ is the top-1 class's: with another --target, say whose, or it reads as the target's."""
+    if e.target == e.top1:
+        return f"phi {e.phi_text}"
+    return f"phi of the top-1 class {shown(repr(e.top1_name))} {e.phi_text}"
 
 
 def refuse_overwrite(out: Path) -> None:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import typer
 
 from ..errors import OptionError
 from ..preprocess import VALUE_FIELDS
-from .app import app, default_note, load_model, model_options, note, quiet_onnxruntime
+from .app import app, default_note, load_model, model_options, note, quiet_onnxruntime, warn_batch_effect
 from .show import shown
 
-BATCH_TOLERANCE = 1e-4  # a probability may move this much between a batch and a single call (float32 sums)
 
 
 @app.command()
@@ -23,11 +21,7 @@ def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an e
     """Inputs, outputs, detected conventions, preprocessing in use (and where each field came from)."""
     m = load_model(model, **model_opts)
     d = m.describe()
-    diff, i, alone, together = m.batch_effect()
-    if diff > BATCH_TOLERANCE:
-        warnings.warn(f"the model's scores depend on the rest of the batch: random image {i} gives {alone:.4f} "
-                      f"alone and {together:.4f} in a batch of 4; bbx optimises on batched scores and reports "
-                      f"single ones, so its numbers will not agree", RuntimeWarning, stacklevel=1)
+    warn_batch_effect(m)
     if as_json:
         typer.echo(json.dumps(d, indent=2))
         return

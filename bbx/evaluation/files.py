@@ -9,14 +9,13 @@ evaluation never mixes two photos that shared a path.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from .._io import atomic_write, open_regular, write_json
+from .._io import atomic_write, load_json, open_regular, write_json
 from ..errors import OutputError
 from ..result.record import parse_record
 
@@ -66,7 +65,7 @@ def check_settings(path: Path, settings: dict[str, Any]) -> None:
         with os.fdopen(fd, "rb") as fh:
             raw = fh.read(MAX_SETTINGS_BYTES + 1)
         try:
-            old = json.loads(raw) if len(raw) <= MAX_SETTINGS_BYTES else None
+            old = load_json(raw, MAX_SETTINGS_BYTES)
         except ValueError:
             old = None
         if not isinstance(old, dict):

@@ -199,12 +199,15 @@ def run_ledger(model: BlackBox, images: Sequence[str | Path], config: EvalConfig
             config.truth.check([img for img in images if img not in unreadable])
         check_settings(out / SETTINGS, config.settings(model))
         path = out / RESULTS
-        have = {record_key(r): r for r in read_records(path) if "error" not in r}
+        lines = read_records(path)
+        have = {record_key(r): r for r in lines if "error" not in r}
+        noted = {(*record_key(r), r["error"]) for r in lines if "error" in r}  # not appended again on a rerun
+        images, hashes = _distinct_photos(images, hashes)
         jobs = config.jobs(images, [h for h, _ in hashes])
         todo = [j for j in jobs if j.key not in have]
         errors: list[dict[str, Any]] = []
         if unreadable and todo:
-            todo = _skip_unreadable(todo, unreadable, path, errors, strict)
+            todo = _skip_unreadable(todo, unreadable, path, errors, strict, noted)
         wanted = {j.key for j in todo}
         if progress is not None:
             progress.start(len(jobs) - len(todo) - len(errors), len(todo))
@@ -228,8 +231,29 @@ def run_ledger(model: BlackBox, images: Sequence[str | Path], config: EvalConfig
                        - len(errors), ran=len(todo), queries=queries, path=path, errors=errors)
 
 
+def _distinct_photos(images: list[str], hashes: list[tuple[str, str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The photos with distinct content, each once (records are keyed by content: two byte-identical
+    photos are one job, explained once); the copies are named in one warning."""
+    first: dict[str, str] = {}
+    keep, copies = [], []
+    for img, (digest, why) in zip(images, hashes):
+        if digest and digest in first:
+            copies.append(f"{img} (= {first[digest]})")
+            continue
+        if digest:
+            first[digest] = img
+        keep.append(img)
+    if copies:
+        shown = "; ".join(copies[:3]) + (f"; and {len(copies) - 3} more" if len(copies) > 3 else "")
+        many = len(copies) > 1
+        warnings.warn(f"{len(copies)} photo{'s repeat' if many else ' repeats'} another's content and "
+                      f"{'are' if many else 'is'} explained once: {shown}", RuntimeWarning, stacklevel=4)
+    kept = set(keep)
+    return keep, [h for img, h in zip(images, hashes) if img in kept]
+
+
 def _skip_unreadable(todo: list[Job], unreadable: dict[str, str], path: Path, errors: list[dict[str, Any]],
-                     strict: bool) -> list[Job]:
+                     strict: bool, noted: set[tuple[Any, ...]] = frozenset()) -> list[Job]:
     """The jobs of readable photos; each job of an unreadable one gets an error record (or, with
     ``strict``, the first stops the evaluation)."""
     keep = []
@@ -241,7 +265,8 @@ def _skip_unreadable(todo: list[Job], unreadable: dict[str, str], path: Path, er
             raise ImageError(unreadable[job.image])
         rec = {"image": job.image, "image_sha256": job.sha256, "method": job.method, "seed": job.seed,
                "error": unreadable[job.image]}
-        append_line(path, rec)
+        if (*job.key, rec["error"]) not in noted:  # the same photo, unreadable the same way, is one line
+            append_line(path, rec)
         errors.append(rec)
     return keep
 

@@ -10,7 +10,7 @@ mean drop when its pixels are kept, averaged over the cell, in the same units as
 (:func:`.greedy.search`). Queries: 1 (the image) + the RISE masks + the search; no extra query at
 the end (the search measured the perturbed image).
 
-A lever of issue 32, measured in docs/reproduce.md ("Fidelity round 3"): not imported by
+A lever, measured in docs/reproduce.md ("Fidelity round 3"): not imported by
 :mod:`bbx.methods`, so not registered unless this module is imported (tools/rise_levers.py does).
 """
 

@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 from ..errors import ModelError
 from ..preprocess.image import not_a_file
 from .providers import first_line
@@ -26,7 +28,53 @@ def load_graph(path: Path) -> Any:
     if not proto.graph.node and not proto.graph.output:
         raise ModelError(f"not a readable ONNX model: {path} (empty graph)")
     check_external_data(path, proto)
+    check_constant_sizes(path, proto)
     return proto
+
+
+#: the largest tensor the graph may compute from its constants alone: onnxruntime folds such tensors
+#: when it opens the model, before any bbx limit on a call applies (a 1 kB graph took 6.4 GB, issue 34)
+MAX_CONSTANT_BYTES = 1 << 30
+_ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
+
+
+def check_constant_sizes(model_path: Path, proto: Any) -> None:
+    """Refuse a graph whose constant part (no graph input upstream) makes a tensor above
+    :data:`MAX_CONSTANT_BYTES`, by ONNX shape inference with constant propagation. Tensors that
+    depend on the input are bounded per call elsewhere; a graph inference cannot read passes."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
+    except Exception:  # custom operators, broken graphs: onnxruntime's own checks follow
+        return
+    graph = inferred.graph
+    constant = _constant_names(graph)
+    for info in [*graph.value_info, *graph.output]:
+        if info.name not in constant:
+            continue
+        t = info.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        if None in dims:
+            continue
+        size = int(np.prod(dims, dtype=object)) * _ITEMSIZE.get(t.elem_type, 8)
+        if size > MAX_CONSTANT_BYTES:
+            raise ModelError(f"refusing model {model_path.name}: tensor {info.name[:80]!r} {dims} is computed from "
+                             f"constants alone and would take {size / 2**30:,.1f} GiB, above bbx's limit of "
+                             f"{MAX_CONSTANT_BYTES / 2**30:g} GiB")
+
+
+def _constant_names(graph: Any) -> set[str]:
+    """Outputs of nodes with no graph input upstream (nodes are in topological order; a node with a
+    subgraph counts as depending on the input, which it may read from the outer scope)."""
+    dynamic = {i.name for i in graph.input} - {t.name for t in graph.initializer}
+    constant: set[str] = set()
+    for node in graph.node:
+        if any(a.HasField("g") or len(a.graphs) for a in node.attribute) or any(i in dynamic for i in node.input):
+            dynamic.update(node.output)
+        else:
+            constant.update(node.output)
+    return constant
 
 
 def check_external_data(model_path: Path, proto: Any) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from .._io import load_json
 from ..errors import ModelError, OptionError
 from ..preprocess import LABELS_KEY
 
@@ -31,8 +31,8 @@ def read_labels_file(path: str | Path) -> list[str]:
         raise OptionError(f"cannot read labels file {path}: {exc}") from None
     if path.suffix.lower() == ".json":
         try:
-            names = json.loads(text)
-        except json.JSONDecodeError as exc:
+            names = load_json(text)
+        except ValueError as exc:
             raise OptionError(f"labels file {path} is not valid JSON: {exc}") from None
         return _as_names(names, str(path))
     lines = [line.strip() for line in text.splitlines()]
@@ -66,9 +66,10 @@ def resolve_labels(
         candidates.append(("sidecar", _as_names(sidecar["labels"], "sidecar labels")))
     if LABELS_KEY in metadata:
         try:
-            candidates.append(("metadata", _as_names(json.loads(metadata[LABELS_KEY]), LABELS_KEY)))
-        except json.JSONDecodeError as exc:
+            names = load_json(metadata[LABELS_KEY])
+        except ValueError as exc:
             raise ModelError(f"metadata {LABELS_KEY} is not valid JSON: {exc}") from None
+        candidates.append(("metadata", _as_names(names, LABELS_KEY)))
     if num_classes in (1000, 1001):
         candidates.append(("imagenet", imagenet_labels()))
     where = {"cli": "labels", "sidecar": "the sidecar's labels", "metadata": f"metadata {LABELS_KEY}"}

@@ -94,23 +94,37 @@ def prepare(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return out
 
 
+#: photo pixels resampled at a time: temporaries stay a few MB whatever the photo's size (a whole
+#: 8000 x 8000 photo in float64 temporaries took 7 GB, issue 34)
+TILE_PIXELS = 1 << 18
+
+
 def to_photo(values: np.ndarray, g: Geometry, fill: float) -> np.ndarray:
     """A map at the model's input size ``(H, W)`` resampled onto the photo ``(h, w)`` (bilinear between
-    model pixel centres); photo pixels that the model never saw (cropped away) get ``fill``."""
+    model pixel centres); photo pixels that the model never saw (cropped away) get ``fill``.
+
+    Tiled: the (h, w) float32 result is the only full-size array."""
     values = np.asarray(values, dtype=np.float32)
-    iy, wy, oky = _taps(g.y, g.photo[0])
-    ix, wx, okx = _taps(g.x, g.photo[1])
-    rows = values[:, ix[0]] * (1 - wx) + values[:, ix[1]] * wx  # (H, w)
-    out = rows[iy[0]] * (1 - wy)[:, None] + rows[iy[1]] * wy[:, None]  # (h, w)
-    out[~oky, :] = fill
-    out[:, ~okx] = fill
-    return out.astype(np.float32)
+    h, w = g.photo
+    out = np.empty((h, w), dtype=np.float32)
+    cols = max(1, min(w, TILE_PIXELS // values.shape[0]))
+    for c0 in range(0, w, cols):
+        (x0, x1), wx, okx = _taps(g.x, c0, min(w, c0 + cols))
+        rows = values[:, x0] * (1 - wx) + values[:, x1] * wx  # (H, this block's columns)
+        step = max(1, TILE_PIXELS // rows.shape[1])
+        for r0 in range(0, h, step):
+            (y0, y1), wy, oky = _taps(g.y, r0, min(h, r0 + step))
+            block = rows[y0] * (1 - wy)[:, None] + rows[y1] * wy[:, None]
+            block[~oky, :] = fill
+            block[:, ~okx] = fill
+            out[r0:r0 + len(wy), c0:c0 + rows.shape[1]] = block
+    return out
 
 
-def _taps(axis: Axis, n: int) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
-    """For each of ``n`` photo pixels along ``axis``: the two model pixels around its centre, the
+def _taps(axis: Axis, lo: int, hi: int) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray]:
+    """For photo pixels ``lo..hi-1`` along ``axis``: the two model pixels around each centre, the
     weight of the second, and whether the centre falls on the photo's content."""
-    u = (np.arange(n, dtype=np.float64) + 0.5) * axis.scale + axis.offset
+    u = (np.arange(lo, hi, dtype=np.float64) + 0.5) * axis.scale + axis.offset
     inside = (u >= axis.start) & (u < axis.stop)
     t = np.clip(u - 0.5, axis.start, axis.stop - 1)
     i0 = np.floor(t).astype(np.intp)

@@ -14,11 +14,11 @@ Every resolved field remembers where it came from (``bbx inspect`` prints it).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .._io import load_json
 from ..errors import ModelError, OptionError
 from .spec import FIELDS, PreprocessSpec, normalised, validate
 
@@ -76,21 +76,30 @@ def sidecar_path(model_path: str | Path) -> Path:
     return p.with_name(p.stem + ".bbx.json")
 
 
+#: a sidecar or spec file holds a few fields and at most a list of class names
+MAX_SIDECAR_BYTES = 16 * 2**20
+
+
 def read_sidecar(model_path: str | Path, spec_file: str | Path | None = None) -> dict[str, Any]:
     """The sidecar JSON (``spec_file``, else the one next to the model), ``{}`` when there is none.
 
-    A ``spec_file`` that was asked for must exist."""
+    A ``spec_file`` that was asked for must exist. Either is read as a regular file of at most
+    ``MAX_SIDECAR_BYTES`` (a FIFO or /dev/zero is refused before it is read) through the bounded
+    JSON reader (:func:`bbx._io.load_json`)."""
+    from .._io import read_regular
+
     path = Path(spec_file) if spec_file is not None else sidecar_path(model_path)
-    if not path.is_file():
-        if spec_file is not None:
-            raise OptionError(f"spec file not found: {path}")
+    what = "spec file" if spec_file is not None else "sidecar"
+    if spec_file is None and not (path.exists() or path.is_symlink()):
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"cannot read sidecar {path}: {exc}") from None
+        data = load_json(read_regular(path, MAX_SIDECAR_BYTES, what))
+    except OptionError as exc:
+        raise (exc if spec_file is not None else ModelError(str(exc))) from None
+    except ValueError as exc:
+        raise ModelError(f"cannot read {what} {path}: {exc}") from None
     if not isinstance(data, dict):
-        raise ModelError(f"sidecar {path} must hold a JSON object")
+        raise ModelError(f"{what} {path} must hold a JSON object")
     return data
 
 
@@ -144,8 +153,8 @@ def resolve(
         layers.append(("sidecar", _checked(side, where)))
     if METADATA_KEY in metadata:
         try:
-            meta = json.loads(metadata[METADATA_KEY])
-        except json.JSONDecodeError as exc:
+            meta = load_json(metadata[METADATA_KEY])
+        except ValueError as exc:
             raise ModelError(f"metadata {METADATA_KEY} is not valid JSON: {exc}") from None
         layers.append(("metadata", _checked(meta, f"metadata {METADATA_KEY}")))
     if preset is not None:  # a preset asked for by name outranks what bbx infers

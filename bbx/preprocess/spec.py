@@ -81,6 +81,8 @@ def normalised(values: dict[str, Any]) -> dict[str, Any]:
 
 def parse_size(value: Any) -> tuple[int, ...]:
     """``224``, ``"224"``, ``"48,192"``, ``"48x192"`` or ``[48, 192]`` as (height, width)."""
+    if isinstance(value, bool) or (isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value)):
+        raise ValueError(f"size must be whole pixels, not {value!r}")  # JSON true is not the number 1
     if isinstance(value, str):
         parts = value.lower().replace("x", ",").replace(" ", "").split(",")
         value = [p for p in parts if p]

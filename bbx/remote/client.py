@@ -26,6 +26,7 @@ from typing import Callable, Sequence, TypeVar
 
 from ..errors import BudgetError, EndpointError, OptionError, TooLargeError
 from .credentials import Credentials
+from .limits import Deadline, read_capped
 
 #: answers worth another try: the server or something on the way was busy or broken for a moment
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
@@ -36,7 +37,7 @@ T = TypeVar("T")
 class ClientConfig:
     """How bbx talks to an endpoint; every field has a CLI flag (``bbx explain --help``)."""
 
-    timeout: float = 60.0  # seconds for one request (connect, send, answer)
+    timeout: float = 60.0  # seconds for one whole request (connect, send, the whole answer), per try
     retries: int = 5  # further tries of one request after a timeout, a drop, 429 or 5xx
     backoff: float = 0.5  # first wait before a retry, doubled each time (with up to 10 % jitter)
     max_wait: float = 120.0  # longest single wait, Retry-After included; a longer one is an error
@@ -251,19 +252,27 @@ class Client:
         if self.credentials is not None:
             headers.update(self.credentials.headers())
         conn = self._connection()
+        # --timeout bounds the whole request: a socket timeout bounds only each read, and a server
+        # that drips a byte at a time would pass every one of them (issue 34)
+        deadline = Deadline(conn, self.config.timeout)
         try:
             conn.request(method, path, body=body or None, headers=headers)
             with self._lock:
                 self.traffic.bytes_sent += len(body)
             response = conn.getresponse()
-            data = response.read()
+            data = read_capped(response, self.where)
             answer = {k.lower(): v for k, v in response.getheaders()}
+            deadline.check()
             if response.will_close:
                 self._drop()
             return response.status, answer, data
-        except BaseException:
+        except BaseException as exc:
             self._drop()  # a half-read answer leaves the connection in an unknown state
+            if deadline.expired and not isinstance(exc, (EndpointError, KeyboardInterrupt)):
+                raise socket.timeout("whole-request deadline") from None
             raise
+        finally:
+            deadline.cancel()
 
     def _drop(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -271,11 +280,13 @@ class Client:
             conn.close()
             self._local.conn = None
 
+    def scrub(self, text: str) -> str:
+        """``text`` without the credential (servers sometimes echo what they refused)."""
+        return text if self.credentials is None else self.credentials.scrub(text)
+
     def _refusal(self, status: int, path: str, data: bytes) -> str:
         """One line for an answer that no retry changes."""
-        said = _first_line(data)
-        if self.credentials is not None:
-            said = self.credentials.scrub(said)
+        said = _first_line(data, self.scrub)
         tail = f": {said}" if said else ""
         if status in (401, 403):
             how = "check the credential (--auth-env/--auth-file)" if self.credentials else "give one with --auth-env or --auth-file"
@@ -303,7 +314,7 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _first_line(data: bytes) -> str:
-    text = data[:2000].decode("utf-8", errors="replace").strip()
+def _first_line(data: bytes, scrub: Callable[[str], str]) -> str:
+    text = scrub(data[:4096].decode("utf-8", errors="replace")).strip()
     line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     return line[:200]

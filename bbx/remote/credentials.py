@@ -7,7 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .._io import read_regular
 from ..errors import OptionError
+
+MAX_CREDENTIAL_BYTES = 64 * 1024  # a token or a header value; anything larger is not a credential
 
 
 class Credentials:
@@ -22,6 +25,10 @@ class Credentials:
             raise OptionError("the credential is empty")
         if any(c in secret for c in "\r\n\0") or any(c in header for c in "\r\n\0: "):
             raise OptionError("the credential or its header name holds a line break or a separator")
+        if not (secret + header).isascii() or not (secret + header).isprintable():
+            # said without the character or its place: either would reveal part of the secret
+            raise OptionError("the credential or its header name holds a character outside printable ASCII, "
+                              "which an HTTP header cannot carry")
         self.header = header
         self._secret = secret
         lower = secret.lower()
@@ -38,10 +45,10 @@ class Credentials:
                 raise OptionError(f"--auth-env {env}: no such environment variable is set")
             secret = os.environ[env]
         elif file:
-            try:
-                secret = Path(file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise OptionError(f"cannot read --auth-file {file}: {type(exc).__name__}") from None
+            try:  # a regular file of at most 64 KiB: a FIFO or /dev/zero is refused before it is read
+                secret = read_regular(file, MAX_CREDENTIAL_BYTES, "--auth-file").decode("utf-8")
+            except UnicodeDecodeError:
+                raise OptionError(f"cannot read --auth-file {file}: not UTF-8 text") from None
         else:
             if header:
                 raise OptionError("--auth-header needs a credential: --auth-env or --auth-file")

@@ -22,14 +22,16 @@ import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .. import preprocess as pp
+from .._io import load_json
 from ..errors import EndpointError, ModelError, OptionError, TooLargeError
 from ..model.labels import read_labels_file, resolve_labels
 from ..model import Classifier, OutputInfo, Scores
+from ..model.protocol import PROB_TOLERANCE, check_probabilities
 from ..model.conventions import _hint_rank, _kind, image_input
 from . import oip
 from .client import Client, ClientConfig, Credentials
@@ -63,7 +65,7 @@ class EndpointClassifier(Classifier):
         self.url = oip.parse_url(url)
         self.name = self.url.shown
         self.client = Client(self.url.scheme, self.url.host, self.url.port, client, credentials)
-        self.meta = oip.parse_metadata(self.client.get(self.url.path), self.name)
+        self.meta = oip.parse_metadata(self.client.get(self.url.path), self.name, self.client.scrub)
         params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.meta.parameters.items()
                   if k in (pp.METADATA_KEY, pp.LABELS_KEY)}
         self.metadata = params
@@ -183,10 +185,10 @@ class EndpointClassifier(Classifier):
                 raise
         half = (len(x) + 1) // 2
         self.max_batch = min(self.max_batch, half)
-        return _join(self._send(x[:half]), self._send(x[half:]), self.name)
+        return _join(self._send(x[:half]), self._send(x[half:]), self.name, self.client.scrub)
 
     def _rows(self, body: bytes, n: int) -> list[tuple[np.ndarray, ...]]:
-        outs = oip.decode_response(body, self.name)
+        outs = oip.decode_response(body, self.name, self.client.scrub)
         parts = []
         for name in self._wanted:
             if name not in outs:
@@ -201,7 +203,28 @@ class EndpointClassifier(Classifier):
             shapes = ", ".join(str(list(p.shape)) for p in parts)
             raise EndpointError(f"{self.name} answered a wrong shape ({shapes}) for {n} images; "
                                 f"expected [{n}{''.join(f', {d}' for d in expected)}]")
+        self._check_answer(parts)
         return [tuple(p[i] for p in parts) for i in range(n)]
+
+    def _check_answer(self, parts: list[np.ndarray]) -> None:
+        """Every answer, not only the first: finite scores, and probabilities that are probabilities
+        (a later answer with a negative one would otherwise become a wrong figure, exit 0)."""
+        if self.reveals == "label":
+            return
+        values = parts[0]
+        if values.dtype.kind not in "fiu" or not np.isfinite(values.astype(np.float64)).all():
+            raise EndpointError(f"{self.name} answered NaN, infinite or non-numeric scores in {self._wanted[0]!r}")
+        if self.reveals == "topk":
+            sums = values.sum(axis=1, dtype=np.float64)
+            if values.min() < -PROB_TOLERANCE or values.max() > 1 + PROB_TOLERANCE or sums.max() > 1 + PROB_TOLERANCE:
+                raise EndpointError(f"{self.name} answered top-{self.revealed} values that are not probabilities "
+                                    f"(values {float(values.min()):.4g}..{float(values.max()):.4g}, a row summing "
+                                    f"to {float(sums.max()):.4g})")
+        elif self.output.kind == "probabilities":
+            try:
+                check_probabilities(values.astype(np.float64))
+            except ModelError as exc:
+                raise EndpointError(f"{self.name} answered {str(exc).replace('the model', 'its', 1)}") from None
 
     def _to_scores(self, rows: list[tuple[np.ndarray, ...]]) -> Scores:
         if self.reveals == "scores":
@@ -242,7 +265,7 @@ class EndpointClassifier(Classifier):
         x = pp.to_model_input(probe, self.spec, np.dtype(self.input.dtype))
         body = self.client.post(self.url.path + "/infer",
                                 oip.encode_request(self._input_meta.name, self._input_meta.datatype, x, names), n)
-        outs = {k: _squeeze(v) for k, v in oip.decode_response(body, self.name).items()}
+        outs = {k: _squeeze(v) for k, v in oip.decode_response(body, self.name, self.client.scrub).items()}
         rows = {k: v for k, v in outs.items() if v.ndim >= 1 and v.shape[0] == n}
         floats = [k for k, v in rows.items() if v.dtype.kind == "f" and v.ndim == 2 and v.shape[1] >= 2]
         ints = [k for k, v in rows.items() if v.dtype.kind in "iu"]
@@ -278,7 +301,7 @@ class EndpointClassifier(Classifier):
         """How many classes a model has that does not say (it reveals only some): its labels tell."""
         for names in (explicit, side.get("labels"), self.metadata.get(pp.LABELS_KEY)):
             if names:
-                return len(json.loads(names) if isinstance(names, str) else names)
+                return len(load_json(names) if isinstance(names, str) else names)
         raise OptionError(f"the endpoint reveals {what}, not how many classes it has: give the class names "
                           "with --labels (or \"labels\" in the --spec file)")
 
@@ -297,9 +320,9 @@ def _topk_probs(values: np.ndarray, classes: np.ndarray, num_classes: int) -> np
     return probs
 
 
-def _join(first: bytes, second: bytes, where: str) -> bytes:
+def _join(first: bytes, second: bytes, where: str, scrub: Callable[[str], str]) -> bytes:
     """Two answers as one: each output's rows of the first, then the second's."""
-    a, b = oip.read_json(first, where), oip.read_json(second, where)
+    a, b = oip.read_json(first, where, scrub), oip.read_json(second, where, scrub)
     try:
         for out, more in zip(a["outputs"], b["outputs"]):
             out["data"] = list(out["data"]) + list(more["data"])

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .._io import load_json
 from ..errors import EndpointError, OptionError
 
 try:  # 20x faster than the standard library at writing large float lists (same values: module docstring)
@@ -107,8 +108,8 @@ class ModelMeta:
     raw: dict[str, Any] = field(default_factory=dict)  # as the endpoint sent it, for `bbx inspect`
 
 
-def parse_metadata(body: bytes, where: str) -> ModelMeta:
-    data = read_json(body, where)
+def parse_metadata(body: bytes, where: str, scrub: Callable[[str], str] = str) -> ModelMeta:
+    data = read_json(body, where, scrub)
     try:
         inputs = tuple(_tensor(t) for t in data["inputs"])
         outputs = tuple(_tensor(t) for t in data["outputs"])
@@ -116,21 +117,23 @@ def parse_metadata(body: bytes, where: str) -> ModelMeta:
         if not isinstance(params, dict):
             params = {}
         return ModelMeta(str(data.get("name", "")), str(data.get("platform", "")), inputs, outputs, params, data)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise EndpointError(f"{where} sent model metadata without the protocol's inputs and outputs "
-                            f"({type(exc).__name__}: {exc})") from None
+                            f"({type(exc).__name__}: {scrub(str(exc))[:120]})") from None
 
 
 def _tensor(t: dict[str, Any]) -> TensorMeta:
     return TensorMeta(str(t["name"]), str(t["datatype"]).upper(), tuple(int(d) for d in t["shape"]))
 
 
-def read_json(body: bytes, where: str) -> dict[str, Any]:
+def read_json(body: bytes, where: str, scrub: Callable[[str], str] = str) -> dict[str, Any]:
+    """An answer's JSON object through bbx's bounded reader (:func:`bbx._io.load_json`). ``scrub``
+    takes the credential out of any of the body's text an error shows, before it is cut short."""
     try:
-        data = orjson.loads(body) if orjson is not None else json.loads(body)
-    except ValueError:
-        preview = body[:60].decode("utf-8", errors="replace").replace("\n", " ")
-        raise EndpointError(f"{where} answered with a malformed body (not JSON: {preview!r})") from None
+        data = load_json(body)
+    except ValueError as exc:
+        preview = scrub(body[:4096].decode("utf-8", errors="replace"))[:60].replace("\n", " ")
+        raise EndpointError(f"{where} answered with a malformed body ({scrub(str(exc))[:120]}: {preview!r})") from None
     if not isinstance(data, dict):
         raise EndpointError(f"{where} answered with a malformed body (JSON {type(data).__name__}, not an object)")
     return data
@@ -150,11 +153,11 @@ def encode_request(name: str, datatype: str, x: np.ndarray, outputs: Sequence[st
     return json.dumps(request, separators=(",", ":")).encode()
 
 
-def decode_response(body: bytes, where: str) -> dict[str, np.ndarray]:
+def decode_response(body: bytes, where: str, scrub: Callable[[str], str] = str) -> dict[str, np.ndarray]:
     """The answer's outputs by name, each as an array of its declared shape."""
-    data = read_json(body, where)
+    data = read_json(body, where, scrub)
     if "error" in data and "outputs" not in data:
-        raise EndpointError(f"{where} answered with an error: {str(data['error'])[:200]}")
+        raise EndpointError(f"{where} answered with an error: {scrub(str(data['error']))[:200]}")
     try:
         out = {}
         for t in data["outputs"]:
@@ -163,9 +166,11 @@ def decode_response(body: bytes, where: str) -> dict[str, np.ndarray]:
             values = t["data"]
             if datatype == "BYTES":
                 arr = np.array(values, dtype=object)
-            else:
-                arr = np.asarray(values, dtype=DATATYPES[datatype])
+            else:  # a value beyond float32 becomes inf, which the caller's check of every answer refuses
+                with np.errstate(over="ignore", invalid="ignore"):
+                    arr = np.asarray(values, dtype=DATATYPES[datatype])
             out[str(t["name"])] = arr.reshape(shape)
         return out
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EndpointError(f"{where} answered with a malformed body ({type(exc).__name__}: {str(exc)[:120]})") from None
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise EndpointError(f"{where} answered with a malformed body "
+                            f"({type(exc).__name__}: {scrub(str(exc))[:120]})") from None

@@ -88,12 +88,20 @@ class Explanation:
         """The heatmap 1 - M' and the mask M' brought back onto the photo at its own size (h, w); the
         photo's pixels that the model never saw (cropped away) have heatmap 0 and mask 1. None when
         the image came at the model's size and there is no photo."""
+        heat = self.heat_on_photo()
+        if heat is None:
+            return None
+        return heat, 1.0 - heat
+
+    def heat_on_photo(self) -> np.ndarray | None:
+        """The heatmap 1 - M' alone on the photo (h, w) float32, 0 where the model saw nothing; None
+        without a photo. One photo-size array: :func:`bbx.result.render.save_explanation` turns it
+        into the mask in place."""
         if self.photo is None or self.geometry is None:
             return None
         from ..preprocess import to_photo
 
-        heat = np.asarray(self.heatmap, dtype=np.float32)
-        return to_photo(heat, self.geometry, fill=0.0), to_photo(1.0 - heat, self.geometry, fill=1.0)
+        return to_photo(np.asarray(self.heatmap, dtype=np.float32), self.geometry, fill=0.0)
 
     def summary(self) -> dict[str, Any]:
         """Everything but the arrays: the JSON report (its shared fields as a record writes them)."""

@@ -9,11 +9,11 @@ it, so both say the same thing the same way (the mask rounded to :data:`MASK_DIG
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from .._io import load_json
 from .metrics import phi
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def thin(values: Sequence[float], points: int) -> list[float]:
 def parse_record(line: bytes | str) -> dict[str, Any]:
     """One JSON line as a record, or ValueError saying what is wrong with it."""
     try:
-        rec = json.loads(line)
+        rec = load_json(line)  # bounded: depth, number length (issue 34)
     except ValueError as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(rec, dict):
@@ -107,7 +107,29 @@ def parse_record(line: bytes | str) -> dict[str, Any]:
               else isinstance(value, int) and not isinstance(value, bool) if kind is int else isinstance(value, kind))
         if not ok:
             raise ValueError(f"field {name!r} is not {kind.__name__}")
+    if "error" not in rec:
+        _check_lists(rec)
     return rec
+
+
+def _check_lists(rec: dict[str, Any]) -> None:
+    """The list fields the tables turn into arrays: numbers, of matching lengths (a damaged line
+    would otherwise stop every summary with NumPy's error, naming no line)."""
+    def numbers(values: Any) -> bool:
+        return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                for v in values)
+
+    for name in ("areas", "phi_at_area"):
+        if not numbers(rec[name]):
+            raise ValueError(f"field {name!r} is not a list of numbers")
+    if len(rec["phi_at_area"]) != len(rec["areas"]):
+        raise ValueError(f"field 'phi_at_area' has {len(rec['phi_at_area'])} values for {len(rec['areas'])} areas")
+    size = rec["input_size"]
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        raise ValueError("field 'input_size' is not two positive integers")
+    mask = rec["mask"]
+    if not mask or not mask[0] or not all(numbers(row) and len(row) == len(mask[0]) for row in mask):
+        raise ValueError("field 'mask' is not a rectangle of numbers")
 
 
 def record_key(rec: dict[str, Any]) -> tuple[str, str, int]:

@@ -43,9 +43,26 @@ OUTPUT_NAMES = ("report.json", "heatmap.png", "overlay.png", "perturbed.png", "f
                 "photo_heatmap.png", "photo_overlay.png", "photo_mask.npy", "index.html", "photo.png")
 
 
+#: widest photo drawn as photo_heatmap.png / photo_overlay.png: Pillow's PNG encoder keeps several
+#: filtered copies of a row (a 1 x 50,000,000 photo ran out of 2 GB there, issue 34)
+MAX_PNG_WIDTH = 1 << 16
+WIDE_NOTE = "photo-size pictures not drawn"
+#: pixels converted at a time: the float64 temporaries of a 64-megapixel photo stay a few MB
+TILE_PIXELS = 1 << 18
+
+
 def to_uint8(img01: np.ndarray) -> np.ndarray:
-    """A 0-1 float array as 8-bit (values outside 0-1 are clipped, NaN becomes 0)."""
-    a = np.nan_to_num(np.asarray(img01, dtype=np.float64), nan=0.0)
+    """A 0-1 float array as 8-bit (values outside 0-1 are clipped, NaN becomes 0); tiled."""
+    a = np.asarray(img01)
+    out = np.empty(a.shape, dtype=np.uint8)
+    flat, dest = a.reshape(-1), out.reshape(-1)
+    for s in range(0, flat.size, TILE_PIXELS):
+        dest[s:s + TILE_PIXELS] = _u8(flat[s:s + TILE_PIXELS])
+    return out
+
+
+def _u8(a: np.ndarray) -> np.ndarray:
+    a = np.nan_to_num(np.asarray(a, dtype=np.float64), nan=0.0)
     return np.clip(np.rint(a * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -55,10 +72,20 @@ def colorize(heatmap: np.ndarray) -> np.ndarray:
 
 
 def overlay(image: np.ndarray, heatmap: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
-    """The photo with the coloured heatmap blended on top, opacity ``alpha * heatmap``."""
-    h = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float64)), 0.0, 1.0)[..., None] * alpha
-    img = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
-    return to_uint8((1.0 - h) * img + h * (colorize(heatmap) / 255.0))
+    """The photo (0-1 floats, or uint8 0-255) with the coloured heatmap blended on top, opacity
+    ``alpha * heatmap``. Tiled: the uint8 result is the only full-size array it makes."""
+    image, heat = np.asarray(image), np.asarray(heatmap)
+    scale = 1 / 255.0 if image.dtype == np.uint8 else 1.0
+    out = np.empty((*heat.shape[:2], 3), dtype=np.uint8)
+    pixels, heats, dest = image.reshape(-1, 3), heat.reshape(-1), out.reshape(-1, 3)
+    for s in range(0, heats.size, TILE_PIXELS):
+        part = slice(s, s + TILE_PIXELS)
+        h = np.clip(np.nan_to_num(heats[part].astype(np.float64)), 0.0, 1.0)
+        img = np.clip(pixels[part].astype(np.float64) * scale, 0.0, 1.0)
+        colour = LUT[_u8(heats[part])] / 255.0
+        a = h[:, None] * alpha
+        dest[part] = _u8((1.0 - a) * img + a * colour)
+    return out
 
 
 def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
@@ -77,12 +104,16 @@ def save_explanation(e: "Explanation", out_dir: Path) -> dict[str, Path]:
     heat, over, pert = colorize(e.heatmap), overlay(e.image, e.heatmap), to_uint8(e.perturbed)
     blobs = {"heatmap.png": _png(heat), "overlay.png": _png(over), "perturbed.png": _png(pert),
              "figure.png": _png(figure(e, over, pert)), "mask.npy": _npy(e.mask)}
-    back = e.on_photo()
-    if back is not None:  # the same maps on the user's photo, at its own size
-        heat_photo, mask_photo = back
-        blobs.update({"photo_heatmap.png": _png(colorize(heat_photo)),
-                      "photo_overlay.png": _png(overlay(e.photo / 255.0, heat_photo)),
-                      "photo_mask.npy": _npy(mask_photo)})
+    heat_photo = e.heat_on_photo()
+    if heat_photo is not None:  # the same maps on the user's photo, at its own size, one at a time
+        if heat_photo.shape[1] <= MAX_PNG_WIDTH:
+            blobs["photo_heatmap.png"] = _png(colorize(heat_photo))
+            blobs["photo_overlay.png"] = _png(overlay(e.photo, heat_photo))  # uint8 photo: no float copy of it
+        elif not any(n.startswith(WIDE_NOTE) for n in e.notes):
+            e.notes.append(f"{WIDE_NOTE}: the photo is {heat_photo.shape[1]:,} pixels wide, above bbx's limit "
+                           f"of {MAX_PNG_WIDTH:,} for a PNG (photo_mask.npy holds the map at the photo's size)")
+        blobs["photo_mask.npy"] = _npy(np.subtract(1.0, heat_photo, out=heat_photo))  # M' = 1 - heatmap, in place
+        del heat_photo
     report = {**e.summary(), "run_id": uuid.uuid4().hex,
               "files": {name: hashlib.sha256(data).hexdigest() for name, data in blobs.items()}}
     report_text = json_text(report, indent=2).encode("utf-8")  # refused here (NaN) before anything is written
@@ -139,10 +170,10 @@ def figure_png(e: Explanation) -> bytes:
     return _png(figure(e))
 
 
-def _npy(arr: np.ndarray) -> bytes:
+def _npy(arr: np.ndarray) -> memoryview:
     buf = io.BytesIO()
     np.save(buf, np.asarray(arr))
-    return buf.getvalue()
+    return buf.getbuffer()  # no copy: a photo-size mask is 256 MB at 64 megapixels
 
 
 def _png(arr: np.ndarray) -> bytes:
