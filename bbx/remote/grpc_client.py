@@ -14,11 +14,14 @@ what a server says back is scrubbed of it.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from pathlib import Path
 
-import grpc
+# grpcio's C core logs connection failures to stderr itself; bbx says each in one line of its own
+os.environ.setdefault("GRPC_VERBOSITY", "NONE")
+import grpc  # noqa: E402
 
 from ..errors import EndpointError, OptionError, TooLargeError
 from .client import Client, ClientConfig
@@ -26,9 +29,10 @@ from .credentials import Credentials
 from .oip_grpc import GrpcUrl, retry_delay
 
 _C = grpc.StatusCode
-#: worth another try, as HTTP's 408/429/5xx: busy, rate-limited, slow, or broken for a moment
-RETRY_CODES = frozenset({_C.UNAVAILABLE, _C.RESOURCE_EXHAUSTED, _C.DEADLINE_EXCEEDED, _C.INTERNAL, _C.UNKNOWN,
-                         _C.ABORTED, _C.CANCELLED})
+#: worth another try, as HTTP's 408/429/5xx: busy, rate-limited, slow, or broken for a moment. Not
+#: UNKNOWN: a servicer's uncaught exception, which MLServer gives for a model it does not have
+RETRY_CODES = frozenset({_C.UNAVAILABLE, _C.RESOURCE_EXHAUSTED, _C.DEADLINE_EXCEEDED, _C.INTERNAL, _C.ABORTED,
+                         _C.CANCELLED})
 #: grpcio's own limit on one message is 4 MB, smaller than one request of 32 images of 224x224:
 #: the server's limit is the one that counts (a request above it is halved), bbx sets none
 _CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1),
@@ -99,7 +103,7 @@ class GrpcClient(Client):
     def _judge(self, err: grpc.RpcError, method: str, path: str) -> tuple[str, float | None]:
         """What a failed try was, and how long the server asks to wait; raises for what no retry changes."""
         code, said = err.code(), self._said(err)
-        lower = said.lower()
+        lower = (err.details() or "").lower()  # whole: grpcio puts the TLS error at the end of a long line
         if code == _C.RESOURCE_EXHAUSTED and "larger than max" in lower:  # the message, not the rate
             with self._lock:
                 self.traffic.failures += 1
@@ -140,7 +144,7 @@ class GrpcClient(Client):
             how = ("check the credential (--auth-env/--auth-file)" if self.credentials
                    else "give one with --auth-env or --auth-file")
             return f"{self.where} refused bbx (gRPC {code.name}); {how}"
-        if code == _C.NOT_FOUND:
+        if code == _C.NOT_FOUND or code == _C.UNKNOWN and "not found" in said.lower():
             return f"{self.where}: not found (gRPC NOT_FOUND): check the model name and version in the URL{tail}"
         if code == _C.UNIMPLEMENTED:
             return (f"{self.where} does not serve the Open Inference Protocol's gRPC service "

@@ -39,8 +39,11 @@ class GrpcWire:
     """The Open Inference Protocol's gRPC form: ``grpc(s)://HOST:PORT/NAME``, raw binary tensors."""
 
     def __init__(self, url: str, config: ClientConfig | None, credentials: Credentials | None):
-        from . import oip_grpc
-        from .grpc_client import GrpcClient
+        try:
+            from . import oip_grpc
+            from .grpc_client import GrpcClient
+        except ImportError:
+            raise OptionError("a grpc:// endpoint needs grpcio and protobuf: pip install 'bbx[remote]'") from None
 
         self._oip = oip_grpc
         self.url = oip_grpc.parse_grpc_url(url)
@@ -65,10 +68,5 @@ def open_wire(url: str, config: ClientConfig | None = None,
               credentials: Credentials | None = None) -> JsonWire | GrpcWire:
     """The wire a model URL names; gRPC's packages are imported only for a grpc(s):// URL (the `remote` extra)."""
     if url.strip().lower().startswith(("grpc://", "grpcs://")):
-        try:
-            import grpc  # noqa: F401
-            import google.protobuf  # noqa: F401
-        except ImportError:
-            raise OptionError("a grpc:// endpoint needs grpcio and protobuf: pip install 'bbx[remote]'") from None
         return GrpcWire(url, config, credentials)
     return JsonWire(url, config, credentials)
