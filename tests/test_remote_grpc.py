@@ -74,7 +74,8 @@ def test_grpc_masks_equal_the_local_files_for_greedy_and_ftc(mlserver, tmp_path)
 def test_raw_tensors_send_fewer_bytes_per_image_than_json(mlserver):
     images = np.random.default_rng(0).random((8, 224, 224, 3), dtype=np.float32)
     sent = {}
-    for kind, url in (("grpc", mlserver.grpc_url("efficientnet_lite0")), ("json", mlserver.model_url("efficientnet_lite0"))):
+    urls = {"grpc": mlserver.grpc_url("efficientnet_lite0"), "json": mlserver.model_url("efficientnet_lite0")}
+    for kind, url in urls.items():
         m = EndpointClassifier(url, max_batch=4)  # 4 images of 224x224 float32: within gRPC's 4 MB
         before = m.traffic["bytes_sent"]
         m.scores(images)

@@ -18,7 +18,8 @@ BATCH_TOLERANCE = 1e-4  # a probability may move this much between a batch and a
 
 @app.command()
 @model_options
-def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
+def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint "
+                   "http(s)://HOST:PORT/v2/models/NAME or grpc(s)://HOST:PORT/NAME"),
             as_json: bool = typer.Option(False, "--json", help="print JSON"), *, model_opts: dict) -> None:
     """Inputs, outputs, detected conventions, preprocessing in use (and where each field came from)."""
     m = load_model(model, **model_opts)
@@ -86,7 +87,8 @@ def devices(as_json: bool = typer.Option(False, "--json", help="print JSON")) ->
 
 @app.command()
 @model_options
-def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
+def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint "
+                   "http(s)://HOST:PORT/v2/models/NAME or grpc(s)://HOST:PORT/NAME"),
             images: list[Path] = typer.Argument(..., help="one or more images"),
             top: int = typer.Option(5, help="how many classes to list"),
             as_json: bool = typer.Option(False, "--json", help="print JSON: per image its top classes, and the "
