@@ -132,6 +132,7 @@ class EndpointClassifier(Classifier):
             "reveals": self.reveals,
             "max_batch": self.max_batch,
             "auth_header": creds.header if creds is not None else None,
+            "wire": self.wire.form,
             "traffic": self.traffic,
         }
 

@@ -66,7 +66,7 @@ class GrpcClient(Client):
         self._channel.close()
 
     # -- internals -----------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: bytes, images: int) -> bytes:
+    def _request(self, method: str, path: str, body: bytes, images: int, extra: dict[str, str] | None = None) -> bytes:
         """``path`` is the RPC (``/inference.GRPCInferenceService/ModelInfer``); ``method`` "GET" for
         a call that answers no image, as :meth:`Client._request` reads it."""
         tries = self.config.retries + 1

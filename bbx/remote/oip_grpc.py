@@ -21,6 +21,7 @@ from google.protobuf.message import DecodeError
 
 from ..errors import EndpointError, OptionError
 from .oip import DATATYPES, ModelMeta, TensorMeta
+from .oip_binary import from_raw, to_raw
 
 SERVICE = "/inference.GRPCInferenceService/"
 SCHEMES = ("grpc", "grpcs")
@@ -209,34 +210,6 @@ def retry_delay(trailers: Sequence[tuple[str, Any]]) -> float | None:
         except (ValueError, TypeError, DecodeError):
             continue
     return None
-
-
-# -- tensors as raw bytes ------------------------------------------------------------------------
-def to_raw(x: np.ndarray, datatype: str) -> bytes:
-    """Row-major little-endian values; BYTES as 4-byte little-endian lengths, each before its bytes."""
-    if datatype == "BYTES":
-        items = [v if isinstance(v, bytes) else str(v).encode() for v in np.asarray(x, dtype=object).reshape(-1)]
-        return b"".join(len(v).to_bytes(4, "little") + v for v in items)
-    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
-    return np.ascontiguousarray(x, dtype=dtype).tobytes()
-
-
-def from_raw(data: bytes, datatype: str) -> np.ndarray:
-    if datatype == "BYTES":
-        items, at = [], 0
-        while at < len(data):
-            if at + 4 > len(data):
-                raise ValueError("a BYTES length runs past the end")
-            n = int.from_bytes(data[at:at + 4], "little")
-            if at + 4 + n > len(data):
-                raise ValueError("a BYTES element runs past the end")
-            items.append(data[at + 4:at + 4 + n])
-            at += 4 + n
-        return np.array(items, dtype=object)
-    dtype = np.dtype(DATATYPES[datatype]).newbyteorder("<")
-    if len(data) % dtype.itemsize:
-        raise ValueError(f"{len(data)} bytes is not a whole number of {datatype} values")
-    return np.frombuffer(data, dtype=dtype).astype(dtype.newbyteorder("="))
 
 
 _CONTENTS = {"BOOL": "bool_contents", "INT8": "int_contents", "INT16": "int_contents", "INT32": "int_contents",
