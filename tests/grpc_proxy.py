@@ -74,8 +74,8 @@ class GrpcFaultProxy:
         images, hashes = _images(request)
         if self.max_images is not None and images > self.max_images:
             self.seen.append(Seen("too_large", images, hashes, False, time.monotonic(), time.monotonic()))
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
-                          f"Received message larger than max ({len(request)} vs. {self.max_images})")
+            limit = -(-len(request) * self.max_images // images)  # in bytes, as gRPC states it: 3 images pass
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, f"Received message larger than max ({len(request)} vs. {limit})")
         with self._lock:
             fault = self.faults.pop(0) if self.faults else "ok"
             seen = Seen(fault, images, hashes, delivered=False, started=time.monotonic())

@@ -84,15 +84,17 @@ def test_raw_tensors_send_fewer_bytes_per_image_than_json(mlserver):
     assert sent["json"] / sent["grpc"] >= 2.5, sent
 
 
-def test_a_message_above_the_servers_limit_is_halved(mlserver):
-    """MLServer keeps gRPC's 4 MB limit on a message: 12 images of 224x224 float32 (7.2 MB) are
-    refused with RESOURCE_EXHAUSTED, 6 (3.6 MB) pass, and later requests stay at 6."""
-    m = EndpointClassifier(mlserver.grpc_url("efficientnet_lite0"), max_batch=12)
-    images = np.random.default_rng(1).random((12, 224, 224, 3), dtype=np.float32)
+def test_a_message_above_the_servers_limit_is_split_to_the_size_it_states(mlserver):
+    """MLServer keeps gRPC's 4 MB limit on a message: 20 images of 224x224 float32 (12 MB) are
+    refused with RESOURCE_EXHAUSTED "larger than max (12042... vs. 4194304)"; bbx splits the request
+    at once into the 6 images that fit (3.6 MB; halving would have tried 10, then sent 5), and later
+    requests stay at 6."""
+    m = EndpointClassifier(mlserver.grpc_url("efficientnet_lite0"))
+    images = np.random.default_rng(1).random((20, 224, 224, 3), dtype=np.float32)
     assert np.array_equal(m.scores(images).raw, bbx.OnnxClassifier(BUNDLED).scores(images).raw)
     assert m.max_batch == 6
     t = m.traffic
-    assert (t["answered"], t["requests"], t["failures"], t["retries"]) == (2 + 12, 1 + 2, 1, 0)
+    assert (t["answered"], t["requests"], t["failures"], t["retries"]) == (2 + 20, 1 + 4, 1, 0)  # 6 + 6 + 6 + 2
 
 
 FAULTS = ["delay:3.0", "unavailable", "drop_after", "status:INTERNAL", "exhausted:1", "status:ABORTED"]
@@ -135,16 +137,18 @@ def test_statuses_no_retry_changes_end_with_one_line(mlserver):
     assert (m.traffic["failures"], m.traffic["retries"], m.traffic["answered"], m.queries) == (3, 2, 2, 0)
 
 
-def test_budget_is_a_hard_cap_and_too_large_is_halved_through_the_proxy(mlserver):
-    with GrpcFaultProxy(mlserver.grpc_port, max_images=3) as proxy:
+def test_budget_is_a_hard_cap_and_a_stated_limit_splits_a_request(mlserver):
+    with GrpcFaultProxy(mlserver.grpc_port, max_images=3) as proxy:  # states its limit in bytes: 3 images
         m = EndpointClassifier(mlserver.grpc_url("tiny", proxy.url), max_batch=8,
                                client=ClientConfig(max_answered=12, concurrency=1))  # one at a time: a fixed order
-        m.scores(ob.random_images(8, seed=6))  # 8 refused, 4 refused, 2 + 2; 4 refused, 2 + 2
-        assert m.max_batch == 2
+        m.scores(ob.random_images(8, seed=6))  # 8 refused, then 3 + 3 + 2
+        assert m.max_batch == 3
+        m.scores(ob.random_images(2, seed=7))  # 12 answered: at the cap
         with pytest.raises(BudgetError, match="at most 12 images"):
-            m.scores(ob.random_images(3, seed=7))  # 2 pass (12 answered), the third is not sent
-    assert [s.images for s in proxy.seen] == [2, 8, 4, 2, 2, 4, 2, 2, 2]
+            m.scores(ob.random_images(1, seed=8))  # not sent
+    assert [s.images for s in proxy.seen] == [2, 8, 3, 3, 2, 2]
     assert m.traffic["answered"] == sum(s.images for s in proxy.delivered) == 12
+    assert (m.traffic["failures"], m.traffic["retries"]) == (1, 0)
 
 
 def test_one_clear_line_for_each_broken_grpc_endpoint(mlserver):

@@ -177,15 +177,19 @@ class EndpointClassifier(Classifier):
 
     def _send(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """One request, or, when the endpoint refuses it as too large (413), halves until it takes
-        them; later requests are no larger than what passed (the batch size is found, not guessed)."""
+        them, or splits it at once to the size its stated limit takes (gRPC's "larger than max (X vs.
+        Y)"); later requests are no larger than what passed (the batch size is found, not guessed)."""
         try:
             return self.wire.infer(self._input_meta, x, self._wanted)
-        except TooLargeError:
+        except TooLargeError as exc:
             if len(x) == 1 or self.input.batch:
                 raise
-        half = (len(x) + 1) // 2
-        self.max_batch = min(self.max_batch, half)
-        return _join(self._send(x[:half]), self._send(x[half:]), self.name)
+            size = (len(x) + 1) // 2 if exc.share is None else max(1, min(len(x) - 1, int(len(x) * exc.share)))
+        self.max_batch = min(self.max_batch, size)
+        answer = self._send(x[:size])
+        for start in range(size, len(x), size):
+            answer = _join(answer, self._send(x[start:start + size]), self.name)
+        return answer
 
     def _rows(self, outs: dict[str, np.ndarray], n: int) -> list[tuple[np.ndarray, ...]]:
         parts = []

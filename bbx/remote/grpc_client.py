@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from pathlib import Path
 
@@ -107,8 +108,10 @@ class GrpcClient(Client):
         if code == _C.RESOURCE_EXHAUSTED and "larger than max" in lower:  # the message, not the rate
             with self._lock:
                 self.traffic.failures += 1
+            sizes = re.search(r"\((\d+) vs\. (\d+)\)", said)  # grpcio's words: "(SENT vs. LIMIT)"
+            share = int(sizes[2]) / int(sizes[1]) if sizes and int(sizes[1]) > 0 else None
             raise TooLargeError(f"{self.where} refused a request as too large (gRPC RESOURCE_EXHAUSTED: {said}): "
-                                "lower --max-batch or raise the server's message limit")
+                                "lower --max-batch or raise the server's message limit", share)
         if code == _C.UNAVAILABLE:
             self._unreachable(lower, method)
         if code not in RETRY_CODES:
