@@ -189,4 +189,4 @@ def test_grpcs_is_verified_against_the_ca_file(mlserver, tmp_path):
         trusted = bbx_cli("inspect", url, "--ca-file", tls[0])
         one_error_line(bbx_cli("inspect", url, "--insecure"), "--insecure is not available with grpcs", "--ca-file")
     assert trusted.returncode == 0, trusted.stderr
-    assert "reveals     scores" in trusted.stdout
+    assert "reveals     scores" in trusted.stdout and "per request at most, as grpc" in trusted.stdout

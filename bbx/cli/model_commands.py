@@ -48,7 +48,7 @@ def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an e
         typer.echo("            (softmax already applied: bbx uses centred log-probabilities as logits)")
     if "reveals" in d:
         typer.echo(f"reveals     {d['reveals']} (what each method needs: bbx explain --help); "
-                   f"{d['max_batch']} images per request at most")
+                   f"{d['max_batch']} images per request at most, as {d['wire']}")
     if o.get("constant"):
         typer.echo("            (the same scores for every image tried: a constant model, nothing to explain)")
     typer.echo(f"labels      from {d['labels_source']}")
