@@ -33,11 +33,14 @@ _DTYPES = {"FP32": "<f4", "FP16": "<f2", "UINT8": "u1"}
 
 class GrpcFaultProxy:
     def __init__(self, upstream_port: int, faults: list[str] | None = None, token: str | None = None,
-                 max_images: int | None = None, tls: tuple[Path, Path] | None = None):
+                 max_images: int | None = None, tls: tuple[Path, Path] | None = None, delay: float = 0.0):
         self.faults = list(faults or [])
         self.token = token
         self.max_images = max_images
+        self.delay = delay  # added to every ModelInfer call (to see concurrency)
         self.seen: list[Seen] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._lock = threading.Lock()
         self._upstream = grpc.insecure_channel(f"127.0.0.1:{upstream_port}",
                                                [("grpc.max_receive_message_length", -1),
@@ -80,10 +83,15 @@ class GrpcFaultProxy:
             fault = self.faults.pop(0) if self.faults else "ok"
             seen = Seen(fault, images, hashes, delivered=False, started=time.monotonic())
             self.seen.append(seen)  # before the answer goes out: the client may read `seen` once it has it
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            time.sleep(self.delay)
             return self._inject(method, request, context, fault, seen)
         finally:
             seen.ended = seen.ended or time.monotonic()
+            with self._lock:
+                self.in_flight -= 1
 
     def _forward(self, method: str, request: bytes, context: grpc.ServicerContext) -> bytes:
         try:

@@ -151,6 +151,20 @@ def test_budget_is_a_hard_cap_and_a_stated_limit_splits_a_request(mlserver):
     assert (m.traffic["failures"], m.traffic["retries"]) == (1, 0)
 
 
+def test_concurrency_and_rate_limit_hold(mlserver):
+    images = ob.random_images(12, seed=4)
+    with GrpcFaultProxy(mlserver.grpc_port, delay=0.5) as proxy:  # long enough that the 3 overlap on a busy machine
+        m = EndpointClassifier(mlserver.grpc_url("tiny", proxy.url), max_batch=2, client=ClientConfig(concurrency=3))
+        m.scores(images)  # 6 calls of 2
+        assert proxy.max_in_flight == 3
+    with GrpcFaultProxy(mlserver.grpc_port) as proxy:
+        m = EndpointClassifier(mlserver.grpc_url("tiny", proxy.url), max_batch=2,
+                               client=ClientConfig(concurrency=3, max_rps=4))
+        m.scores(images)
+        starts = sorted(s.started for s in proxy.seen)
+    assert len(starts) == 7 and starts[-1] - starts[0] >= 6 / 4 - 0.1  # spaced by 1/4 s (the span, as over HTTP)
+
+
 def test_one_clear_line_for_each_broken_grpc_endpoint(mlserver):
     one_error_line(bbx_cli("inspect", f"grpc://127.0.0.1:{free_port()}/tiny"), "connection refused")
     one_error_line(bbx_cli("inspect", mlserver.grpc_url("nope")), "not found", "check the model name")
