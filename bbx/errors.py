@@ -36,7 +36,13 @@ class EndpointError(ModelError):
 
 
 class TooLargeError(EndpointError):
-    """The endpoint refused a request as too large (HTTP 413): fewer images per request may pass."""
+    """The endpoint refused a request as too large (HTTP 413): fewer images per request may pass.
+    ``share``: the part of the request that its stated limit takes (a gRPC server says its limit in
+    bytes), None when it does not say."""
+
+    def __init__(self, message: str, share: float | None = None):
+        super().__init__(message)
+        self.share = share
 
 
 class BudgetError(EndpointError):

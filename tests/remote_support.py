@@ -63,21 +63,31 @@ class Served:
 
 
 class MLServer:
-    def __init__(self, folder: Path, models: dict[str, Served]):
+    """``grpc_max_message``: the server's limit on one gRPC message in bytes (None: gRPC's 4 MB,
+    MLServer's default), above which it refuses a request with RESOURCE_EXHAUSTED."""
+
+    def __init__(self, folder: Path, models: dict[str, Served], grpc_max_message: int | None = None):
         self.folder = folder
         self.models = models
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.grpc_port = free_port()
+        self.grpc_max_message = grpc_max_message
         self.process: subprocess.Popen | None = None
 
     def model_url(self, name: str, base: str | None = None) -> str:
         return f"{base or self.url}/v2/models/{name}"
 
+    def grpc_url(self, name: str, base: str | None = None) -> str:
+        return f"{base or f'grpc://127.0.0.1:{self.grpc_port}'}/{name}"
+
     def __enter__(self) -> "MLServer":
         repo = self.folder / "repo"
         repo.mkdir(parents=True)
         shutil.copy(HERE / "mlserver_onnx.py", repo / "mlserver_onnx.py")
-        ports = {"http_port": self.port, "grpc_port": free_port(), "metrics_port": free_port()}
+        ports = {"http_port": self.port, "grpc_port": self.grpc_port, "metrics_port": free_port()}
+        if self.grpc_max_message is not None:
+            ports["grpc_max_message_length"] = self.grpc_max_message
         (repo / "settings.json").write_text(json.dumps({"debug": False, "host": "127.0.0.1", "parallel_workers": 0,
                                                         "metrics_endpoint": None, **ports}))
         for name, served in self.models.items():

@@ -38,7 +38,8 @@ def _own_preprocessing(model_opts: dict) -> dict:
 @model_options
 @method_options(exclude=("seed",))  # its seeds are 0 .. --seeds - 1
 def audit(
-    model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
+    model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint "
+                   "http(s)://HOST:PORT/v2/models/NAME or grpc(s)://HOST:PORT/NAME"),
     paths: list[str] = typer.Argument(..., help="photos, folders (their images, recursively) or quoted globs"),
     out: Path = typer.Option(Path("audit"), help="output folder (index.html); a rerun with the same folder resumes"),
     methods: Optional[str] = typer.Option(None, help=f"comma list from {','.join(registry.names())}; the first "

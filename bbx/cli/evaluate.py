@@ -27,7 +27,8 @@ LOCAL = "local"
 @model_options
 @method_options(exclude=("seed",))  # its seeds are 0 .. --seeds - 1
 def evaluate(
-    model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
+    model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint "
+                   "http(s)://HOST:PORT/v2/models/NAME or grpc(s)://HOST:PORT/NAME"),
     paths: list[str] = typer.Argument(..., help="images, folders (their images, recursively) or quoted globs"),
     methods: Optional[str] = typer.Option(None, help="comma list of methods (default: every registered one: "
                                           f"{','.join(registry.names())})"),

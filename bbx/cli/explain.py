@@ -30,7 +30,8 @@ _METHOD_HELP = f"one of: {methods.describe()} (default {d.METHOD})"
 @method_options()
 def explain(
     model: Optional[str] = typer.Argument(None, help="the .onnx classifier or an endpoint http(s)://HOST:PORT/v2/"
-                                          "models/NAME (default: the bundled EfficientNet-Lite0)"),
+                                          "models/NAME or grpc(s)://HOST:PORT/NAME (default: the bundled "
+                                          "EfficientNet-Lite0)"),
     image: Optional[Path] = typer.Argument(None, help="the photo (default: the bundled cat photo)"),
     target: Optional[str] = typer.Option(None, help="class index or name (default: top-1)"),
     method: Optional[str] = typer.Option(None, help=_METHOD_HELP),

@@ -16,7 +16,8 @@ from .show import shown
 
 @app.command()
 @model_options
-def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
+def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint "
+                   "http(s)://HOST:PORT/v2/models/NAME or grpc(s)://HOST:PORT/NAME"),
             as_json: bool = typer.Option(False, "--json", help="print JSON"), *, model_opts: dict) -> None:
     """Inputs, outputs, detected conventions, preprocessing in use (and where each field came from)."""
     m = load_model(model, **model_opts)
@@ -41,7 +42,7 @@ def inspect(model: str = typer.Argument(..., help="the .onnx classifier, or an e
         typer.echo("            (softmax already applied: bbx uses centred log-probabilities as logits)")
     if "reveals" in d:
         typer.echo(f"reveals     {d['reveals']} (what each method needs: bbx explain --help); "
-                   f"{d['max_batch']} images per request at most")
+                   f"{d['max_batch']} images per request at most, as {d['wire']}")
     if o.get("constant"):
         typer.echo("            (the same scores for every image tried: a constant model, nothing to explain)")
     typer.echo(f"labels      from {d['labels_source']}")
@@ -80,7 +81,8 @@ def devices(as_json: bool = typer.Option(False, "--json", help="print JSON")) ->
 
 @app.command()
 @model_options
-def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint http(s)://HOST:PORT/v2/models/NAME"),
+def predict(model: str = typer.Argument(..., help="the .onnx classifier, or an endpoint "
+                   "http(s)://HOST:PORT/v2/models/NAME or grpc(s)://HOST:PORT/NAME"),
             images: list[Path] = typer.Argument(..., help="one or more images"),
             top: int = typer.Option(5, help="how many classes to list"),
             as_json: bool = typer.Option(False, "--json", help="print JSON: per image its top classes, and the "

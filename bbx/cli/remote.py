@@ -66,7 +66,7 @@ def refuse_with_file(remote: dict[str, Any]) -> None:
     given = [name for name, value in remote.items() if value not in (None, False)]
     if given:
         flags = ", ".join("--" + name.replace("_", "-") for name in given)
-        raise OptionError(f"{flags} {'is' if len(given) == 1 else 'are'} for endpoints (http(s)://...), "
+        raise OptionError(f"{flags} {'is' if len(given) == 1 else 'are'} for endpoints (http(s)://..., grpc(s)://...), "
                           "not for a local model file")
 
 

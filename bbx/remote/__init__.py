@@ -6,6 +6,6 @@ from .credentials import Credentials
 from .endpoint import EndpointClassifier
 from .oip import is_url
 
-register_scheme(("http", "https"), EndpointClassifier)  # bbx.model.open_model opens these addresses
+register_scheme(("http", "https", "grpc", "grpcs"), EndpointClassifier)  # bbx.model.open_model opens these addresses
 
 __all__ = ["ClientConfig", "Credentials", "EndpointClassifier", "Traffic", "is_url"]

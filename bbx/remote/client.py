@@ -111,11 +111,12 @@ class Client:
         """One GET (metadata): connection refused and DNS failures end at once, the rest is retried."""
         return self._request("GET", path, b"", 0)
 
-    def post(self, path: str, body: bytes, images: int) -> bytes:
-        """One inference request of ``images`` images; within the hard cap or :class:`BudgetError`."""
+    def post(self, path: str, body: bytes, images: int, extra: dict[str, str] | None = None) -> bytes:
+        """One inference request of ``images`` images; within the hard cap or :class:`BudgetError`.
+        ``extra``: headers of the body's form (a binary body's Content-Type and JSON length)."""
         self._reserve(images)
         try:
-            answer = self._request("POST", path, body, images)
+            answer = self._request("POST", path, body, images, extra)
         except BaseException:
             with self._lock:
                 self._reserved -= images
@@ -172,7 +173,7 @@ class Client:
                                   f"{self.traffic.answered} are answered; {images} more would pass the cap")
             self._reserved += images
 
-    def _request(self, method: str, path: str, body: bytes, images: int) -> bytes:
+    def _request(self, method: str, path: str, body: bytes, images: int, extra: dict[str, str] | None = None) -> bytes:
         tries = self.config.retries + 1
         last = ""
         for attempt in range(tries):
@@ -182,7 +183,7 @@ class Client:
             self._pace()
             wait: float | None = None
             try:
-                status, headers, data = self._send(method, path, body)
+                status, headers, data = self._send(method, path, body, extra)
             except (socket.timeout, TimeoutError):
                 last = f"no answer within {self.config.timeout:g} s"
             except ConnectionRefusedError:
@@ -245,10 +246,12 @@ class Client:
             self._local.conn = conn
         return conn
 
-    def _send(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
+    def _send(self, method: str, path: str, body: bytes,
+              extra: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         headers = {"Accept": "application/json", "User-Agent": "bbx"}
         if method == "POST":
             headers["Content-Type"] = "application/json"
+        headers.update(extra or {})
         if self.credentials is not None:
             headers.update(self.credentials.headers())
         conn = self._connection()

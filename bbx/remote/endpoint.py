@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -34,14 +34,16 @@ from ..model import Classifier, OutputInfo, Scores
 from ..model.protocol import PROB_TOLERANCE, check_probabilities
 from ..model.conventions import _hint_rank, _kind, image_input
 from . import oip
-from .client import Client, ClientConfig, Credentials
+from .client import ClientConfig, Credentials
+from .wire import open_wire
 
 DEFAULT_MAX_BATCH = 32  # images per request unless the endpoint fixes a batch or --max-batch says
 CACHE_ROWS = 8192  # answers kept so that a probe asked for again is not sent again
 
 
 class EndpointClassifier(Classifier):
-    """An image classifier behind ``http(s)://HOST:PORT/v2/models/NAME``, queried only through
+    """An image classifier behind ``http(s)://HOST:PORT/v2/models/NAME`` (JSON) or
+    ``grpc(s)://HOST:PORT/NAME`` (raw tensors; :mod:`.wire`), queried only through
     :meth:`scores`; every image asked for counts in :attr:`queries` (answered from the cache or not),
     every image sent counts in ``traffic``."""
 
@@ -62,10 +64,10 @@ class EndpointClassifier(Classifier):
     ) -> None:
         if max_batch is not None and max_batch < 1:
             raise OptionError(f"max batch must be at least 1, not {max_batch}")
-        self.url = oip.parse_url(url)
+        self.wire = open_wire(url, client, credentials)
+        self.url, self.client = self.wire.url, self.wire.client
         self.name = self.url.shown
-        self.client = Client(self.url.scheme, self.url.host, self.url.port, client, credentials)
-        self.meta = oip.parse_metadata(self.client.get(self.url.path), self.name, self.client.scrub)
+        self.meta = self.wire.metadata()
         params = {k: v if isinstance(v, str) else json.dumps(v) for k, v in self.meta.parameters.items()
                   if k in (pp.METADATA_KEY, pp.LABELS_KEY)}
         self.metadata = params
@@ -132,6 +134,7 @@ class EndpointClassifier(Classifier):
             "reveals": self.reveals,
             "max_batch": self.max_batch,
             "auth_header": creds.header if creds is not None else None,
+            "wire": self.wire.form,
             "traffic": self.traffic,
         }
 
@@ -163,8 +166,8 @@ class EndpointClassifier(Classifier):
             order = list(missing.items())
             chunks = [order[i:i + self.max_batch] for i in range(0, len(order), self.max_batch)]
             answers = self.client.map(lambda chunk: self._send(x[[i for _, i in chunk]]), chunks)
-            for chunk, body in zip(chunks, answers):
-                for (key, _), row in zip(chunk, self._rows(body, len(chunk))):
+            for chunk, outs in zip(chunks, answers):
+                for (key, _), row in zip(chunk, self._rows(outs, len(chunk))):
                     self._cache[key] = row
         out = []
         for key in keys:
@@ -174,21 +177,23 @@ class EndpointClassifier(Classifier):
             self._cache.popitem(last=False)
         return out
 
-    def _send(self, x: np.ndarray) -> bytes:
+    def _send(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """One request, or, when the endpoint refuses it as too large (413), halves until it takes
-        them; later requests are no larger than what passed (the batch size is found, not guessed)."""
-        body = oip.encode_request(self._input_meta.name, self._input_meta.datatype, x, self._wanted)
+        them, or splits it at once to the size its stated limit takes (gRPC's "larger than max (X vs.
+        Y)"); later requests are no larger than what passed (the batch size is found, not guessed)."""
         try:
-            return self.client.post(self.url.path + "/infer", body, len(x))
-        except TooLargeError:
+            return self.wire.infer(self._input_meta, x, self._wanted)
+        except TooLargeError as exc:
             if len(x) == 1 or self.input.batch:
                 raise
-        half = (len(x) + 1) // 2
-        self.max_batch = min(self.max_batch, half)
-        return _join(self._send(x[:half]), self._send(x[half:]), self.name, self.client.scrub)
+            size = (len(x) + 1) // 2 if exc.share is None else max(1, min(len(x) - 1, int(len(x) * exc.share)))
+        self.max_batch = min(self.max_batch, size)
+        answer = self._send(x[:size])
+        for start in range(size, len(x), size):
+            answer = _join(answer, self._send(x[start:start + size]), self.name)
+        return answer
 
-    def _rows(self, body: bytes, n: int) -> list[tuple[np.ndarray, ...]]:
-        outs = oip.decode_response(body, self.name, self.client.scrub)
+    def _rows(self, outs: dict[str, np.ndarray], n: int) -> list[tuple[np.ndarray, ...]]:
         parts = []
         for name in self._wanted:
             if name not in outs:
@@ -263,9 +268,7 @@ class EndpointClassifier(Classifier):
         probe = np.concatenate([np.full((1, h, w, 3), 0.5, np.float32),
                                 rng.random((max(n - 1, 0), h, w, 3), dtype=np.float32)])[:n]
         x = pp.to_model_input(probe, self.spec, np.dtype(self.input.dtype))
-        body = self.client.post(self.url.path + "/infer",
-                                oip.encode_request(self._input_meta.name, self._input_meta.datatype, x, names), n)
-        outs = {k: _squeeze(v) for k, v in oip.decode_response(body, self.name, self.client.scrub).items()}
+        outs = {k: _squeeze(v) for k, v in self.wire.infer(self._input_meta, x, names).items()}
         rows = {k: v for k, v in outs.items() if v.ndim >= 1 and v.shape[0] == n}
         floats = [k for k, v in rows.items() if v.dtype.kind == "f" and v.ndim == 2 and v.shape[1] >= 2]
         ints = [k for k, v in rows.items() if v.dtype.kind in "iu"]
@@ -320,16 +323,12 @@ def _topk_probs(values: np.ndarray, classes: np.ndarray, num_classes: int) -> np
     return probs
 
 
-def _join(first: bytes, second: bytes, where: str, scrub: Callable[[str], str]) -> bytes:
+def _join(first: dict[str, np.ndarray], second: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
     """Two answers as one: each output's rows of the first, then the second's."""
-    a, b = oip.read_json(first, where, scrub), oip.read_json(second, where, scrub)
     try:
-        for out, more in zip(a["outputs"], b["outputs"]):
-            out["data"] = list(out["data"]) + list(more["data"])
-            out["shape"] = [out["shape"][0] + more["shape"][0], *out["shape"][1:]]
-    except (KeyError, TypeError, IndexError) as exc:
-        raise EndpointError(f"{where} answered with a malformed body ({type(exc).__name__})") from None
-    return json.dumps(a).encode()
+        return {name: np.concatenate([first[name], second[name]]) for name in first}
+    except (KeyError, ValueError) as exc:
+        raise EndpointError(f"{where} answered two halves of a request differently ({type(exc).__name__})") from None
 
 
 def _squeeze(a: np.ndarray) -> np.ndarray:

@@ -55,7 +55,7 @@ class ModelUrl:
 
 
 def is_url(text: object) -> bool:
-    return isinstance(text, str) and text.lower().startswith(("http://", "https://"))
+    return isinstance(text, str) and text.lower().startswith(("http://", "https://", "grpc://", "grpcs://"))
 
 
 def parse_url(url: str) -> ModelUrl:
