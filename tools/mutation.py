@@ -1,4 +1,4 @@
-"""Mutation testing of the modules that hold bbx's core promises (issue 36), outside CI.
+"""Mutation testing of the modules that hold bbx's core promises, outside CI.
 
 Each module is mutated by mutmut (2.5.x: one small change at a time, a number +1, ``<`` -> ``<=``,
 ``and`` -> ``or``, a string wrapped in XX, a line removed, ...) and its own fast tests are run

@@ -1,4 +1,4 @@
-"""The cost of the recurring-regions test (issue 33) beside the explanations it reads.
+"""The cost of the recurring-regions test beside the explanations it reads.
 
 Synthesised records (a smooth random 28 x 28 soft mask per photo, 224 px input, one of 60 classes,
 a band at rows 90-130 in ``--band`` of them) at each ``--photos`` count; the time of

@@ -1,4 +1,4 @@
-"""Recurring regions on real photos with an overlay of our own at one fixed place (issue 33).
+"""Recurring regions on real photos with an overlay of our own at one fixed place.
 
 Photos: scikit-image's colour photos (CC0) and the bundled samples, cut into ``--photos`` variants
 (random crops, flips, colour shifts, as tools/audit_page_size.py makes them). The overlay: a band of
