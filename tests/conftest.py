@@ -59,7 +59,8 @@ def mlserver(tmp_path_factory):
 #: subprocesses: the whole suite runs them on the default Python, the other Pythons skip them
 #: (tools/test_pythons.sh: ``-m "not slow"``), as they skip the tests marked slow one by one
 #: (whole explanations of the bundled model)
-SLOW_FILES = {"test_hardening.py", "test_remote.py", "test_remote_faults.py", "test_ray.py", "test_audit.py"}
+SLOW_FILES = {"test_hardening.py", "test_remote.py", "test_remote_faults.py", "test_remote_grpc.py", "test_remote_binary.py",
+              "test_ray.py", "test_audit.py", "test_compare.py"}
 
 
 def pytest_collection_modifyitems(config, items):
