@@ -16,6 +16,7 @@ import pytest
 from bbx import defaults
 from bbx.config import ExplainConfig
 from bbx.errors import OptionError
+from bbx.explain import resolve
 
 
 def cost(iterations: int, pairs: int) -> int:
@@ -126,7 +127,7 @@ EDGES = [  # field, accepted at the edge, refused beyond it, the refusal
     ("area", 1e-9, 0.0, "area must be a fraction in (0, 1], not 0.0"),
     ("estimator", "nes", "adam", "estimator must be one of active, nes, spsa, not 'adam'"),
     ("query_path", "reference", "gpu", "query path must be one of auto, onnx, device, fused, numpy, reference, not 'gpu'"),
-    ("lr", 1.0, float("nan"), "step, lr, beta1, lambda1, lambda2, beta, gamma, sigma and area must be finite numbers"),
+    ("lr", 1.0, float("nan"), "lr nan: each option must be a finite number"),
 ]
 
 
@@ -149,7 +150,7 @@ def test_each_option_has_its_range(field, ok, bad, message):
 
 def test_every_finite_field_is_checked_for_nan():
     for field in ("step", "lr", "beta1", "lambda1", "lambda2", "beta", "gamma", "sigma", "area"):
-        with pytest.raises(OptionError, match="^step, lr, beta1, lambda1, lambda2, beta, gamma, sigma and area must be finite"):
+        with pytest.raises(OptionError, match=f"^{field} nan: each option must be a finite number"):
             ExplainConfig(**{field: float("nan")}).validate()
 
 
@@ -168,18 +169,18 @@ def test_pairs_past_the_step_memory_are_refused_in_mib():
 
 
 def test_the_active_estimator_refuses_pairs_and_a_direction_grid():
-    with pytest.raises(OptionError) as err:
-        ExplainConfig(pairs=4).validate()
-    assert str(err.value) == "--pairs is for the nes and spsa estimators; active spends the budget"
-    with pytest.raises(OptionError) as err:
-        ExplainConfig(resolution=4).validate()
-    assert str(err.value) == "the active estimator has no direction grid (resolution)"
-    with pytest.raises(OptionError) as err:
-        ExplainConfig(pairs=4, resolution=4, iterations=0).validate()
-    assert str(err.value) == ("iterations must be in 1..1,000,000, not 0; --pairs is for the nes and spsa "
-                              "estimators; active spends the budget; the active estimator has no direction grid (resolution)")
+    """pairs and resolution belong to the random estimators: with active (the default) the refusal names
+    the method and the estimators that read them; a config alone does not know its method yet."""
+    for field in ("pairs", "resolution"):
+        ExplainConfig(**{field: 4}).validate()
+        with pytest.raises(OptionError) as err:
+            resolve("ftc", None, {field: 4})
+        assert str(err.value).startswith(f"method ftc does not use {field} (it reads ")
+        assert str(err.value).endswith("; with --estimator nes or spsa it does")
+    with pytest.raises(OptionError, match=r"^method greedy does not use pairs \(it reads "):
+        resolve("greedy", None, {"pairs": 4})
     for estimator in ("nes", "spsa"):
-        ExplainConfig(pairs=4, resolution=4, estimator=estimator).validate()
+        assert resolve("ftc", None, {"pairs": 4, "resolution": 4, "estimator": estimator}).pairs == 4
 
 
 def test_validate_returns_the_config_itself():

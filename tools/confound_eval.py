@@ -2,7 +2,7 @@
 
 Reads ``bbx evaluate``'s ``results.jsonl``; a record with a ``truth`` entry (``--truth``) is read as
 it is, one without is scored here the same way: the heatmap redrawn from its stored mask
-(:func:`bbx.audit.images.heatmap`), brought onto the photo (:func:`bbx.preprocess.to_photo`, fill 0)
+(:func:`bbx.evaluation.recurring.heatmap`), brought onto the photo (:func:`bbx.preprocess.to_photo`, fill 0)
 and scored by :mod:`bbx.result.localisation` against the overlay's boxes (``boxes.json``, as
 ``--truth`` reads them): pointing game within 15 px, share of the top 5% pixels in a box
 (``top5_share``), relevance mass over the boxes' area share (``relevance_mass_lift``);
@@ -24,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bbx.audit.images import heatmap as record_heatmap  # noqa: E402
+from bbx.evaluation.recurring import heatmap as record_heatmap  # noqa: E402
 from bbx.evaluation.truth import load_truth  # noqa: E402
 from bbx.model import OnnxClassifier  # noqa: E402
 from bbx.preprocess import geometry, to_photo  # noqa: E402

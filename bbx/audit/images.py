@@ -19,22 +19,13 @@ from .._io import atomic_write, ensure_dir
 from ..preprocess.image import load_rgb
 from ..defaults import THRESHOLD
 from ..evaluation.insertion import hard_blur
+from ..evaluation.recurring import heatmap
 from ..methods import mask_kind
-from ..methods.cells import cell_map
-from ..maths.perturb import BlurSpec, Perturber, upsample
+from ..maths.perturb import BlurSpec, Perturber
 from ..result.render import colorize, overlay, to_uint8
 
 KINDS = ("photo", "overlay", "perturbed")
 JPEG_QUALITY = 88  # photos as JPEG: a 300-photo report stays a few MB (docs/audit.md)
-
-
-def heatmap(rec: dict[str, Any]) -> np.ndarray:
-    """1 - M' at the model's input size, as the record's method drew it."""
-    mask = np.asarray(rec["mask"], dtype=np.float32)
-    size = tuple(rec["input_size"])
-    if mask_kind(rec["method"]) == "soft":
-        return 1.0 - upsample(mask, size)
-    return (1.0 - mask).ravel()[cell_map(size, mask.shape)].astype(np.float32)
 
 
 def pictures(rec: dict[str, Any], view: np.ndarray, blur: BlurSpec) -> dict[str, np.ndarray]:

@@ -174,6 +174,9 @@ class Client:
             self._reserved += images
 
     def _request(self, method: str, path: str, body: bytes, images: int, extra: dict[str, str] | None = None) -> bytes:
+        """One call, tried up to ``retries`` + 1 times: each try (:meth:`_try`) gives the answer, or
+        why it failed and how long the server asks to wait (None: back off), or raises for what no
+        retry mends."""
         tries = self.config.retries + 1
         last = ""
         for attempt in range(tries):
@@ -181,41 +184,9 @@ class Client:
                 with self._lock:
                     self.traffic.retries += 1
             self._pace()
-            wait: float | None = None
-            try:
-                status, headers, data = self._send(method, path, body, extra)
-            except (socket.timeout, TimeoutError):
-                last = f"no answer within {self.config.timeout:g} s"
-            except ConnectionRefusedError:
-                if method == "GET":
-                    raise EndpointError(f"cannot connect to {self.where}: connection refused "
-                                        "(is the server running, on this port?)") from None
-                last = "connection refused"
-            except socket.gaierror:
-                raise EndpointError(f"cannot resolve host {self.host!r} (DNS): check the URL") from None
-            except ssl.SSLCertVerificationError as exc:
-                raise EndpointError(f"TLS certificate of {self.where} not trusted ({exc.verify_message}); "
-                                    "give its CA with --ca-file") from None
-            except ssl.SSLError as exc:
-                raise EndpointError(f"TLS with {self.where} failed: {exc.reason or type(exc).__name__}") from None
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                last = f"connection dropped ({type(exc).__name__})"
-            else:
-                with self._lock:
-                    self.traffic.bytes_received += len(data)
-                if 200 <= status < 300:
-                    return data
-                if status == 413:  # the caller may send fewer images: a failed try, not the end
-                    with self._lock:
-                        self.traffic.failures += 1
-                    raise TooLargeError(self._refusal(status, path, data))
-                if status not in RETRY_STATUS:
-                    raise EndpointError(self._refusal(status, path, data))
-                last = f"HTTP {status}"
-                wait = _retry_after(headers.get("retry-after"))
-                if wait is not None and wait > self.config.max_wait:
-                    raise EndpointError(f"{self.where} asks to wait {wait:.0f} s (Retry-After after HTTP {status}), "
-                                        f"more than --max-wait {self.config.max_wait:g} s")
+            answer, last, wait = self._try(method, path, body, extra)
+            if answer is not None:
+                return answer
             with self._lock:
                 self.traffic.failures += 1
             if attempt + 1 < tries:
@@ -224,6 +195,43 @@ class Client:
                 time.sleep(wait)
         what = f"{images} images" if method == "POST" else "metadata"
         raise EndpointError(f"{self.where} failed {tries} times ({what}); last: {last}")
+
+    def _try(self, method: str, path: str, body: bytes,
+             extra: dict[str, str] | None) -> tuple[bytes | None, str, float | None]:
+        """One HTTP request: (the answer, "", None), or (None, why it failed, the wait asked for)."""
+        try:
+            status, headers, data = self._send(method, path, body, extra)
+        except (socket.timeout, TimeoutError):
+            return None, f"no answer within {self.config.timeout:g} s", None
+        except ConnectionRefusedError:
+            if method == "GET":
+                raise EndpointError(f"cannot connect to {self.where}: connection refused "
+                                    "(is the server running, on this port?)") from None
+            return None, "connection refused", None
+        except socket.gaierror:
+            raise EndpointError(f"cannot resolve host {self.host!r} (DNS): check the URL") from None
+        except ssl.SSLCertVerificationError as exc:
+            raise EndpointError(f"TLS certificate of {self.where} not trusted ({exc.verify_message}); "
+                                "give its CA with --ca-file") from None
+        except ssl.SSLError as exc:
+            raise EndpointError(f"TLS with {self.where} failed: {exc.reason or type(exc).__name__}") from None
+        except (ConnectionError, http.client.HTTPException, OSError) as exc:
+            return None, f"connection dropped ({type(exc).__name__})", None
+        with self._lock:
+            self.traffic.bytes_received += len(data)
+        if 200 <= status < 300:
+            return data, "", None
+        if status == 413:  # the caller may send fewer images: a failed try, not the end
+            with self._lock:
+                self.traffic.failures += 1
+            raise TooLargeError(self._refusal(status, path, data))
+        if status not in RETRY_STATUS:
+            raise EndpointError(self._refusal(status, path, data))
+        wait = _retry_after(headers.get("retry-after"))
+        if wait is not None and wait > self.config.max_wait:
+            raise EndpointError(f"{self.where} asks to wait {wait:.0f} s (Retry-After after HTTP {status}), "
+                                f"more than --max-wait {self.config.max_wait:g} s")
+        return None, f"HTTP {status}", wait
 
     def _pace(self) -> None:
         """Wait for this request's start slot under ``max_rps`` (slots are handed out in order)."""

@@ -15,9 +15,7 @@ what a server says back is scrubbed of it.
 from __future__ import annotations
 
 import os
-import random
 import re
-import time
 from pathlib import Path
 
 # grpcio's C core logs connection failures to stderr itself; bbx says each in one line of its own
@@ -67,28 +65,14 @@ class GrpcClient(Client):
         self._channel.close()
 
     # -- internals -----------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: bytes, images: int, extra: dict[str, str] | None = None) -> bytes:
-        """``path`` is the RPC (``/inference.GRPCInferenceService/ModelInfer``); ``method`` "GET" for
-        a call that answers no image, as :meth:`Client._request` reads it."""
-        tries = self.config.retries + 1
-        last = ""
-        for attempt in range(tries):
-            if attempt:
-                with self._lock:
-                    self.traffic.retries += 1
-            self._pace()
-            try:
-                return self._invoke(path, body)
-            except grpc.RpcError as err:
-                last, wait = self._judge(err, method, path)
-            with self._lock:
-                self.traffic.failures += 1
-            if attempt + 1 < tries:
-                if wait is None:
-                    wait = min(self.config.max_wait, self.config.backoff * 2 ** attempt * (1 + 0.1 * random.random()))
-                time.sleep(wait)
-        what = f"{images} images" if method == "POST" else "metadata"
-        raise EndpointError(f"{self.where} failed {tries} times ({what}); last: {last}")
+    def _try(self, method: str, path: str, body: bytes,
+             extra: dict[str, str] | None) -> tuple[bytes | None, str, float | None]:
+        """One call of the RPC ``path`` (``/inference.GRPCInferenceService/ModelInfer``); ``method``
+        "GET" for a call that answers no image, as :meth:`Client._request` reads it."""
+        try:
+            return self._invoke(path, body), "", None
+        except grpc.RpcError as err:
+            return (None, *self._judge(err, method, path))
 
     def _invoke(self, path: str, body: bytes) -> bytes:
         call = self._calls.get(path)
