@@ -45,6 +45,7 @@ def mlserver(tmp_path_factory):
     preprocess = {"bbx.preprocess": json.dumps(ob.spec())}
     models = {
         "tiny": Served(tiny, parameters=preprocess),
+        "tiny_named": Served(tiny, parameters={**preprocess, "bbx.labels": json.dumps(labels)}),
         "tiny_topk": Served(tiny, reveal="topk", k=3),
         "tiny_label": Served(tiny, reveal="label"),
         "efficientnet_lite0": Served(bundled),

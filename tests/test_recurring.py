@@ -95,6 +95,17 @@ def test_grid_and_pixels_agree_on_uneven_sizes():
     assert back.shape == (50, 70) and rc.iou(back, heat > 0) == 1.0
 
 
+def test_a_heatmap_smaller_than_the_grid_keeps_its_values():
+    """A 16 px input on the 28-cell grid (more cells than pixels): each cell takes the pixel under its
+    centre, so no cell is 0 / 0 and the hot corner stays where it was."""
+    heat = np.zeros((16, 40))
+    heat[:4, 30:] = 1.0
+    grid = rc.to_grid(heat)
+    assert grid.shape == (rc.MASK_SIZE, rc.MASK_SIZE) and np.isfinite(grid).all()
+    assert set(np.unique(grid)) == {0.0, 1.0}
+    assert grid[:7, 21:].all() and not grid[7:].any() and not grid[:, :21].any()
+
+
 # -- a planted shortcut, end to end -------------------------------------------------------------
 
 @pytest.fixture(scope="module")

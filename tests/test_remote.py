@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 import bbx
 import onnx_builders as ob
@@ -99,6 +100,31 @@ def test_bundled_model_cli_endpoint_equals_local_file(mlserver, tmp_path):
     sent = report["traffic"]["answered"]
     assert report["queries"] <= 50 and sent == report["queries"] + 2  # + the detection request; no repeat probe
     assert f"endpoint: {sent} images answered in" in remote.stdout
+
+
+def test_audit_compares_a_local_model_with_its_endpoint(mlserver, tmp_path):
+    """``bbx audit FILE --compare URL``: the same model behind MLServer (its preprocessing and labels in
+    its metadata) agrees with its file on every photo, and occlusion, which draws nothing at random,
+    explains each photo the same way through both (4 px cells: 16 on the 16 px input)."""
+    pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, image in enumerate(ob.random_images(3, seed=21, levels=255)):
+        Image.fromarray(np.round(image * 255).astype(np.uint8)).save(photos / f"p{i}.png")
+    out = tmp_path / "audit"
+    proc = bbx_cli("audit", mlserver.tiny_onnx, photos, "--compare", mlserver.model_url("tiny_named"),
+                   "--methods", "occlusion", "--patch", "4", "--out", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "compare.json").read_text())
+    assert data["model_b"] == "tiny_named" and data["missing"] == 0  # the endpoint's model, by its name
+    assert data["aggregate"]["photos"] == 3 and data["aggregate"]["top1_agreement"] == 1.0
+    assert all(p["r"] == pytest.approx(1.0) and p["top5_iou"] == 1.0 and p["confidence_change"] == 0
+               for p in data["photos"])
+    assert "top-1 agrees on 100 %" in proc.stdout
+    remote = [json.loads(line) for line in (out / "compare" / "results.jsonl").read_text().splitlines()]
+    local = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["mask"] for r in remote) == sorted(r["mask"] for r in local)
+    assert len({json.dumps(r["mask"]) for r in local}) == 3  # three photos, three different explanations
 
 
 def test_budget_is_a_hard_cap_on_answered_images(mlserver):

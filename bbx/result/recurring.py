@@ -81,12 +81,20 @@ class Scan:
 
 
 def to_grid(heatmap: np.ndarray, grid: int = MASK_SIZE) -> np.ndarray:
-    """``(H, W)`` heatmap -> ``(grid, grid)`` cell means (cells as even as the size allows)."""
+    """``(H, W)`` heatmap -> ``(grid, grid)`` cell means (cells as even as the size allows; along a
+    side of fewer pixels than cells, each cell takes the pixel under its centre)."""
     heat = np.asarray(heatmap, dtype=np.float64)
-    rows = np.linspace(0, heat.shape[0], grid + 1).round().astype(int)
-    cols = np.linspace(0, heat.shape[1], grid + 1).round().astype(int)
-    sums = np.add.reduceat(np.add.reduceat(heat, rows[:-1], axis=0), cols[:-1], axis=1)
-    return sums / np.outer(np.diff(rows), np.diff(cols))
+    return _cells(_cells(heat, grid, 0), grid, 1)
+
+
+def _cells(heat: np.ndarray, grid: int, axis: int) -> np.ndarray:
+    n = heat.shape[axis]
+    if n < grid:  # a cell would hold no pixel: its mean would be 0 / 0
+        return np.take(heat, ((np.arange(grid) + 0.5) * n / grid).astype(int), axis=axis)
+    edges = np.linspace(0, n, grid + 1).round().astype(int)
+    shape = [1, 1]
+    shape[axis] = grid
+    return np.add.reduceat(heat, edges[:-1], axis=axis) / np.diff(edges).reshape(shape)
 
 
 def to_pixels(cells: np.ndarray, size: tuple[int, int]) -> np.ndarray:
