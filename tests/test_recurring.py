@@ -154,7 +154,9 @@ def test_a_method_whose_heatmap_ignores_the_photo_is_not_tested():
     assert result.groups == [] and "is the same in every photo" in result.lines()[0]
 
 
+@pytest.mark.slow  # a whole bbx audit, with the report extra
 def test_audit_puts_the_region_first_and_writes_it_for_machines(stamp_world, tmp_path):
+    pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")
     out = tmp_path / "audit"
     run = subprocess.run(["bbx", "audit", str(stamp_world["model"]), str(stamp_world["stamped"][0].parent),
                           "--out", str(out), "--budget", "300", "--methods", "greedy", "-q"],
@@ -171,7 +173,9 @@ def test_audit_puts_the_region_first_and_writes_it_for_machines(stamp_world, tmp
         assert list((out / "img").glob(f"recurring-*-{pic}"))
 
 
+@pytest.mark.slow  # a whole bbx audit, with the report extra
 def test_audit_says_in_one_line_when_there_is_no_region(stamp_world, tmp_path):
+    pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")
     out = tmp_path / "audit-clean"
     run = subprocess.run(["bbx", "audit", str(stamp_world["model"]), str(stamp_world["clean"][0].parent),
                           "--out", str(out), "--budget", "300", "--methods", "greedy", "-q"],
