@@ -7,6 +7,8 @@ and scored by :mod:`bbx.result.localisation` against the overlay's boxes (``boxe
 ``--truth`` reads them): pointing game within 15 px, share of the top 5% pixels in a box
 (``top5_share``), relevance mass over the boxes' area share (``relevance_mass_lift``);
 definitions in docs/localisation.md. The φ@a% columns are bbx evaluate's own (``phi_at_area``).
+``--jpeg FOLDER`` (an evaluation of the same photos re-encoded, tools/confound_run.py ``--jpeg``)
+adds ``jpeg_r``: Pearson's r between a method's masks on the photo and on its re-encoding.
 
     python tools/confound_eval.py /tmp/ev_held --bench /tmp/confounds --csv tools/results/x.csv
 """
@@ -67,6 +69,30 @@ def score_records(lines: list[dict], truth) -> list[dict]:
     return rows
 
 
+def mask_r(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's r of two masks; two equal masks give 1 even when flat (a mask that marks nothing on
+    both photos is stable), a flat one against one that is not gives 0."""
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    if np.array_equal(a, b):
+        return 1.0
+    if a.std() == 0 or b.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def add_jpeg_r(rows: list[dict], lines: list[dict], again: list[dict]) -> list[dict]:
+    """``rows`` (one per record of ``lines``, in order) with ``jpeg_r`` against ``again``'s record of the same
+    photo stem and method; rows without one are left out."""
+    masks = {(Path(r["image"]).stem, r["method"]): r["mask"] for r in again if "mask" in r}
+    kept = []
+    recs = [r for r in lines if "error" not in r and "mask" in r]
+    for row, rec in zip(rows, recs):
+        other = masks.get((Path(rec["image"]).stem, rec["method"]))
+        if other is not None:
+            kept.append({**row, "jpeg_r": mask_r(rec["mask"], other)})
+    return kept
+
+
 def table(rows: list[dict], columns: list[str] = COLUMNS) -> list[dict]:
     """Per method: the mean ± 95% interval of each column over photos (seeds averaged first)."""
     out = []
@@ -125,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rename", action="append", default=[], help="OLD=NEW: a method's name in the table")
     ap.add_argument("--common", action="store_true", help="only the photos every method has")
     ap.add_argument("--csv", type=Path, help="per-photo rows here; the table beside it (_summary.csv)")
+    ap.add_argument("--jpeg", type=Path, help="an evaluation of the same photos re-encoded: adds jpeg_r")
     args = ap.parse_args(argv)
     if args.evaluation.suffix == ".csv":
         rows = read_rows(args.evaluation)
@@ -133,7 +160,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     truth = load_truth(args.bench / "boxes.json")
     lines = [json.loads(s) for s in (args.evaluation / "results.jsonl").read_text().splitlines() if s.strip()]
-    rows = score_records(lines, truth) + [r for path in args.merge for r in read_rows(path)]
+    rows = score_records(lines, truth)
+    columns = COLUMNS
+    if args.jpeg:
+        again = [json.loads(s) for s in (args.jpeg / "results.jsonl").read_text().splitlines() if s.strip()]
+        rows, columns = add_jpeg_r(rows, lines, again), COLUMNS + ["jpeg_r"]
+    rows += [r for path in args.merge for r in read_rows(path)]
     names = dict(pair.split("=", 1) for pair in args.rename)
     rows = [{**r, "method": names.get(r["method"], r["method"])} for r in rows]
     if args.common:
@@ -141,8 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         have = [p for p in dict.fromkeys(r["photo"] for r in rows)
                 if methods <= {r["method"] for r in rows if r["photo"] == p}]
         rows = [r for r in rows if r["photo"] in have]
-    summary = table(rows)
-    print(markdown(summary))
+    summary = table(rows, columns)
+    print(markdown(summary, columns))
     if args.csv:
         write_csv(args.csv, rows)
         write_csv(args.csv.with_name(args.csv.stem + "_summary.csv"), summary)
