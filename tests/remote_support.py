@@ -34,6 +34,23 @@ HERE = Path(__file__).resolve().parent
 _ONNX_TO_OIP = {"tensor(float)": "FP32", "tensor(uint8)": "UINT8", "tensor(float16)": "FP16"}
 
 
+def bbx_cli(*args, env=None) -> subprocess.CompletedProcess:
+    """``python -m bbx ARGS`` with its output captured, bounded in time."""
+    return subprocess.run([sys.executable, "-m", "bbx", *map(str, args)], capture_output=True, text=True,
+                          timeout=180, env=env)
+
+
+def one_error_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The one ``bbx: error:`` line a refused command prints (exit 2, no traceback), holding each fragment."""
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bbx: error:"), proc.stderr
+    assert proc.returncode == 2, proc.returncode
+    for f in fragments:
+        assert f in lines[0], lines[0]
+    return lines[0]
+
+
 def self_signed(folder: Path) -> tuple[Path, Path] | None:
     """A certificate for 127.0.0.1 and its key, made with the openssl command (None without it)."""
     cert, key = folder / "cert.pem", folder / "key.pem"

@@ -7,8 +7,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +17,12 @@ import bbx
 import onnx_builders as ob
 from bbx.errors import BudgetError, EndpointError, OptionError
 from bbx.remote import ClientConfig, EndpointClassifier
-from remote_support import FaultProxy, free_port, self_signed
+from remote_support import FaultProxy, bbx_cli, free_port, one_error_line, self_signed
 
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED = ROOT / "models" / "efficientnet_lite0.onnx"
 PHOTO = ROOT / "models" / "samples" / "chelsea.png"
 TOKEN = "s3cr3t-token-bbx-27"
-
-
-def bbx_cli(*args, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bbx", *map(str, args)], capture_output=True, text=True,
-                          timeout=180, env=env)
-
-
-def one_error_line(proc: subprocess.CompletedProcess, *fragments: str) -> str:
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bbx: error:"), proc.stderr
-    assert proc.returncode == 2, proc.returncode
-    for f in fragments:
-        assert f in lines[0], lines[0]
-    return lines[0]
 
 
 def test_conventions_from_metadata_and_one_request(mlserver):
