@@ -158,7 +158,7 @@ def load_json(data: bytes | str, limit: int = MAX_JSON_BYTES) -> Any:
     if len(data) > limit:
         raise ValueError(f"{len(data):,} bytes, above bbx's limit of {limit:,}")
     try:
-        value = json.loads(data, parse_int=_bounded_int, parse_float=_bounded_float)
+        value = json.loads(data, parse_int=_bounded(int), parse_float=_bounded(float))
     except RecursionError:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
     except UnicodeDecodeError as exc:
@@ -167,16 +167,13 @@ def load_json(data: bytes | str, limit: int = MAX_JSON_BYTES) -> Any:
     return value
 
 
-def _bounded_int(text: str) -> int:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise ValueError(f"a number of {len(text):,} characters (bbx reads at most {MAX_NUMBER_CHARS})")
-    return int(text)
-
-
-def _bounded_float(text: str) -> float:
-    if len(text) > MAX_NUMBER_CHARS:
-        raise ValueError(f"a number of {len(text):,} characters (bbx reads at most {MAX_NUMBER_CHARS})")
-    return float(text)
+def _bounded(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse`` for a JSON number of at most ``MAX_NUMBER_CHARS`` characters."""
+    def bounded(text: str) -> Any:
+        if len(text) > MAX_NUMBER_CHARS:
+            raise ValueError(f"a number of {len(text):,} characters (bbx reads at most {MAX_NUMBER_CHARS})")
+        return parse(text)
+    return bounded
 
 
 def _check_depth(value: Any) -> None:

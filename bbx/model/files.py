@@ -33,7 +33,7 @@ def load_graph(path: Path) -> Any:
 
 
 #: the largest tensor the graph may compute from its constants alone: onnxruntime folds such tensors
-#: when it opens the model, before any bbx limit on a call applies (a 1 kB graph took 6.4 GB, issue 34)
+#: when it opens the model, before any bbx limit on a call applies (docs/security.md)
 MAX_CONSTANT_BYTES = 1 << 30
 _ITEMSIZE = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 9: 1, 10: 2, 11: 8, 12: 4, 13: 8, 16: 2}
 

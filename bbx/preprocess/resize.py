@@ -94,8 +94,8 @@ def prepare(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return out
 
 
-#: photo pixels resampled at a time: temporaries stay a few MB whatever the photo's size (a whole
-#: 8000 x 8000 photo in float64 temporaries took 7 GB, issue 34)
+#: photo pixels resampled at a time: temporaries stay a few MB whatever the photo's size (whole-photo
+#: float64 temporaries did not: docs/security.md)
 TILE_PIXELS = 1 << 18
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from .._io import load_json
+from .._io import load_json, read_regular
 from ..errors import ModelError, OptionError
 from .spec import FIELDS, PreprocessSpec, normalised, validate
 
@@ -86,8 +86,6 @@ def read_sidecar(model_path: str | Path, spec_file: str | Path | None = None) ->
     A ``spec_file`` that was asked for must exist. Either is read as a regular file of at most
     ``MAX_SIDECAR_BYTES`` (a FIFO or /dev/zero is refused before it is read) through the bounded
     JSON reader (:func:`bbx._io.load_json`)."""
-    from .._io import read_regular
-
     path = Path(spec_file) if spec_file is not None else sidecar_path(model_path)
     what = "spec file" if spec_file is not None else "sidecar"
     if spec_file is None and not (path.exists() or path.is_symlink()):

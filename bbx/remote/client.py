@@ -264,7 +264,7 @@ class Client:
             headers.update(self.credentials.headers())
         conn = self._connection()
         # --timeout bounds the whole request: a socket timeout bounds only each read, and a server
-        # that drips a byte at a time would pass every one of them (issue 34)
+        # that drips a byte at a time would pass every one of them
         deadline = Deadline(conn, self.config.timeout)
         try:
             conn.request(method, path, body=body or None, headers=headers)

@@ -188,10 +188,7 @@ class EndpointClassifier(Classifier):
                 raise
             size = (len(x) + 1) // 2 if exc.share is None else max(1, min(len(x) - 1, int(len(x) * exc.share)))
         self.max_batch = min(self.max_batch, size)
-        answer = self._send(x[:size])
-        for start in range(size, len(x), size):
-            answer = _join(answer, self._send(x[start:start + size]), self.name)
-        return answer
+        return _join([self._send(x[start:start + size]) for start in range(0, len(x), size)], self.name)
 
     def _rows(self, outs: dict[str, np.ndarray], n: int) -> list[tuple[np.ndarray, ...]]:
         parts = []
@@ -323,10 +320,10 @@ def _topk_probs(values: np.ndarray, classes: np.ndarray, num_classes: int) -> np
     return probs
 
 
-def _join(first: dict[str, np.ndarray], second: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
-    """Two answers as one: each output's rows of the first, then the second's."""
+def _join(answers: list[dict[str, np.ndarray]], where: str) -> dict[str, np.ndarray]:
+    """The answers to the parts of one request as one: each output's rows, part after part."""
     try:
-        return {name: np.concatenate([first[name], second[name]]) for name in first}
+        return {name: np.concatenate([a[name] for a in answers]) for name in answers[0]}
     except (KeyError, ValueError) as exc:
         raise EndpointError(f"{where} answered two halves of a request differently ({type(exc).__name__})") from None
 

@@ -121,8 +121,7 @@ class GrpcClient(Client):
                                 "on this port?)")
 
     def _said(self, err: grpc.RpcError) -> str:
-        said = " ".join((err.details() or "").split())[:200]
-        return self.credentials.scrub(said) if self.credentials is not None else said
+        return self.scrub(" ".join((err.details() or "").split())[:200])
 
     def _refusal_of(self, code: grpc.StatusCode, path: str, said: str) -> str:
         """One line for a status that no retry changes."""

@@ -93,7 +93,7 @@ def thin(values: Sequence[float], points: int) -> list[float]:
 def parse_record(line: bytes | str) -> dict[str, Any]:
     """One JSON line as a record, or ValueError saying what is wrong with it."""
     try:
-        rec = load_json(line)  # bounded: depth, number length (issue 34)
+        rec = load_json(line)  # bounded: depth, number length
     except ValueError as exc:
         raise ValueError(f"not JSON ({exc})") from None
     if not isinstance(rec, dict):

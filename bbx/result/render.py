@@ -44,7 +44,7 @@ OUTPUT_NAMES = ("report.json", "heatmap.png", "overlay.png", "perturbed.png", "f
 
 
 #: widest photo drawn as photo_heatmap.png / photo_overlay.png: Pillow's PNG encoder keeps several
-#: filtered copies of a row (a 1 x 50,000,000 photo ran out of 2 GB there, issue 34)
+#: filtered copies of a row (docs/security.md)
 MAX_PNG_WIDTH = 1 << 16
 WIDE_NOTE = "photo-size pictures not drawn"
 #: pixels converted at a time: the float64 temporaries of a 64-megapixel photo stay a few MB
