@@ -7,6 +7,10 @@ and scored by :mod:`bbx.result.localisation` against the overlay's boxes (``boxe
 ``--truth`` reads them): pointing game within 15 px, share of the top 5% pixels in a box
 (``top5_share``), relevance mass over the boxes' area share (``relevance_mass_lift``);
 definitions in docs/localisation.md. The φ@a% columns are bbx evaluate's own (``phi_at_area``).
+Records scored with ``--truth`` also give ``truth_phi`` (φ of blurring the overlay's boxes alone) and
+``phi@truth_area``: the method's own φ at the area the boxes cover in the model's view (linear between
+the measured areas): when it beats ``truth_phi``, the method's top pixels raise the class more than the
+overlay does, so a heatmap that put the overlay first would score lower φ at that area.
 ``--jpeg FOLDER`` (an evaluation of the same photos re-encoded, tools/confound_run.py ``--jpeg``)
 adds ``jpeg_r``: Pearson's r between a method's masks on the photo and on its re-encoding.
 
@@ -37,15 +41,33 @@ AREAS = (0.5, 1.0, 2.0, 5.0, 10.0)
 PHOTO = (256, 256)  # the benchmark's photos
 LOCAL = ["pointing_game", "top5_share", "relevance_mass_lift"]
 COLUMNS = [*LOCAL, "phi@0.5", "phi@1", "phi@2", "phi@5", "phi@10", "queries", "seconds"]
-_SPEC = None
+TRUTH_PHI = ["truth_area", "truth_phi", "phi@truth_area"]  # only where the records were scored with --truth
+_MODEL = None
+
+
+def _model() -> OnnxClassifier:
+    global _MODEL
+    if _MODEL is None:
+        _MODEL = OnnxClassifier(ROOT / "models" / "efficientnet_lite0.onnx")
+    return _MODEL
 
 
 def on_photo(heat: np.ndarray) -> np.ndarray:
     """A model-view heatmap on the benchmark's 256 px photo, as Explanation.on_photo brings it."""
-    global _SPEC
-    if _SPEC is None:
-        _SPEC = OnnxClassifier(ROOT / "models" / "efficientnet_lite0.onnx").spec
-    return to_photo(heat, geometry(PHOTO, _SPEC), fill=0.0)
+    return to_photo(heat, geometry(PHOTO, _model().spec), fill=0.0)
+
+
+def view_share(region: np.ndarray) -> float:
+    """The share of the model's view (in %) a photo-size region covers, through the model's preparation."""
+    image = np.repeat(np.asarray(region, dtype=np.uint8)[..., None] * 255, 3, axis=2)
+    return 100.0 * float((_model().prepare(image)[..., 0] > 0.5).mean())
+
+
+def against_truth(rec: dict, region: np.ndarray) -> dict[str, float]:
+    """``truth_phi`` and the method's φ at the truth's area in the view (``phi@truth_area``)."""
+    area = view_share(region)
+    return {"truth_area": area, "truth_phi": rec["truth"]["phi"],
+            "phi@truth_area": float(np.interp(area, rec["areas"], rec["phi_at_area"]))}
 
 
 def figures(heat_view: np.ndarray, region: np.ndarray) -> dict[str, float]:
@@ -65,6 +87,8 @@ def score_records(lines: list[dict], truth) -> list[dict]:
         for a, v in zip(rec["areas"], rec["phi_at_area"]):
             row[f"phi@{a:g}"] = v
         row["queries"], row["seconds"] = rec["queries"], rec["seconds"]
+        if "truth" in rec:
+            row.update(against_truth(rec, truth.region(name, PHOTO)))
         rows.append(row)
     return rows
 
@@ -114,7 +138,7 @@ def markdown(summary: list[dict], columns: list[str] = COLUMNS) -> str:
     for s in summary:
         cells = []
         for c in columns:
-            digits = 0 if c == "queries" else 1 if c.startswith(("phi", "seconds")) else 2
+            digits = 0 if c == "queries" else 1 if c.startswith(("phi", "seconds", "truth")) else 2
             ci = "" if c in ("queries", "seconds") else f" ± {s[c + '_ci']:.{digits}f}"
             cells.append(f"{s[c]:.{digits}f}{ci}")
         lines.append(f"| {s['method']} | {s['photos']} | " + " | ".join(cells) + " |")
@@ -161,10 +185,10 @@ def main(argv: list[str] | None = None) -> None:
     truth = load_truth(args.bench / "boxes.json")
     lines = [json.loads(s) for s in (args.evaluation / "results.jsonl").read_text().splitlines() if s.strip()]
     rows = score_records(lines, truth)
-    columns = COLUMNS
+    columns = COLUMNS + [c for c in TRUTH_PHI if all(c in r for r in rows)]
     if args.jpeg:
         again = [json.loads(s) for s in (args.jpeg / "results.jsonl").read_text().splitlines() if s.strip()]
-        rows, columns = add_jpeg_r(rows, lines, again), COLUMNS + ["jpeg_r"]
+        rows, columns = add_jpeg_r(rows, lines, again), columns + ["jpeg_r"]
     rows += [r for path in args.merge for r in read_rows(path)]
     names = dict(pair.split("=", 1) for pair in args.rename)
     rows = [{**r, "method": names.get(r["method"], r["method"])} for r in rows]

@@ -46,6 +46,8 @@ from bbx.model import OnnxClassifier  # noqa: E402
 
 SIZE = 256  # photo side; the model sees [16, 240) of it
 VIEW = (16, 240)  # the visible centre, photo pixels
+MIN_DROP = 0.05  # least fall of p(true) an overlay must cause to be kept
+MIN_RECOVERY = 0.02  # least rise of p(true) when the overlay is blurred
 #: source photo -> (split, crops as (side fraction, vertical place, horizontal place) of a square)
 SOURCES = {
     "chelsea.png": ("tuning", [(1.0, 0.0, 0.0), (0.7, 1.0, 1.0), (0.7, 0.0, 0.0)]),
@@ -279,8 +281,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", type=Path, required=True, help="folder to write (photos/, truth/, boxes.json, ...)")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "efficientnet_lite0.onnx")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--min-drop", type=float, default=0.05, help="least fall of p(true) an overlay must cause")
-    ap.add_argument("--min-recovery", type=float, default=0.02, help="least rise of p(true) when it is blurred")
+    ap.add_argument("--min-drop", type=float, default=MIN_DROP, help="least fall of p(true) an overlay must cause")
+    ap.add_argument("--min-recovery", type=float, default=MIN_RECOVERY, help="least rise of p(true) when it is blurred")
     ap.add_argument("--csv", type=Path, default=None, help="also write the filter's figures here")
     args = ap.parse_args(argv)
     try:
