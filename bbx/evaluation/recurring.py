@@ -174,7 +174,7 @@ def markdown(results: Sequence[Recurring]) -> str:
 
 def _group_dict(g: Group) -> dict[str, Any]:
     return {
-        "name": g.name, "photos": len(g.images), "alpha": g.scan.alpha, "threshold": g.scan.threshold,
+        "name": g.name, "photos": len(g.images), "alpha": g.scan.alpha, "threshold": finite(g.scan.threshold),
         "regions": [{
             "description": f.description, "flagged": f.flagged, "box": list(f.pixel_box), "cells": np.argwhere(f.region.cells).tolist(),
             "p": f.region.p, "peak": f.region.peak, "background": f.region.background, "area": f.region.area,

@@ -7,12 +7,17 @@ mark that place or because a few photos mark much; the test tells the two apart.
 
 The null keeps each heatmap exactly as it is (its area, its blobs, its values) and moves it: every
 photo's grid is shifted circularly by its own random offset, so under the null no place is shared
-by the photos beyond chance, and the mean map's maximum is drawn again. ``draws`` such maxima give
-a max-statistic test over every cell at once (family-wise, no per-cell correction): a cell is
-significant at ``alpha`` where the observed mean exceeds the null maxima's 1 - alpha quantile.
-A region is a connected set of significant cells, its extent the half-maximum contour around its
-peak (the part of the mean map above half-way from the data set's mean to the peak); its p-value
-is ``(1 + #null maxima >= its peak) / (1 + draws)``.
+by the photos beyond chance. The statistic is a scan over window shapes (:data:`WINDOWS`: squares
+for patches and stickers, bands for strips, frames and lines of text): the mean map averaged over
+every placement of a window inside the grid, standardised by that shape's own null maxima (their
+mean and spread), and the largest of these over shapes and places. ``draws`` null maps give its
+null distribution, so the test is family-wise over every place and shape at once; a placement is
+significant at ``alpha`` where its standardised mean exceeds the null's 1 - alpha quantile. A
+region is the cells covered by a connected set of significant placements of one shape (the
+strongest first; a later one touching an earlier region is the same region), less its cells
+below half-way from the mean map's mean to the strongest window's mean; its p-value is
+``(1 + #null maxima >= its largest standardised mean) / (1 + draws)``. One cell alone is a shape,
+so a sharp small spot is found as before, and a wide faint band gains from being read whole.
 
 A photo is *involved* in a region when the heatmap's mean inside the region ranks in the top
 ``involved_level`` of the same region shape at every circular position of that photo: the
@@ -39,6 +44,8 @@ MIN_PHOTOS = 3
 TOLERANCE = 1e-5
 #: A photo takes part in a region when its mean inside it is in its own top 5 % of positions.
 INVOLVED_LEVEL = 0.05
+#: Window shapes the scan slides, (rows, columns) of grid cells, cut to the grid's size.
+WINDOWS = ((1, 1), (2, 2), (4, 4), (8, 8), (2, 14), (14, 2), (2, 28), (28, 2), (4, 28), (28, 4))
 
 
 @dataclass(frozen=True)
@@ -69,8 +76,8 @@ class Scan:
 
     photos: int
     mean: np.ndarray = field(repr=False)  # (G, G) mean map
-    null_max: np.ndarray = field(repr=False)  # (draws,) the mean map's maximum under the null
-    threshold: float  # the null maxima's 1 - alpha quantile
+    null_max: np.ndarray = field(repr=False)  # (draws,) the scan statistic under the null (standardised)
+    threshold: float  # the null maxima's 1 - alpha quantile (standardised, as null_max)
     alpha: float
     regions: tuple[Region, ...]
 
@@ -108,21 +115,36 @@ def to_pixels(cells: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(cells)[r_of[:, None], c_of[None, :]]
 
 
-def shifted_maxima(grids: np.ndarray, draws: int, rng: np.random.Generator, chunk: int = 16) -> np.ndarray:
-    """``(draws,)``: the maximum of the mean of ``grids`` after shifting each circularly at random."""
+def shifted_means(grids: np.ndarray, draws: int, rng: np.random.Generator) -> np.ndarray:
+    """``(draws, G, G)``: the mean of ``grids`` after shifting each circularly by its own random offset."""
     n, g_r, g_c = grids.shape
     src = grids.astype(np.float32)
     photo = np.arange(n)[:, None, None]
-    out = np.empty(draws)
-    for start in range(0, draws, chunk):
-        k = min(chunk, draws - start)
-        dy = rng.integers(0, g_r, size=(k, n))
-        dx = rng.integers(0, g_c, size=(k, n))
-        for j in range(k):
-            rows = (np.arange(g_r)[None, :] - dy[j][:, None]) % g_r
-            cols = (np.arange(g_c)[None, :] - dx[j][:, None]) % g_c
-            out[start + j] = src[photo, rows[:, :, None], cols[:, None, :]].mean(axis=0).max()
+    out = np.empty((draws, g_r, g_c))
+    dy = rng.integers(0, g_r, size=(draws, n))
+    dx = rng.integers(0, g_c, size=(draws, n))
+    for j in range(draws):
+        rows = (np.arange(g_r)[None, :] - dy[j][:, None]) % g_r
+        cols = (np.arange(g_c)[None, :] - dx[j][:, None]) % g_c
+        out[j] = src[photo, rows[:, :, None], cols[:, None, :]].mean(axis=0)
     return out
+
+
+def window_means(maps: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``maps`` (..., G, G) averaged over a ``shape`` window at every placement inside the grid
+    (``[..., r, c]``: the window's top-left cell at ``(r, c)``)."""
+    h, w = shape
+    total = np.cumsum(np.cumsum(np.pad(maps, [(0, 0)] * (maps.ndim - 2) + [(1, 0), (1, 0)]), axis=-2), axis=-1)
+    box = total[..., h:, w:] - total[..., :-h, w:] - total[..., h:, :-w] + total[..., :-h, :-w]
+    return box / (h * w)
+
+
+def footprint(anchors: np.ndarray, shape: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """The cells covered by a ``shape`` window at each of ``anchors`` (bool, placements)."""
+    cells = np.zeros(grid, dtype=bool)
+    for r, c in np.argwhere(anchors):
+        cells[r:r + shape[0], c:c + shape[1]] = True
+    return cells
 
 
 def involvement(grids: np.ndarray, cells: np.ndarray) -> np.ndarray:
@@ -142,30 +164,55 @@ def scan(grids: np.ndarray, draws: int = DRAWS, alpha: float = ALPHA, seed: int 
     mean = grids.astype(np.float32).mean(axis=0).astype(np.float64)  # as the null's draws sum it
     if len(grids) < MIN_PHOTOS:
         return Scan(len(grids), mean, np.zeros(0), float("inf"), alpha, ())
-    null_max = shifted_maxima(grids, draws, np.random.default_rng(seed))
-    threshold = float(np.quantile(null_max, 1 - alpha))
-    tol = TOLERANCE * max(1.0, float(np.abs(mean).max()))  # a draw equal to the data up to rounding is a tie
-    labels, count = ndimage.label(mean > threshold + tol, structure=np.ones((3, 3)))
+    nulls = shifted_means(grids, draws, np.random.default_rng(seed))
+    scores, null_max = standardised(mean, nulls)
+    threshold = float(np.quantile(null_max, 1 - alpha)) if len(scores) else float("inf")
     background = float(mean.mean())
     regions: list[Region] = []
-    for k in range(1, count + 1):
-        inside = labels == k
-        peak_at = np.unravel_index(np.argmax(np.where(inside, mean, -np.inf)), mean.shape)
-        cells = half_maximum(mean, peak_at, background)
-        if any((cells & r.cells).any() for r in regions):  # two peaks of one blob: one region
+    for shape, z, anchors in placements(scores, threshold):
+        best = float(window_means(mean, shape)[anchors].max())
+        cells = trimmed(mean, footprint(anchors, shape, mean.shape), best, background)
+        if not cells.any() or any((cells & r.cells).any() for r in regions):  # the same place read by another shape
             continue
-        peak = float(mean[peak_at])
-        p = (1 + int((null_max >= peak - tol).sum())) / (1 + draws)
+        top = float(z[anchors].max())
+        p = (1 + int((null_max >= top - TOLERANCE).sum())) / (1 + draws)
         share = involvement(grids, cells)
-        regions.append(Region(cells, peak, background, p, tuple(int(i) for i in np.nonzero(share <= involved_level)[0])))
+        regions.append(Region(cells, float(mean[cells].max()), background, p,
+                              tuple(int(i) for i in np.nonzero(share <= involved_level)[0])))
     return Scan(len(grids), mean, null_max, threshold, alpha, tuple(sorted(regions, key=lambda r: (r.p, -r.peak))))
 
 
-def half_maximum(mean: np.ndarray, peak_at: tuple[int, ...], background: float) -> np.ndarray:
-    """The connected cells around ``peak_at`` above half-way from ``background`` to the peak."""
-    level = background + 0.5 * (mean[peak_at] - background)
-    labels, _ = ndimage.label(mean >= level, structure=np.ones((3, 3)))
-    return labels == labels[peak_at]
+def standardised(mean: np.ndarray, nulls: np.ndarray) -> tuple[dict[tuple[int, int], np.ndarray], np.ndarray]:
+    """Per window shape, the mean map's window means standardised by that shape's null maxima; and
+    the null's scan statistic (per draw, the largest standardised maximum over shapes). A shape whose
+    null maxima do not vary (a flat map) says nothing and is left out."""
+    scores: dict[tuple[int, int], np.ndarray] = {}
+    null_max = np.full(len(nulls), -np.inf)
+    for shape in dict.fromkeys((min(h, mean.shape[0]), min(w, mean.shape[1])) for h, w in WINDOWS):
+        maxima = window_means(nulls, shape).max(axis=(-2, -1))
+        spread = maxima.std()
+        if spread <= TOLERANCE * max(1.0, float(np.abs(maxima).max())):
+            continue
+        scores[shape] = (window_means(mean, shape) - maxima.mean()) / spread
+        null_max = np.maximum(null_max, (maxima - maxima.mean()) / spread)
+    return scores, null_max
+
+
+def trimmed(mean: np.ndarray, cells: np.ndarray, best: float, background: float) -> np.ndarray:
+    """``cells`` less those below half-way from ``background`` to ``best`` (the strongest window's
+    mean): windows overlapping a region's edge are significant too, and would widen it by their size."""
+    return cells & (mean >= background + 0.5 * (best - background))
+
+
+def placements(scores: dict[tuple[int, int], np.ndarray],
+               threshold: float) -> list[tuple[tuple[int, int], np.ndarray, np.ndarray]]:
+    """``(shape, standardised means, anchors)`` for each connected set of significant placements of
+    one shape, the strongest first."""
+    found = []
+    for shape, z in scores.items():
+        labels, count = ndimage.label(z > threshold + TOLERANCE, structure=np.ones((3, 3)))
+        found += [(float(z[labels == k].max()), shape, z, labels == k) for k in range(1, count + 1)]
+    return [(shape, z, anchors) for _, shape, z, anchors in sorted(found, key=lambda f: -f[0])]
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
