@@ -23,8 +23,12 @@ THRESHOLD = 0.6  # a pixel is undesirable where 1 - M' exceeds this (Table 2)
 # -- bbx's own ---------------------------------------------------------------------------------
 # what bbx explain runs when no method is named: the winner of the equal-area comparison (docs/reproduce.md)
 METHOD = "greedy"
-# what bbx audit runs unless told: the gallery's method, then the two baselines its curve is read against
-AUDIT_METHODS = (METHOD, "occlusion", "random")
+# what bbx audit runs unless told: the gallery's method, the two baselines its curve is read against,
+# and the heatmaps its recurring-regions test reads
+AUDIT_METHODS = (METHOD, "occlusion", "rise", "random")
+# the recurring-regions test reads this method's heatmaps where the audit ran it (else the gallery's):
+# averaged over random contexts, they mark a real overlay across photos where greedy's do not (docs/audit.md)
+RECURRING_METHOD = "rise"
 BETA1 = 0.99  # Adam's momentum, a time prior over noisy estimates (docs/reproduce.md)
 BETA2 = 0.999
 PAIRS = 8  # antithetic pairs per step when neither pairs nor a budget is given

@@ -194,6 +194,31 @@ def test_audit_puts_the_region_first_and_writes_it_for_machines(stamp_world, tmp
         assert list((out / "img").glob(f"recurring-*-{pic}"))
 
 
+def test_the_audit_reads_rise_where_it_ran_and_else_the_gallery_method():
+    from bbx.audit.run import recurring_method
+
+    assert recurring_method(("greedy", "occlusion", "rise", "random")) == "rise"
+    assert recurring_method(("greedy", "occlusion")) == "greedy"
+    assert recurring_method(("occlusion", "greedy")) == "occlusion"
+
+
+@pytest.mark.slow  # a whole bbx audit, with the report extra
+def test_audit_tests_rise_heatmaps_when_it_ran_rise(stamp_world, tmp_path):
+    pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")
+    out = tmp_path / "audit-rise"
+    run = subprocess.run(["bbx", "audit", str(stamp_world["model"]), str(stamp_world["stamped"][0].parent),
+                          "--out", str(out), "--budget", "300", "--methods", "greedy,rise", "-q"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    data, = json.loads((out / "recurring.json").read_text())["recurring"]
+    assert data["method"] == "rise"
+    region = data["groups"][0]["regions"][0]
+    cells = np.zeros((rc.MASK_SIZE, rc.MASK_SIZE), dtype=bool)
+    cells[tuple(np.array(region["cells"]).T)] = True
+    assert region["flagged"] and rc.iou(rc.to_pixels(cells, (SIZE, SIZE)), planted.patch_mask(STAMP, SIZE)) >= 0.5
+    assert "Recurring region (all photos)" in run.stdout
+
+
 @pytest.mark.slow  # a whole bbx audit, with the report extra
 def test_audit_says_in_one_line_when_there_is_no_region(stamp_world, tmp_path):
     pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")

@@ -236,6 +236,20 @@ def test_a_model_that_reveals_too_little_is_refused_with_the_methods_that_run_on
                                   "no method of bbx runs on it (bbx predict does)")
 
 
+def test_an_audit_by_default_leaves_out_in_one_line_what_the_model_cannot_run(capsys):
+    from bbx import defaults
+    from bbx.cli.audit import _defaults_that_run
+
+    config = EvalConfig(methods=defaults.AUDIT_METHODS).validate()
+    assert _defaults_that_run(config, [Reveals("scores")]) is config
+    kept = _defaults_that_run(config, [Reveals("scores"), Reveals("topk")])  # --compare with a top-k endpoint
+    assert kept.methods == tuple(m for m in defaults.AUDIT_METHODS if m != "rise")
+    assert capsys.readouterr().err.strip() == ("audit: rise left out of the default methods: the model reveals too "
+                                               "little for it (--methods names what to run)")
+    with pytest.raises(OptionError, match="only the top-1 label; no method of bbx runs on it"):
+        _defaults_that_run(config, [Reveals("label")])
+
+
 def test_the_registry_knows_each_method_by_its_name():
     from bbx.methods import registry
 

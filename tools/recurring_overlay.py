@@ -10,7 +10,8 @@ A saved view is prepared again when it is explained, so the truth is the overlay
 through the model's own preparation. ``--shortcut-only`` keeps the photos where the overlay is a
 shortcut by tools/confounds.py's rule (a data set that leans on it); otherwise every cut is kept.
 Each set is audited with ``--method`` through the bundled model and tested; the row says whether
-the overlay's place was flagged (IoU with the truth) and what blurring it did.
+the overlay's place was flagged (the first region's IoU with the truth, and the best IoU of any
+flagged region with its group) and what blurring the first did.
 
     python tools/recurring_overlay.py --photos 12 --method occlusion --skimage DIR
     python tools/recurring_overlay.py --photos 90 --overlay text --rows 160,0 --shortcut-only --skimage DIR
@@ -161,6 +162,8 @@ def audit_set(model: OnnxClassifier, kind: str, files: list[Path], truth: np.nda
     for line in found.lines():
         print(kind, line, flush=True)
     first = found.flagged[0][1] if found.flagged else None
+    ious = [(rc.iou(rc.to_pixels(f.region.cells, model.input_size), truth), g.name) for g, f in found.flagged]
+    best = max(ious, default=("", ""))
     return {
         "set": kind, "photos": len(files), "cuts": args.photos, "cut_seed": args.cut_seed,
         "shortcut_only": args.shortcut_only, "method": args.method, "band_rows": args.rows,
@@ -169,6 +172,7 @@ def audit_set(model: OnnxClassifier, kind: str, files: list[Path], truth: np.nda
         "first": first.description if first else "", "p": first.region.p if first else "",
         "involved": len(first.region.involved) if first else "",
         "iou_with_truth": rc.iou(rc.to_pixels(first.region.cells, model.input_size), truth) if first else "",
+        "best_iou": best[0], "best_iou_group": best[1], "flagged_groups": "; ".join(g.name for g, _ in found.flagged),
         "blur_delta_p": first.effect.delta_p if first else "",
         "control_delta_p": first.effect.control_delta_p if first else "",
         "queries": outcome.queries, "blur_queries": found.queries,

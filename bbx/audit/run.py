@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .. import defaults as d
 from .._io import ensure_dir
 from ..errors import ImageError, OptionError, OutputError
 from ..evaluation.runner import EvalConfig, Outcome, Progress, evaluate
@@ -77,11 +78,11 @@ def compare_section(model: Any, other: Any, records: Sequence[dict[str, Any]], p
                     config: EvalConfig, out: Path) -> compare_view.Section:
     """The second model's evaluation of the same photos, its recurring regions, the comparison
     (``compare.json``) and its pictures."""
-    method = config.methods[0]
+    method, tested = config.methods[0], recurring_method(config.methods)
     blur = BlurSpec(config.explain.sigma, config.explain.kernel)
     other_records = evaluate(other, photos, config, out / compare_view.FOLDER).records
-    mine = recurring.blur_effects(recurring.find(records, method), records, model, blur)
-    theirs = recurring.blur_effects(recurring.find(other_records, method), other_records, other, blur)
+    mine = recurring.blur_effects(recurring.find(records, tested), records, model, blur)
+    theirs = recurring.blur_effects(recurring.find(other_records, tested), other_records, other, blur)
     names = compare_view.names(model, other)
     result = compare.compare(records, other_records, method, mine, theirs, names)
     path = result.write(out)
@@ -112,7 +113,7 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
                                            images.class_heatmap([r.record for r in g.rows])).relative_to(out).as_posix()
     counts = Counter(r.top1_name for r in gallery)
     return Report(
-        recurring=recurring_section(model, records, method, blur, out),
+        recurring=recurring_section(model, records, recurring_method(config.methods), blur, out),
         title=f"bbx audit: {Path(model.name).name}",
         summary=_summary(gallery, records, config),
         card=model_card(model, command),
@@ -126,9 +127,15 @@ def build_report(model: Any, records: Sequence[dict[str, Any]], config: EvalConf
     )
 
 
+def recurring_method(methods: Sequence[str]) -> str:
+    """The method whose heatmaps the recurring-regions test reads: :data:`bbx.defaults.RECURRING_METHOD`
+    where the audit ran it, else the gallery's (the first)."""
+    return d.RECURRING_METHOD if d.RECURRING_METHOD in methods else methods[0]
+
+
 def recurring_section(model: Any, records: Sequence[dict[str, Any]], method: str, blur: BlurSpec,
                       out: Path) -> recurring_view.Section:
-    """Recurring regions of the gallery's method: tested, blurred (counted queries), written to
+    """Recurring regions of ``method``'s heatmaps: tested, blurred (counted queries), written to
     ``recurring.json`` and drawn."""
     found = recurring.blur_effects(recurring.find(records, method), records, model, blur)
     path = recurring.write([found], out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -32,6 +33,21 @@ def _own_preprocessing(model_opts: dict) -> dict:
     own = ("size", "crop_pct", "scale", "mean", "std", "channel_order", "layout", "resize", "pad_value",
            "interpolation", "preset", "spec", "output", "labels")
     return {k: (None if k in own else v) for k, v in model_opts.items()}
+
+
+def _defaults_that_run(config: EvalConfig, models: list) -> EvalConfig:
+    """The default methods less those a model reveals too little for (an endpoint that answers only
+    its top-k classes cannot run rise), said in one line; methods the user named are never dropped."""
+    kept = [n for n in config.methods if all(registry.runs_on(m, [n]) for m in models)]
+    if not kept:
+        for m in models:  # nothing runs: the refusal that names what would
+            registry.check_reveals(m, config.methods[0])
+    left = [n for n in config.methods if n not in kept]
+    if not left:
+        return config
+    typer.echo(f"audit: {', '.join(left)} left out of the default methods: the model reveals too little for "
+               f"{'it' if len(left) == 1 else 'them'} (--methods names what to run)", err=True)
+    return dataclasses.replace(config, methods=tuple(kept)).validate()
 
 
 @app.command()
@@ -69,6 +85,8 @@ def audit(
     photos = find_images(paths, limit)
     m = load_model(model, **model_opts)
     other = None if compare is None else load_model(compare, **_own_preprocessing(model_opts))
+    if methods is None:
+        config = _defaults_that_run(config, [m] if other is None else [m, other])
     with RunsBar("audit", f"audit of {len(photos)} photos", enabled=not quiet) as bar:
         result = run_audit(m, photos, config, out, progress=bar, command=command_line(), compare_with=other)
     for line in result.report.recurring.lines + (result.report.compare.lines if result.report.compare else []):

@@ -8,7 +8,8 @@ your own is one module that calls :func:`register` (see docs/architecture.md).
 from . import ftc, fntc, plain  # noqa: F401  the paper's methods
 from . import greedy, rise, occlusion, random_mask  # noqa: F401  window search, RISE and baselines
 from .context import Context, Progress
-from .registry import COMMON, REVEALS, Method, check_reveals, describe, get, mask_kind, names, register, unregister
+from .registry import (COMMON, REVEALS, Method, check_reveals, describe, get, mask_kind, names, register, runs_on,
+                       unregister)
 
-__all__ = ["COMMON", "REVEALS", "Context", "Method", "Progress", "check_reveals", "describe", "get", "mask_kind",
+__all__ = ["COMMON", "REVEALS", "Context", "Method", "Progress", "check_reveals", "describe", "get", "mask_kind", "runs_on",
            "names", "register", "unregister"]

@@ -10,7 +10,7 @@ what it spends without a budget, a line for ``--help``. :func:`bbx.explain`, ``b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..config import ExplainConfig
 from ..errors import OptionError
@@ -84,6 +84,11 @@ def register(method: Method) -> Method:
         raise OptionError(f"a method name is lower-case letters, digits and _, not {method.name!r}")
     _METHODS[method.name] = method
     return method
+
+
+def runs_on(model: BlackBox, names: Sequence[str]) -> list[str]:
+    """Those of ``names`` whose needs ``model`` reveals (:func:`check_reveals` passes), in order."""
+    return [n for n in names if REVEALS.index(model.reveals) <= REVEALS.index(get(n).needs)]
 
 
 def check_reveals(model: BlackBox, name: str) -> None:
