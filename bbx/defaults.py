@@ -27,7 +27,7 @@ METHOD = "greedy"
 # and the heatmaps its recurring-regions test reads
 AUDIT_METHODS = (METHOD, "occlusion", "rise", "random")
 # the recurring-regions test reads this method's heatmaps where the audit ran it (else the gallery's):
-# averaged over random contexts, they mark a real overlay across photos where greedy's do not (docs/audit.md)
+# averaged over random contexts, they marked a real overlay across photos more often than greedy's (docs/audit.md)
 RECURRING_METHOD = "rise"
 BETA1 = 0.99  # Adam's momentum, a time prior over noisy estimates (docs/reproduce.md)
 BETA2 = 0.999
