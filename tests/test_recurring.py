@@ -175,14 +175,19 @@ def test_a_method_whose_heatmap_ignores_the_photo_is_not_tested():
     assert result.groups == [] and "is the same in every photo" in result.lines()[0]
 
 
+def _audit(world, photos: str, out: Path, methods: str) -> subprocess.CompletedProcess:
+    """``bbx audit`` of the planted model on one of the world's folders (the report extra needed)."""
+    pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")
+    run = subprocess.run(["bbx", "audit", str(world["model"]), str(world[photos][0].parent), "--out", str(out),
+                          "--budget", "300", "--methods", methods, "-q"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return run
+
+
 @pytest.mark.slow  # a whole bbx audit, with the report extra
 def test_audit_puts_the_region_first_and_writes_it_for_machines(stamp_world, tmp_path):
-    pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")
     out = tmp_path / "audit"
-    run = subprocess.run(["bbx", "audit", str(stamp_world["model"]), str(stamp_world["stamped"][0].parent),
-                          "--out", str(out), "--budget", "300", "--methods", "greedy", "-q"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
+    _audit(stamp_world, "stamped", out, "greedy")
     page = (out / "index.html").read_text()
     main = page[page.index("<main>"):]
     assert main.index("id=recurring") < main.index("id=card")  # at the top of the page
@@ -204,12 +209,8 @@ def test_the_audit_reads_rise_where_it_ran_and_else_the_gallery_method():
 
 @pytest.mark.slow  # a whole bbx audit, with the report extra
 def test_audit_tests_rise_heatmaps_when_it_ran_rise(stamp_world, tmp_path):
-    pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")
     out = tmp_path / "audit-rise"
-    run = subprocess.run(["bbx", "audit", str(stamp_world["model"]), str(stamp_world["stamped"][0].parent),
-                          "--out", str(out), "--budget", "300", "--methods", "greedy,rise", "-q"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
+    run = _audit(stamp_world, "stamped", out, "greedy,rise")
     data, = json.loads((out / "recurring.json").read_text())["recurring"]
     assert data["method"] == "rise"
     region = data["groups"][0]["regions"][0]
@@ -221,12 +222,8 @@ def test_audit_tests_rise_heatmaps_when_it_ran_rise(stamp_world, tmp_path):
 
 @pytest.mark.slow  # a whole bbx audit, with the report extra
 def test_audit_says_in_one_line_when_there_is_no_region(stamp_world, tmp_path):
-    pytest.importorskip("matplotlib", reason="bbx audit needs the report extra")
     out = tmp_path / "audit-clean"
-    run = subprocess.run(["bbx", "audit", str(stamp_world["model"]), str(stamp_world["clean"][0].parent),
-                          "--out", str(out), "--budget", "300", "--methods", "greedy", "-q"],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
+    _audit(stamp_world, "clean", out, "greedy")
     page = (out / "index.html").read_text()
     assert page.count("class=recurring-none") == 1 and "No recurring region in the greedy heatmaps" in page
 
