@@ -46,11 +46,17 @@ def _grids(heat: np.ndarray) -> np.ndarray:
 
 # -- the maths -------------------------------------------------------------------------------------
 
-def test_a_band_marked_in_14_of_16_heatmaps_is_found_where_it_is():
-    heat = _blobs(np.random.default_rng(1), 16)
+def _banded(seed: int, rows: slice, marked: int, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """16 blob heatmaps, the first ``marked`` of them also marking ``rows`` at least at ``level``; and the band."""
+    heat = _blobs(np.random.default_rng(seed), 16)
     truth = np.zeros((SIZE, SIZE), dtype=bool)
-    truth[45:65, :] = True
-    heat[:14, truth] = np.maximum(heat[:14, truth], 0.8)
+    truth[rows, :] = True
+    heat[:marked, truth] = np.maximum(heat[:marked, truth], level)
+    return heat, truth
+
+
+def test_a_band_marked_in_14_of_16_heatmaps_is_found_where_it_is():
+    heat, truth = _banded(seed=1, rows=slice(45, 65), marked=14, level=0.8)
     scan = rc.scan(_grids(heat), alpha=0.05)
     assert len(scan.regions) == 1
     region = scan.regions[0]
@@ -64,10 +70,7 @@ def test_a_faint_band_in_most_heatmaps_is_read_whole():
     """A band marked at a fifth of the blobs' strength in 12 of 16 heatmaps: no single cell of the mean
     map stands above the shifted heatmaps' maxima, the band's windows do (the per-cell test alone
     found nothing here)."""
-    heat = _blobs(np.random.default_rng(20), 16)
-    truth = np.zeros((SIZE, SIZE), dtype=bool)
-    truth[84:100, :] = True
-    heat[:12, truth] = np.maximum(heat[:12, truth], 0.2)
+    heat, truth = _banded(seed=20, rows=slice(84, 100), marked=12, level=0.2)
     scan = rc.scan(_grids(heat), alpha=0.05)
     assert len(scan.regions) == 1
     assert scan.mean.max() < np.quantile(_cell_null(_grids(heat)), 0.95)  # one cell alone says nothing

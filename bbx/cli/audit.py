@@ -38,7 +38,9 @@ def _own_preprocessing(model_opts: dict) -> dict:
 def _defaults_that_run(config: EvalConfig, models: list) -> EvalConfig:
     """The default methods less those a model reveals too little for (an endpoint that answers only
     its top-k classes cannot run rise), said in one line; methods the user named are never dropped."""
-    kept = [n for n in config.methods if all(registry.runs_on(m, [n]) for m in models)]
+    kept = list(config.methods)
+    for m in models:
+        kept = registry.runs_on(m, kept)
     if not kept:
         for m in models:  # nothing runs: the refusal that names what would
             registry.check_reveals(m, config.methods[0])

@@ -93,14 +93,12 @@ def runs_on(model: BlackBox, names: Sequence[str]) -> list[str]:
 
 def check_reveals(model: BlackBox, name: str) -> None:
     """Refuse, in one line, method ``name`` on a model that reveals less than it needs."""
-    reveals = model.reveals
-    needs = get(name).needs
-    if REVEALS.index(reveals) <= REVEALS.index(needs):
+    if runs_on(model, [name]):
         return
-    can = [m.name for m in _METHODS.values() if REVEALS.index(reveals) <= REVEALS.index(m.needs)]
+    can = runs_on(model, names())
     runs = f"methods that run on it: {', '.join(can)}" if can else "no method of bbx runs on it (bbx predict does)"
-    raise OptionError(f"{get(name).name} needs {_REVEAL_WORDS[needs]}, but the endpoint reveals "
-                      f"{_REVEAL_WORDS[reveals]}; {runs}")
+    raise OptionError(f"{get(name).name} needs {_REVEAL_WORDS[get(name).needs]}, but the endpoint reveals "
+                      f"{_REVEAL_WORDS[model.reveals]}; {runs}")
 
 
 def mask_kind(name: str) -> str:
