@@ -62,13 +62,15 @@ def build(path: Path, kind: str = "target") -> Path:
     return build_reader(path, B, coef=(0.0, 1.0, 0.0), bias=(1.0, 0.0, 0.0), name=f"planted_{kind}")
 
 
-def build_reader(path: Path, region: tuple[slice, slice], size: int = SIZE, coef=(-1.0, 0.0, 0.0),
-                 bias=(2.0, 0.0, 0.0), name: str = "planted_reader") -> Path:
+def build_reader(path: Path, region: tuple[slice, slice] | list[tuple[slice, slice]], size: int = SIZE,
+                 coef=(-1.0, 0.0, 0.0), bias=(2.0, 0.0, 0.0), name: str = "planted_reader") -> Path:
     """A model whose logits are ``bias + coef * energy(region)``: the default reads texture in
-    ``region`` as evidence against class 0 (blurring ``region`` raises it), at any input ``size``."""
+    ``region`` (one patch, or the union of a list of them) as evidence against class 0 (blurring
+    ``region`` raises it), at any input ``size``."""
     lap = np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float32)
     w_conv = np.repeat(lap[None, None] / 3.0, 3, axis=1)  # grey = channel mean
-    w_map = (patch_mask(region, size) / patch_mask(region, size).sum()).astype(np.float32)
+    union = np.logical_or.reduce([patch_mask(r, size) for r in (region if isinstance(region, list) else [region])])
+    w_map = (union / union.sum()).astype(np.float32)
     inits = [
         numpy_helper.from_array(w_conv, "w_conv"),
         numpy_helper.from_array(w_map[None, None], "w_map"),

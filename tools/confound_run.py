@@ -1,5 +1,6 @@
 """Every method on a confound benchmark's photos (tools/confounds.py), as ``bbx evaluate`` runs them,
-with the levers that are not registered (``rise_greedy``) registered for the run.
+with the levers that are not registered (``rise_greedy``, ``greedy_region``, ``rise_region``) registered
+for the run. A folder without ``boxes.json`` is evaluated without truth (photos without a confound).
 
 ``--jpeg 95`` first re-encodes each photo as a JPEG of that quality (Pillow, 4:4:4, no other
 change) into ``OUT/photos``, and evaluates those: the stability check of docs/reproduce.md, read
@@ -21,7 +22,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import bbx.methods.rise_greedy  # noqa: E402,F401  registers the lever for this run
+import bbx.methods.region  # noqa: E402,F401  registers the levers for this run
 from bbx.config import ExplainConfig  # noqa: E402
 from bbx.evaluation.runner import EvalConfig, evaluate  # noqa: E402
 from bbx.evaluation.truth import load_truth  # noqa: E402
@@ -50,11 +51,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jpeg", type=int, default=None, help="re-encode as JPEG of this quality first")
     ap.add_argument("--limit", type=int, default=None, help="the first N photos by name")
     args = ap.parse_args(argv)
-    photos = sorted((args.bench / "photos" / args.split).glob("*.png"))[:args.limit]
+    folder = args.bench / "photos" / args.split
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg"))[:args.limit]
     truth = None
     if args.jpeg is not None:
         photos = reencoded(photos, args.out / "photos", args.jpeg)
-    else:
+    elif (args.bench / "boxes.json").exists():
         truth = load_truth(args.bench / "boxes.json")
     config = EvalConfig(methods=tuple(args.methods.split(",")), seeds=1, explain=ExplainConfig(budget=args.budget),
                         truth=truth).validate()

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import bbx  # noqa: E402
 from bbx.evaluation.insertion import blur_top  # noqa: E402
-import bbx.methods.rise_greedy  # noqa: E402,F401  registers the lever (not in bbx.methods until it wins)
+import bbx.methods.region  # noqa: E402,F401  registers the levers (not in bbx.methods until one wins)
 from bbx.maths.perturb import Perturber, upsample  # noqa: E402
 from bbx.methods.rise import random_masks  # noqa: E402
 from bbx.model import OnnxClassifier  # noqa: E402

@@ -46,6 +46,12 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     occlusion cell + the search (the rest of the budget, unless ``area`` is reached first).
     """
     budget = GREEDY_BUDGET if cfg.budget is None else cfg.budget
+    pert, prior, patch = occlusion_prior(ctx, cfg, budget)
+    return search(ctx, cfg, pert, prior, budget, {"patch": patch})
+
+
+def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int) -> tuple[Perturber, np.ndarray, int]:
+    """Step 1 above: (the perturber, each ``stride`` cell's occlusion gain, the occlusion cell used)."""
     patch, stride = cfg.patch, cfg.stride
     model, x = ctx.model, ctx.image
     h, w = x.shape[:2]
@@ -61,7 +67,7 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     pert = Perturber(x, blur_spec=BlurSpec(cfg.sigma, cfg.kernel))
     gains = cell_gains(model, pert, coarse, ctx.target, float(ctx.probs_before[ctx.target]))  # one query per cell
     fine = cell_map((h, w), (math.ceil(h / stride), math.ceil(w / stride)))
-    return search(ctx, cfg, pert, fine_prior(fine, gains[coarse]), budget, {"patch": patch})
+    return pert, fine_prior(fine, gains[coarse]), patch
 
 
 def fine_prior(fine: np.ndarray, pixel_gain: np.ndarray) -> np.ndarray:
@@ -72,9 +78,10 @@ def fine_prior(fine: np.ndarray, pixel_gain: np.ndarray) -> np.ndarray:
 
 
 def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray, budget: int,
-           settings: dict) -> Explanation:
+           settings: dict, grow: bool = False) -> Explanation:
     """The lazy greedy window search (step 2 above) from ``prior``, one value per ``stride`` cell (higher:
-    tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent."""
+    tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent.
+    ``grow``: after the first window, only windows touching what is blurred are tried (one region)."""
     h, w = ctx.image.shape[:2]
     stride, area = cfg.stride, cfg.area
     grid = (math.ceil(h / stride), math.ceil(w / stride))
@@ -86,9 +93,11 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
     windows = [ids[i:i + side, j:j + side].ravel() for i in range(grid[0] - side + 1)
                for j in range(grid[1] - side + 1)]
     priority = np.array([px[c] @ prior[c] / px[c].sum() for c in windows])
+    rims = ([ids[max(0, i - 1):i + side + 1, max(0, j - 1):j + side + 1].ravel()
+             for i in range(grid[0] - side + 1) for j in range(grid[1] - side + 1)] if grow else None)
 
     run = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w,
-                  window_px=h * w * side * side / n_fine)
+                  window_px=h * w * side * side / n_fine, rims=rims)
     order, history, trail = run.run(budget - ctx.spent)
     k = ctx.target
 
@@ -107,12 +116,14 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
 class _Search:
     """Greedy's search: each step scores the blurred copies of the most promising windows not yet
     blurred (as many as the budget left allows per step still to come), keeps the one that raised
-    the target most, and updates the priorities it measured (lazy greedy)."""
+    the target most, and updates the priorities it measured (lazy greedy). With ``rims`` (each
+    window's cells and the ring around them), a window is tried only once its rim touches the blur."""
 
     def __init__(self, ctx: Context, pert: Perturber, windows: list[np.ndarray], priority: np.ndarray,
-                 px: np.ndarray, fine: np.ndarray, goal: float, window_px: float):
+                 px: np.ndarray, fine: np.ndarray, goal: float, window_px: float,
+                 rims: list[np.ndarray] | None = None):
         self.ctx, self.pert, self.windows, self.priority = ctx, pert, windows, priority
-        self.px, self.fine, self.goal, self.window_px = px, fine, goal, window_px
+        self.px, self.fine, self.goal, self.window_px, self.rims = px, fine, goal, window_px, rims
         self.chosen = np.zeros(len(px), dtype=bool)
 
     def run(self, left: int) -> tuple[np.ndarray, list[float], list[np.ndarray]]:
@@ -125,6 +136,8 @@ class _Search:
         history: list[float] = []
         while px[chosen].sum() < self.goal and left > 0:
             fresh = np.array([(~chosen[c]).any() for c in self.windows])
+            if self.rims is not None and chosen.any():
+                fresh &= np.array([chosen[r].any() for r in self.rims])
             if not fresh.any():
                 break
             steps_left = max(1, math.ceil((self.goal - px[chosen].sum()) / self.window_px))

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from .. import defaults as d
 from ..config import ExplainConfig
 from ..errors import OptionError
@@ -30,22 +32,28 @@ from .registry import Method, register
 from .rise import effect, random_masks, target_probs
 
 
-def rise_greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
-    """A RISE prior from ``share`` of ``budget`` queries, then greedy's window search with the rest."""
+def rise_greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False) -> Explanation:
+    """A RISE prior from ``share`` of ``budget`` queries, then greedy's window search with the rest
+    (``grow``: as one region, :func:`.greedy.search`)."""
     budget = d.GREEDY_BUDGET if cfg.budget is None else int(cfg.budget)
     n = int(budget * d.RISE_GREEDY_SHARE)
     if n < 2 or budget - n < 3:
-        raise OptionError(f"budget {budget} is too small for rise_greedy: it needs at least 2 RISE masks and "
+        raise OptionError(f"budget {budget} is too small for {ctx.method}: it needs at least 2 RISE masks and "
                           f"3 queries besides (the image, one search step)")
+    blur = BlurSpec(cfg.sigma, cfg.kernel)
+    settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed, **({"grow": True} if grow else {})}
+    return search(ctx, cfg, Perturber(ctx.image, blur_spec=blur), rise_prior(ctx, cfg, n, blur), budget,
+                  settings, grow=grow)
+
+
+def rise_prior(ctx: Context, cfg: ExplainConfig, n: int, blur: BlurSpec) -> np.ndarray:
+    """-E(x) (:func:`.rise.effect`) from ``n`` RISE masks, averaged over each ``stride`` cell."""
     x, size = ctx.image, cfg.mask_size
     h, w = x.shape[:2]
-    blur = BlurSpec(cfg.sigma, cfg.kernel)
     masks = random_masks(ctx.rng(cfg.seed), n, min(d.RISE_GRID, size), d.RISE_KEEP, size)
     drop = -effect(target_probs(ctx, Perturber(x, (size, size), blur), masks), masks)
     fine = cell_map((h, w), (math.ceil(h / cfg.stride), math.ceil(w / cfg.stride)))
-    prior = fine_prior(fine, upsample(drop.astype("float32"), (h, w)))
-    return search(ctx, cfg, Perturber(x, blur_spec=blur), prior, budget,
-                  {"rise_masks": n, "mask_size": size, "seed": cfg.seed})
+    return fine_prior(fine, upsample(drop.astype("float32"), (h, w)))
 
 
 METHOD = register(Method(

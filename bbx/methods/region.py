@@ -1,0 +1,47 @@
+"""``greedy_region`` and ``rise_region``: greedy's search grown as one connected region (not in the paper).
+
+A lever of the fidelity work (docs/reproduce.md, "Fidelity round 3"): greedy's windows may land
+anywhere, so its top pixels scatter over many small gains; a confound such as a watermark is one
+connected region. Here the search's first window is chosen as before (from occlusion's prior for
+``greedy_region``, from RISE's for ``rise_region``), and every later window must touch what is
+already blurred (:func:`.greedy.search` with ``grow``). Queries as :mod:`.greedy` and
+:mod:`.rise_greedy`; a step tries fewer windows when fewer touch the region, so a run may stop at
+``area`` with queries left.
+
+Not imported by :mod:`bbx.methods`, so not registered unless this module is imported (the
+fidelity tools do).
+"""
+
+from __future__ import annotations
+
+from .. import defaults as d
+from ..config import ExplainConfig
+from ..result.explanation import Explanation
+from .context import Context
+from .greedy import occlusion_prior, search
+from .registry import Method, register
+from .rise_greedy import rise_greedy
+
+
+def greedy_region(ctx: Context, cfg: ExplainConfig) -> Explanation:
+    """Greedy from occlusion's prior, every window after the first touching the blurred region."""
+    budget = d.GREEDY_BUDGET if cfg.budget is None else cfg.budget
+    pert, prior, patch = occlusion_prior(ctx, cfg, budget)
+    return search(ctx, cfg, pert, prior, budget, {"patch": patch, "grow": True}, grow=True)
+
+
+def rise_region(ctx: Context, cfg: ExplainConfig) -> Explanation:
+    """rise_greedy (:mod:`.rise_greedy`), every window after the first touching the blurred region."""
+    return rise_greedy(ctx, cfg, grow=True)
+
+
+GREEDY_REGION = register(Method(
+    name="greedy_region", run=greedy_region, options=("patch", "stride", "window", "area"), seeded=False,
+    summary="greedy's window search grown as one region from occlusion's prior (not in the paper)",
+    default_budget=f"{d.GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
+))
+RISE_REGION = register(Method(
+    name="rise_region", run=rise_region, options=("mask_size", "stride", "window", "area"), seeded=True,
+    summary="rise_greedy's search grown as one region from RISE's prior (not in the paper)",
+    default_budget=f"{d.GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
+))

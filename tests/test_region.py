@@ -1,0 +1,66 @@
+"""``greedy_region`` and ``rise_region``: greedy's search grown as one region, on the planted patches."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+import bbx
+import planted
+from bbx.errors import OptionError
+
+FINE = {"stride": 4, "window": 12, "area": 0.2}  # A (12 x 12 at 8, 8) is one window; 0.2: several windows
+
+
+@pytest.fixture(scope="module", autouse=True)
+def levers():
+    """The levers registered for these tests only (bbx.methods does not import them: docs/reproduce.md)."""
+    from bbx.methods import names, register, unregister
+    from bbx.methods.region import GREEDY_REGION, RISE_REGION
+
+    for method in (GREEDY_REGION, RISE_REGION):
+        if method.name not in names():
+            register(method)
+    yield
+    for name in ("greedy_region", "rise_region"):
+        unregister(name)
+
+
+@pytest.fixture(scope="module")
+def target_model(tmp_path_factory):
+    """Texture in A and in B, far apart, both count against class 0: blurring either raises it."""
+    path = tmp_path_factory.mktemp("m") / "two.onnx"
+    return bbx.OnnxClassifier(planted.build_reader(path, [planted.A, planted.B], coef=(-2.0, 0.0, 0.0)))
+
+
+def regions(e) -> int:
+    """How many 8-connected pieces the cells the search chose (heat > 0.5) make."""
+    return ndimage.label(e.heatmap > 0.5, structure=np.ones((3, 3)))[1]
+
+
+@pytest.mark.parametrize("method,seeded", [("greedy_region", {}), ("rise_region", {"seed": 0})])
+def test_the_chosen_windows_are_one_region_that_starts_on_a_planted_patch(target_model, method, seeded):
+    e = bbx.explain(target_model, planted.photo(), 0, method=method, budget=400, **seeded, **FINE)
+    assert regions(e) == 1 and e.config["grow"] is True
+    first = e.heatmap == e.heatmap.max()
+    on = [(first & planted.patch_mask(p)).sum() == first.sum() for p in (planted.A, planted.B)]
+    assert any(on)  # the first window is A's or B's
+    assert e.prob_after > e.prob_before + 0.05
+
+
+def test_free_greedy_blurs_both_patches_where_the_region_keeps_to_one(target_model):
+    """The same search without ``grow`` takes A and B, two pieces (so the check above can fail)."""
+    e = bbx.explain(target_model, planted.photo(), 0, method="greedy", budget=400, **FINE)
+    assert regions(e) == 2 and "grow" not in e.config
+    for patch in (planted.A, planted.B):
+        assert (e.heatmap[planted.patch_mask(patch)] > 0.6).mean() > 0.5
+
+
+def test_queries_are_counted_and_bad_options_refused(target_model):
+    e = bbx.explain(target_model, planted.photo(), 0, method="greedy_region", budget=300, **FINE)
+    assert 0 < e.queries <= 300
+    with pytest.raises(OptionError, match="does not use mask_size"):
+        bbx.explain(target_model, planted.photo(), 0, method="greedy_region", mask_size=14)
+    with pytest.raises(OptionError, match="too small"):
+        bbx.explain(target_model, planted.photo(), 0, method="rise_region", budget=4)
