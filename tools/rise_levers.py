@@ -6,7 +6,9 @@ For each photo, two sets of ``budget - 2`` random masks are scored (one query ea
   bilinearly to 256 px and cropped at a random offset in [0, 32) to 224 px, so at the input's
   full resolution; Q keeps X where M = 1 and bbx's blur h(X) where M = 0;
 * ``bbx``: bbx's ``rise`` masks (:func:`bbx.methods.rise.random_masks`: the same grids at the
-  learned methods' 28 x 28 resolution, offsets in whole 28-grid cells, upsampled to the input).
+  learned methods' 28 x 28 resolution, offsets in whole 28-grid cells, upsampled to the input);
+* ``multi``: ``bbx``'s masks at three scales, a third each on 4 x 4, 7 x 7 and 14 x 14 grids;
+* ``keep25`` / ``keep75``: ``bbx``'s masks keeping each cell with probability 0.25 / 0.75 instead of 0.5.
 
 From the same scores, three estimators of where keeping a pixel lowers the target (heat = higher
 is more undesirable):
@@ -39,14 +41,15 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import bbx  # noqa: E402
 from bbx.evaluation.insertion import blur_top  # noqa: E402
-import bbx.methods.region  # noqa: E402,F401  registers the levers (not in bbx.methods until one wins)
+import bbx.methods.levers  # noqa: E402,F401  registers the levers (not in bbx.methods until one wins)
 from bbx.maths.perturb import Perturber, upsample  # noqa: E402
+from bbx.methods import get as get_method  # noqa: E402
 from bbx.methods.rise import random_masks  # noqa: E402
 from bbx.model import OnnxClassifier  # noqa: E402
 from bbx.preprocess.image import load_rgb  # noqa: E402
 from bbx.result.metrics import phi  # noqa: E402
 from bbx.evaluation.truth import load_truth  # noqa: E402
-from confound_eval import AREAS, PHOTO, figures, markdown, table, write_csv  # noqa: E402
+from confound_eval import AREAS, COLUMNS, PHOTO, figures, markdown, table, write_csv  # noqa: E402
 
 GRID, KEEP = 7, 0.5
 ESTIMATORS = ("S", "centred", "contrast")
@@ -59,6 +62,12 @@ def paper_masks(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     big = upsample(binary, ((GRID + 1) * cell, (GRID + 1) * cell))
     dy, dx = rng.integers(0, cell, size=n), rng.integers(0, cell, size=n)
     return np.stack([big[i, y:y + size, x:x + size] for i, (y, x) in enumerate(zip(dy, dx))])
+
+
+def multi_masks(rng: np.random.Generator, n: int, grids: tuple[int, ...] = (4, 7, 14)) -> np.ndarray:
+    """``n`` bbx masks (28 x 28), split as evenly as can be over ``grids``."""
+    counts = [n // len(grids) + (i < n % len(grids)) for i in range(len(grids))]
+    return np.concatenate([random_masks(rng, c, g, KEEP, 28) for g, c in zip(grids, counts) if c])
 
 
 def accumulate(model, view: np.ndarray, k: int, make, n: int, shape: tuple[int, int], chunk: int = 64) -> dict:
@@ -101,7 +110,10 @@ def variants(model, view: np.ndarray, k: int, budget: int, seed: int,
     rng = np.random.default_rng(seed)
     out = {}
     schemes = {"paper": (lambda c: paper_masks(rng, c, size[0]), size),
-               "bbx": (lambda c: random_masks(rng, c, GRID, KEEP, 28), (28, 28))}
+               "bbx": (lambda c: random_masks(rng, c, GRID, KEEP, 28), (28, 28)),
+               "multi": (lambda c: multi_masks(rng, c), (28, 28)),
+               "keep25": (lambda c: random_masks(rng, c, GRID, 0.25, 28), (28, 28)),
+               "keep75": (lambda c: random_masks(rng, c, GRID, 0.75, 28), (28, 28))}
     for scheme, (make, shape) in schemes.items():
         if scheme not in schemes_run:
             continue
@@ -111,7 +123,7 @@ def variants(model, view: np.ndarray, k: int, budget: int, seed: int,
     return out
 
 
-def evaluate(model, photo: Path, region: np.ndarray, methods: list[str], budget: int, seed: int,
+def evaluate(model, photo: Path, region: np.ndarray | None, methods: list[str], budget: int, seed: int,
              schemes_run: tuple[str, ...]) -> list[dict]:
     view = model.prepare(load_rgb(photo))
     p0 = model.scores(view[None]).probs[0]
@@ -119,7 +131,8 @@ def evaluate(model, photo: Path, region: np.ndarray, methods: list[str], budget:
     heats: dict[str, tuple[np.ndarray, int, float]] = {}
     for m in methods:
         t = time.perf_counter()
-        e = bbx.explain(model, photo, method=m, budget=budget, seed=seed)
+        seeded = {"seed": seed} if get_method(m).seeded else {}  # an unseeded method refuses a seed
+        e = bbx.explain(model, photo, method=m, budget=budget, **seeded)
         heats[f"bbx:{m}"] = (e.heatmap, e.queries, time.perf_counter() - t)
     t = time.perf_counter()
     for name, (h, q) in variants(model, view, k, budget, seed, schemes_run).items():
@@ -127,7 +140,7 @@ def evaluate(model, photo: Path, region: np.ndarray, methods: list[str], budget:
     rows = []
     for name, (h, q, s) in heats.items():
         probs = blur_top(model, view, h, [a / 100 for a in AREAS], k)
-        row = {"photo": photo.name, "method": name, "seed": seed, **figures(h, region)}
+        row = {"photo": photo.name, "method": name, "seed": seed, **(figures(h, region) if region is not None else {})}
         row.update({f"phi@{a:g}": phi(float(p0[k]), p) for a, p in zip(AREAS, probs)})
         row.update({"queries": q, "seconds": s})
         rows.append(row)
@@ -136,7 +149,7 @@ def evaluate(model, photo: Path, region: np.ndarray, methods: list[str], budget:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("bench", type=Path, help="a tools/confounds.py folder")
+    ap.add_argument("bench", type=Path, help="a tools/confounds.py folder (without boxes.json: φ only)")
     ap.add_argument("photos", nargs="?", default="photos/tuning", help="its sub-folder of photos")
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--every", type=int, default=1, help="every n-th photo, sorted by name")
@@ -148,19 +161,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--csv", type=Path)
     args = ap.parse_args(argv)
     model = OnnxClassifier(ROOT / "models" / "efficientnet_lite0.onnx")
-    truth = load_truth(args.bench / "boxes.json")
+    truth = load_truth(args.bench / "boxes.json") if (args.bench / "boxes.json").exists() else None
     photos = ([Path(p) for p in args.list.read_text().split()] if args.list
               else sorted((args.bench / args.photos).glob("*.png")))[::args.every][:args.limit]
     rows = []
     for photo in photos:
-        rows += evaluate(model, photo, truth.region(photo.name, PHOTO), [m for m in args.methods.split(",") if m],
+        region = truth.region(photo.name, PHOTO) if truth is not None else None
+        rows += evaluate(model, photo, region, [m for m in args.methods.split(",") if m],
                          args.budget, args.seed, tuple(x for x in args.schemes.split(",") if x))
         print(f"{photo.name} done", flush=True)
         if args.csv:
             write_csv(args.csv, rows)
-    print(markdown(table(rows)))
+    columns = [c for c in COLUMNS if c in rows[0]]  # no localisation columns without truth
+    print(markdown(table(rows, columns), columns))
     if args.csv:
-        write_csv(args.csv.with_name(args.csv.stem + "_summary.csv"), table(rows))
+        write_csv(args.csv.with_name(args.csv.stem + "_summary.csv"), table(rows, columns))
 
 
 if __name__ == "__main__":

@@ -78,10 +78,11 @@ def fine_prior(fine: np.ndarray, pixel_gain: np.ndarray) -> np.ndarray:
 
 
 def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray, budget: int,
-           settings: dict, grow: bool = False) -> Explanation:
+           settings: dict, grow: bool = False, density: bool = False) -> Explanation:
     """The lazy greedy window search (step 2 above) from ``prior``, one value per ``stride`` cell (higher:
     tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent.
-    ``grow``: after the first window, only windows touching what is blurred are tried (one region)."""
+    ``grow``: after the first window, only windows touching what is blurred are tried (one region);
+    ``density``: the window kept is the one with the largest gain per pixel it adds, not the largest gain."""
     h, w = ctx.image.shape[:2]
     stride, area = cfg.stride, cfg.area
     grid = (math.ceil(h / stride), math.ceil(w / stride))
@@ -97,7 +98,7 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
              for i in range(grid[0] - side + 1) for j in range(grid[1] - side + 1)] if grow else None)
 
     run = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w,
-                  window_px=h * w * side * side / n_fine, rims=rims)
+                  window_px=h * w * side * side / n_fine, rims=rims, density=density)
     order, history, trail = run.run(budget - ctx.spent)
     k = ctx.target
 
@@ -121,9 +122,10 @@ class _Search:
 
     def __init__(self, ctx: Context, pert: Perturber, windows: list[np.ndarray], priority: np.ndarray,
                  px: np.ndarray, fine: np.ndarray, goal: float, window_px: float,
-                 rims: list[np.ndarray] | None = None):
+                 rims: list[np.ndarray] | None = None, density: bool = False):
         self.ctx, self.pert, self.windows, self.priority = ctx, pert, windows, priority
         self.px, self.fine, self.goal, self.window_px, self.rims = px, fine, goal, window_px, rims
+        self.density = density
         self.chosen = np.zeros(len(px), dtype=bool)
 
     def run(self, left: int) -> tuple[np.ndarray, list[float], list[np.ndarray]]:
@@ -146,16 +148,24 @@ class _Search:
             probs = self._scored(cand)
             left -= n
             self.priority[cand] = probs[:, k] - probs_now[k]  # lazy greedy: the latest measured gain
-            best = self.windows[cand[int(np.argmax(probs[:, k]))]]
+            pick = self._pick(cand, probs[:, k] - probs_now[k])
+            best = self.windows[cand[pick]]
             added = best[~chosen[best]]
             order[added] = len(history)
             chosen[added] = True
-            probs_now = probs[int(np.argmax(probs[:, k]))]
+            probs_now = probs[pick]
             trail.append(probs_now)
             history.append(-float(probs_now[k]))
             ctx.report(len(history), len(history) + math.ceil(max(0.0, self.goal - px[chosen].sum()) / self.window_px),
                        history[-1])
         return order, history, trail
+
+    def _pick(self, cand: np.ndarray, gain: np.ndarray) -> int:
+        """The candidate kept: the largest gain, or with ``density`` the largest gain per pixel it adds."""
+        if not self.density:
+            return int(np.argmax(gain))
+        added = np.array([self.px[c][~self.chosen[c]].sum() for c in (self.windows[t] for t in cand)])
+        return int(np.argmax(gain / added))
 
     def _scored(self, cand: np.ndarray) -> np.ndarray:
         """The probabilities with each candidate window blurred besides the chosen cells, one

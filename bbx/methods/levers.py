@@ -1,12 +1,17 @@
-"""``greedy_region`` and ``rise_region``: greedy's search grown as one connected region (not in the paper).
+"""Levers on greedy's search (not in the paper): ``greedy_region``, ``rise_region``, ``greedy_density``.
 
-A lever of the fidelity work (docs/reproduce.md, "Fidelity round 3"): greedy's windows may land
-anywhere, so its top pixels scatter over many small gains; a confound such as a watermark is one
-connected region. Here the search's first window is chosen as before (from occlusion's prior for
-``greedy_region``, from RISE's for ``rise_region``), and every later window must touch what is
-already blurred (:func:`.greedy.search` with ``grow``). Queries as :mod:`.greedy` and
-:mod:`.rise_greedy`; a step tries fewer windows when fewer touch the region, so a run may stop at
-``area`` with queries left.
+Levers of the fidelity work (docs/reproduce.md, "Fidelity round 3"). Greedy's windows may land
+anywhere, so its top pixels scatter over many small gains, while a confound such as a watermark is
+one connected region:
+
+* ``greedy_region`` / ``rise_region``: the search's first window is chosen as before (from
+  occlusion's prior, from RISE's as in :mod:`.rise_greedy`), and every later window must touch
+  what is already blurred (:func:`.greedy.search` with ``grow``). A step tries fewer windows when
+  fewer touch the region, so a run may stop at ``area`` with queries left.
+* ``greedy_density``: greedy keeping, at each step, the window with the largest gain per pixel it
+  adds (``density``), not the largest gain: a window mostly inside the blur already adds few pixels.
+
+Queries as :mod:`.greedy` and :mod:`.rise_greedy`.
 
 Not imported by :mod:`bbx.methods`, so not registered unless this module is imported (the
 fidelity tools do).
@@ -30,6 +35,13 @@ def greedy_region(ctx: Context, cfg: ExplainConfig) -> Explanation:
     return search(ctx, cfg, pert, prior, budget, {"patch": patch, "grow": True}, grow=True)
 
 
+def greedy_density(ctx: Context, cfg: ExplainConfig) -> Explanation:
+    """Greedy from occlusion's prior, keeping the window with the largest gain per added pixel."""
+    budget = d.GREEDY_BUDGET if cfg.budget is None else cfg.budget
+    pert, prior, patch = occlusion_prior(ctx, cfg, budget)
+    return search(ctx, cfg, pert, prior, budget, {"patch": patch, "density": True}, density=True)
+
+
 def rise_region(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """rise_greedy (:mod:`.rise_greedy`), every window after the first touching the blurred region."""
     return rise_greedy(ctx, cfg, grow=True)
@@ -43,5 +55,10 @@ GREEDY_REGION = register(Method(
 RISE_REGION = register(Method(
     name="rise_region", run=rise_region, options=("mask_size", "stride", "window", "area"), seeded=True,
     summary="rise_greedy's search grown as one region from RISE's prior (not in the paper)",
+    default_budget=f"{d.GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
+))
+GREEDY_DENSITY = register(Method(
+    name="greedy_density", run=greedy_density, options=("patch", "stride", "window", "area"), seeded=False,
+    summary="greedy's window search keeping the largest gain per added pixel (not in the paper)",
     default_budget=f"{d.GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
 ))

@@ -1,4 +1,4 @@
-"""``greedy_region`` and ``rise_region``: greedy's search grown as one region, on the planted patches."""
+"""The levers on greedy's search (bbx.methods.levers) on two planted patches."""
 
 from __future__ import annotations
 
@@ -17,14 +17,15 @@ FINE = {"stride": 4, "window": 12, "area": 0.2}  # A (12 x 12 at 8, 8) is one wi
 def levers():
     """The levers registered for these tests only (bbx.methods does not import them: docs/reproduce.md)."""
     from bbx.methods import names, register, unregister
-    from bbx.methods.region import GREEDY_REGION, RISE_REGION
+    from bbx.methods.levers import GREEDY_DENSITY, GREEDY_REGION, RISE_REGION
 
-    for method in (GREEDY_REGION, RISE_REGION):
+    levers = (GREEDY_REGION, RISE_REGION, GREEDY_DENSITY)
+    for method in levers:
         if method.name not in names():
             register(method)
     yield
-    for name in ("greedy_region", "rise_region"):
-        unregister(name)
+    for method in levers:
+        unregister(method.name)
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,16 @@ def test_queries_are_counted_and_bad_options_refused(target_model):
         bbx.explain(target_model, planted.photo(), 0, method="greedy_region", mask_size=14)
     with pytest.raises(OptionError, match="too small"):
         bbx.explain(target_model, planted.photo(), 0, method="rise_region", budget=4)
+
+
+def test_density_keeps_the_windows_that_add_few_pixels(target_model):
+    """Gain per added pixel: both patches blurred, as by greedy, with fewer pixels marked outside them."""
+    both = planted.patch_mask(planted.A) | planted.patch_mask(planted.B)
+    runs = {m: bbx.explain(target_model, planted.photo(), 0, method=m, budget=400, **FINE)
+            for m in ("greedy", "greedy_density")}
+    for e in runs.values():
+        for patch in (planted.A, planted.B):
+            assert (e.heatmap[planted.patch_mask(patch)] > 0.6).mean() > 0.5
+    outside = {m: int((e.heatmap[~both] > 0.6).sum()) for m, e in runs.items()}
+    assert outside["greedy_density"] < outside["greedy"]
+    assert runs["greedy_density"].config["density"] is True
