@@ -7,6 +7,8 @@ change) into ``OUT/photos``, and evaluates those: the stability check of docs/re
 against the run on the original photos by ``tools/confound_eval.py --jpeg``. Resumable: the same
 command continues where it stopped (``bbx evaluate``'s ledger).
 
+``--set lambda2=1`` passes an explain option to every method (the soft mask at a larger area).
+
     python tools/confound_run.py /tmp/confounds --out /tmp/cf_held --methods greedy,rise_greedy,occlusion
     python tools/confound_run.py /tmp/confounds --out /tmp/cf_held_q95 --jpeg 95 --methods ...
 """
@@ -41,6 +43,15 @@ def reencoded(photos: list[Path], folder: Path, quality: int) -> list[Path]:
     return out
 
 
+def options(pairs: list[str]) -> dict[str, float]:
+    """``NAME=VALUE`` pairs as explain options (numbers: whole ones as int)."""
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        out[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("bench", type=Path, help="a tools/confounds.py folder")
@@ -50,6 +61,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=int, default=2000)
     ap.add_argument("--jpeg", type=int, default=None, help="re-encode as JPEG of this quality first")
     ap.add_argument("--limit", type=int, default=None, help="the first N photos by name")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="an explain option for every method (a number), e.g. lambda2=1")
     args = ap.parse_args(argv)
     folder = args.bench / "photos" / args.split
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg"))[:args.limit]
@@ -58,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         photos = reencoded(photos, args.out / "photos", args.jpeg)
     elif (args.bench / "boxes.json").exists():
         truth = load_truth(args.bench / "boxes.json")
-    config = EvalConfig(methods=tuple(args.methods.split(",")), seeds=1, explain=ExplainConfig(budget=args.budget),
+    config = EvalConfig(methods=tuple(args.methods.split(",")), seeds=1, explain=ExplainConfig(budget=args.budget, **options(args.set)),
                         truth=truth).validate()
     model = OnnxClassifier(ROOT / "models" / "efficientnet_lite0.onnx")
     outcome = evaluate(model, photos, config, args.out)
