@@ -17,15 +17,19 @@ FINE = {"stride": 4, "window": 12, "area": 0.2}  # A (12 x 12 at 8, 8) is one wi
 def levers():
     """The levers registered for these tests only (bbx.methods does not import them: docs/reproduce.md)."""
     from bbx.methods import names, register, unregister
-    from bbx.methods.levers import GREEDY_DENSITY, GREEDY_REGION, RISE_REGION
 
-    levers = (GREEDY_REGION, RISE_REGION, GREEDY_DENSITY)
+    before = set(names())
+    from bbx.methods.levers import GREEDY_DENSITY, GREEDY_REGION, RISE_REGION
+    from bbx.methods.rise_greedy import METHOD as RISE_GREEDY
+
+    levers = (GREEDY_REGION, RISE_REGION, GREEDY_DENSITY, RISE_GREEDY)  # importing them registers them once
     for method in levers:
         if method.name not in names():
             register(method)
     yield
     for method in levers:
-        unregister(method.name)
+        if method.name not in before:
+            unregister(method.name)
 
 
 @pytest.fixture(scope="module")

@@ -82,8 +82,10 @@ def score_records(lines: list[dict], truth) -> list[dict]:
         if "error" in rec or "mask" not in rec:
             continue
         name = Path(rec["image"]).name
-        local = rec.get("truth") or figures(record_heatmap(rec), truth.region(name, PHOTO))
-        row = {"photo": name, "method": rec["method"], "seed": rec.get("seed", 0), **{k: local[k] for k in LOCAL}}
+        row = {"photo": name, "method": rec["method"], "seed": rec.get("seed", 0)}
+        if truth is not None:  # without a bench (photos without a confound): φ only
+            local = rec.get("truth") or figures(record_heatmap(rec), truth.region(name, PHOTO))
+            row.update({k: local[k] for k in LOCAL})
         for a, v in zip(rec["areas"], rec["phi_at_area"]):
             row[f"phi@{a:g}"] = v
         row["queries"], row["seconds"] = rec["queries"], rec["seconds"]
@@ -169,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("evaluation", type=Path, help="a bbx evaluate --out folder, or a rows CSV this tool or "
                     "tools/rise_levers.py wrote (then only its table is printed)")
-    ap.add_argument("--bench", type=Path, help="the tools/confounds.py folder (boxes.json)")
+    ap.add_argument("--bench", type=Path, help="the tools/confounds.py folder (boxes.json); without it, φ only")
     ap.add_argument("--merge", type=Path, action="append", default=[],
                     help="also the rows of this CSV (tools/rise_levers.py's), methods named as there")
     ap.add_argument("--rename", action="append", default=[], help="OLD=NEW: a method's name in the table")
@@ -182,10 +184,11 @@ def main(argv: list[str] | None = None) -> None:
         present = [c for c in COLUMNS if c in rows[0]]
         print(markdown(table(rows, present), present))
         return
-    truth = load_truth(args.bench / "boxes.json")
+    truth = load_truth(args.bench / "boxes.json") if args.bench else None
     lines = [json.loads(s) for s in (args.evaluation / "results.jsonl").read_text().splitlines() if s.strip()]
     rows = score_records(lines, truth)
-    columns = COLUMNS + [c for c in TRUTH_PHI if all(c in r for r in rows)]
+    columns = [c for c in COLUMNS if truth is not None or c not in LOCAL]
+    columns += [c for c in TRUTH_PHI if all(c in r for r in rows)]
     if args.jpeg:
         again = [json.loads(s) for s in (args.jpeg / "results.jsonl").read_text().splitlines() if s.strip()]
         rows, columns = add_jpeg_r(rows, lines, again), columns + ["jpeg_r"]

@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
         photos = reencoded(photos, args.out / "photos", args.jpeg)
     elif (args.bench / "boxes.json").exists():
         truth = load_truth(args.bench / "boxes.json")
-    config = EvalConfig(methods=tuple(args.methods.split(",")), seeds=1, explain=ExplainConfig(budget=args.budget, **options(args.set)),
+    try:
+        explain = ExplainConfig(budget=args.budget, **options(args.set))
+    except (ValueError, TypeError) as err:
+        ap.error(f"--set takes NAME=NUMBER with NAME an explain option: {err}")
+    config = EvalConfig(methods=tuple(args.methods.split(",")), seeds=1, explain=explain,
                         truth=truth).validate()
     model = OnnxClassifier(ROOT / "models" / "efficientnet_lite0.onnx")
     outcome = evaluate(model, photos, config, args.out)

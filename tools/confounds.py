@@ -19,7 +19,8 @@ the top-1, explains the true class), and blurring the overlay's boxes with bbx's
 Every candidate's figures go to ``filter.csv`` (kept or not). Photos are split by source photo
 into ``photos/tuning`` and ``photos/heldout``; ``truth/`` holds one mask per photo (same stem),
 ``boxes.json`` the overlay's boxes (photo pixels, [x0, y0, x1, y1), a frame gives one box per
-side) and ``manifest.json`` everything about each photo. Seeded: the same seed gives the same files.
+side) and ``manifest.json`` everything about each photo; ``clean/photos/<split>/`` every crop without an
+overlay (photos without a confound, for the φ target). Seeded: the same seed gives the same files.
 
     python tools/confounds.py --out /tmp/confounds         # 190 candidates, under a minute of CPU
 """
@@ -242,6 +243,7 @@ def build(out: Path, model: OnnxClassifier, seed: int, min_drop: float, min_reco
         (out / "photos" / split).mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     for n, (source, ci, crop, split, clean, kind, ov) in enumerate(candidates(rng, sk_data)):
+        save_clean(out, split, f"{Path(source).stem}-{ci}", clean)
         dirty, alpha = composite(clean, ov.layer)
         row = {"name": f"{Path(source).stem}-{ci}-{n:03d}-{kind}", "split": split, "source": source,
                "crop": "/".join(map(str, crop)), "kind": kind, "detail": ov.detail,
@@ -263,6 +265,15 @@ def build(out: Path, model: OnnxClassifier, seed: int, min_drop: float, min_reco
     return rows
 
 
+def save_clean(out: Path, split: str, name: str, clean: np.ndarray) -> None:
+    """Each crop without an overlay, once, in ``clean/photos/<split>/``: the same crops' photos without a
+    confound (a folder ``tools/confound_run.py`` evaluates without truth)."""
+    path = out / "clean" / "photos" / split / f"{name}.png"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(clean).save(path)
+
+
 def _plain(v):
     return round(float(v), 4) if isinstance(v, (float, np.floating)) else v
 
@@ -278,7 +289,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, required=True, help="folder to write (photos/, truth/, boxes.json, ...)")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="folder to write (photos/, truth/, boxes.json, clean/: the crops without overlays, ...)")
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "efficientnet_lite0.onnx")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--min-drop", type=float, default=MIN_DROP, help="least fall of p(true) an overlay must cause")
