@@ -173,9 +173,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.csv:
             write_csv(args.csv, rows)
     columns = [c for c in COLUMNS if c in rows[0]]  # no localisation columns without truth
-    print(markdown(table(rows, columns), columns))
+    summary = table(rows, columns)
+    print(markdown(summary, columns))
     if args.csv:
-        write_csv(args.csv.with_name(args.csv.stem + "_summary.csv"), table(rows, columns))
+        write_csv(args.csv.with_name(args.csv.stem + "_summary.csv"), summary)
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ from .context import Context
 from .registry import Method, register
 
 
-def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
-    """Greedy hard-blur search from occlusion priorities; at most ``budget`` queries.
+def greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False, density: bool = False) -> Explanation:
+    """Greedy hard-blur search from occlusion priorities; at most ``budget`` queries (``grow``,
+    ``density``: the levers of :func:`search`, :mod:`.levers`).
 
     ``patch``: occlusion cell (px; where the budget cannot pay for the default's cells, the default
     grows until they take half of it, :func:`fitting_patch`; a given one is kept, or refused); ``stride``: cell of the search grid and of the mask (px);
@@ -47,7 +48,7 @@ def greedy(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """
     budget = GREEDY_BUDGET if cfg.budget is None else cfg.budget
     pert, prior, patch = occlusion_prior(ctx, cfg, budget)
-    return search(ctx, cfg, pert, prior, budget, {"patch": patch})
+    return search(ctx, cfg, pert, prior, budget, {"patch": patch}, grow=grow, density=density)
 
 
 def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int) -> tuple[Perturber, np.ndarray, int]:
@@ -82,7 +83,8 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
     """The lazy greedy window search (step 2 above) from ``prior``, one value per ``stride`` cell (higher:
     tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent.
     ``grow``: after the first window, only windows touching what is blurred are tried (one region);
-    ``density``: the window kept is the one with the largest gain per pixel it adds, not the largest gain."""
+    ``density``: the window kept is the one with the largest gain per pixel it adds, not the largest gain.
+    A lever in use is recorded in the explanation's config."""
     h, w = ctx.image.shape[:2]
     stride, area = cfg.stride, cfg.area
     grid = (math.ceil(h / stride), math.ceil(w / stride))
@@ -91,11 +93,9 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
     px = np.bincount(fine.ravel(), minlength=n_fine).astype(np.float64)
     side = max(1, min(round(cfg.window / stride), *grid))
     ids = np.arange(n_fine).reshape(grid)
-    windows = [ids[i:i + side, j:j + side].ravel() for i in range(grid[0] - side + 1)
-               for j in range(grid[1] - side + 1)]
+    windows = _blocks(ids, side)
     priority = np.array([px[c] @ prior[c] / px[c].sum() for c in windows])
-    rims = ([ids[max(0, i - 1):i + side + 1, max(0, j - 1):j + side + 1].ravel()
-             for i in range(grid[0] - side + 1) for j in range(grid[1] - side + 1)] if grow else None)
+    rims = _blocks(ids, side, ring=1) if grow else None
 
     run = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w,
                   window_px=h * w * side * side / n_fine, rims=rims, density=density)
@@ -108,10 +108,18 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
     heatmap = heat_cells[fine].astype(np.float32)
     perturbed = hard_blur(pert, heatmap > THRESHOLD)
     p1 = trail[prefix]  # measured during the search: blurring exactly these cells
-    config = {"method": ctx.method, "budget": budget, "area": area, **settings, "stride": stride,
+    levers = {name: True for name, on in (("grow", grow), ("density", density)) if on}
+    config = {"method": ctx.method, "budget": budget, "area": area, **settings, **levers, "stride": stride,
               "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
     return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
                       probs_after=p1, loss_history=history, config=config)
+
+
+def _blocks(ids: np.ndarray, side: int, ring: int = 0) -> list[np.ndarray]:
+    """The cells of every ``side`` x ``side`` window inside the grid ``ids``, with ``ring`` cells around it."""
+    rows, cols = ids.shape
+    return [ids[max(0, i - ring):i + side + ring, max(0, j - ring):j + side + ring].ravel()
+            for i in range(rows - side + 1) for j in range(cols - side + 1)]
 
 
 class _Search:

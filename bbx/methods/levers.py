@@ -23,23 +23,19 @@ from .. import defaults as d
 from ..config import ExplainConfig
 from ..result.explanation import Explanation
 from .context import Context
-from .greedy import occlusion_prior, search
+from .greedy import greedy
 from .registry import Method, register
 from .rise_greedy import rise_greedy
 
 
 def greedy_region(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """Greedy from occlusion's prior, every window after the first touching the blurred region."""
-    budget = d.GREEDY_BUDGET if cfg.budget is None else cfg.budget
-    pert, prior, patch = occlusion_prior(ctx, cfg, budget)
-    return search(ctx, cfg, pert, prior, budget, {"patch": patch, "grow": True}, grow=True)
+    return greedy(ctx, cfg, grow=True)
 
 
 def greedy_density(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """Greedy from occlusion's prior, keeping the window with the largest gain per added pixel."""
-    budget = d.GREEDY_BUDGET if cfg.budget is None else cfg.budget
-    pert, prior, patch = occlusion_prior(ctx, cfg, budget)
-    return search(ctx, cfg, pert, prior, budget, {"patch": patch, "density": True}, density=True)
+    return greedy(ctx, cfg, density=True)
 
 
 def rise_region(ctx: Context, cfg: ExplainConfig) -> Explanation:

@@ -41,7 +41,7 @@ def rise_greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False) -> Explana
         raise OptionError(f"budget {budget} is too small for {ctx.method}: it needs at least 2 RISE masks and "
                           f"3 queries besides (the image, one search step)")
     blur = BlurSpec(cfg.sigma, cfg.kernel)
-    settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed, **({"grow": True} if grow else {})}
+    settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed}
     return search(ctx, cfg, Perturber(ctx.image, blur_spec=blur), rise_prior(ctx, cfg, n, blur), budget,
                   settings, grow=grow)
 
