@@ -42,6 +42,7 @@ RISE_BUDGET = 2000  # rise's queries when no budget is given
 RISE_GRID = 7  # RISE's binary grid side (Petsiuk et al.: 7 x 7 on 224 px)
 RISE_KEEP = 0.5  # probability that a RISE cell is kept
 RISE_GREEDY_SHARE = 0.5  # rise_greedy: share of the budget spent on its RISE prior (the rest: the search)
+RANKED_RISE_SHARE = 0.5  # greedy_ranked: share of the budget spent on the RISE masks that rank greedy's cells
 GREEDY_AREA = 0.10  # share of the image greedy blurs before it stops
 GREEDY_STRIDE = 8
 GREEDY_WINDOW = 16

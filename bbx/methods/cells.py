@@ -1,4 +1,5 @@
-"""Grid cells of an image and what blurring each alone does: shared by occlusion and greedy."""
+"""Grid cells of an image, what blurring each alone does, and a pixel map averaged per cell: shared by
+occlusion, greedy and the methods built on its search."""
 
 from __future__ import annotations
 
@@ -28,3 +29,10 @@ def cell_map(size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
     rows = np.arange(size[0]) * grid[0] // size[0]
     cols = np.arange(size[1]) * grid[1] // size[1]
     return rows[:, None] * grid[1] + cols[None, :]
+
+
+def fine_prior(fine: np.ndarray, pixel_gain: np.ndarray) -> np.ndarray:
+    """A per-pixel gain averaged over each cell of ``fine`` (:func:`.cells.cell_map`)."""
+    n = int(fine.max()) + 1
+    px = np.bincount(fine.ravel(), minlength=n).astype(np.float64)
+    return np.bincount(fine.ravel(), weights=pixel_gain.ravel(), minlength=n) / px

@@ -31,7 +31,7 @@ from ..errors import OptionError
 from ..result.explanation import Explanation
 from ..evaluation.insertion import hard_blur
 from ..maths.perturb import BlurSpec, Perturber
-from .cells import cell_gains, cell_map
+from .cells import cell_gains, cell_map, fine_prior
 from .context import Context
 from .registry import Method, register
 
@@ -51,19 +51,23 @@ def greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False, density: bool =
     return search(ctx, cfg, pert, prior, budget, {"patch": patch}, grow=grow, density=density)
 
 
-def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int) -> tuple[Perturber, np.ndarray, int]:
-    """Step 1 above: (the perturber, each ``stride`` cell's occlusion gain, the occlusion cell used)."""
+def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int, before: int = 0,
+                    ) -> tuple[Perturber, np.ndarray, int]:
+    """Step 1 above: (the perturber, each ``stride`` cell's occlusion gain, the occlusion cell used);
+    ``before``: queries of ``budget`` the method spends on something else first."""
     patch, stride = cfg.patch, cfg.stride
     model, x = ctx.model, ctx.image
     h, w = x.shape[:2]
-    if "patch" not in cfg.given() and budget < cell_count((h, w), patch) + 2:
-        patch = fitting_patch((h, w), patch, budget // 2)  # the default cell would be refused here
+    room = budget - before
+    if "patch" not in cfg.given() and room < cell_count((h, w), patch) + 2:
+        patch = fitting_patch((h, w), patch, room // 2)  # the default cell would be refused here
     coarse = cell_map((h, w), (math.ceil(h / patch), math.ceil(w / patch)))
     n_coarse = int(coarse.max()) + 1
-    if budget < n_coarse + 2:
-        raise OptionError(f"budget {budget} is too small for greedy on a {h}x{w} input: it needs "
-                          f"{n_coarse + 2} queries (the image, {n_coarse} occlusion cells, one search step); "
-                          f"give a larger --budget or --patch")
+    if room < n_coarse + 2:
+        first = f"{before} of its own, " if before else ""
+        raise OptionError(f"budget {budget} is too small for {ctx.method} on a {h}x{w} input: it needs "
+                          f"{before + n_coarse + 2} queries ({first}the image, {n_coarse} occlusion cells, one "
+                          f"search step); give a larger --budget or --patch")
 
     pert = Perturber(x, blur_spec=BlurSpec(cfg.sigma, cfg.kernel))
     gains = cell_gains(model, pert, coarse, ctx.target, float(ctx.probs_before[ctx.target]))  # one query per cell
@@ -71,20 +75,14 @@ def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int) -> tuple[Pert
     return pert, fine_prior(fine, gains[coarse]), patch
 
 
-def fine_prior(fine: np.ndarray, pixel_gain: np.ndarray) -> np.ndarray:
-    """A per-pixel gain averaged over each cell of ``fine`` (:func:`.cells.cell_map`)."""
-    n = int(fine.max()) + 1
-    px = np.bincount(fine.ravel(), minlength=n).astype(np.float64)
-    return np.bincount(fine.ravel(), weights=pixel_gain.ravel(), minlength=n) / px
-
-
 def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray, budget: int,
-           settings: dict, grow: bool = False, density: bool = False) -> Explanation:
+           settings: dict, grow: bool = False, density: bool = False, rank: np.ndarray | None = None) -> Explanation:
     """The lazy greedy window search (step 2 above) from ``prior``, one value per ``stride`` cell (higher:
     tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent.
     ``grow``: after the first window, only windows touching what is blurred are tried (one region);
-    ``density``: the window kept is the one with the largest gain per pixel it adds, not the largest gain.
-    A lever in use is recorded in the explanation's config."""
+    ``density``: the window kept is the one with the largest gain per pixel it adds, not the largest gain;
+    ``rank`` (one value per ``stride`` cell): the undesirable cells are ranked by it, highest first,
+    instead of in the order chosen (:func:`_heat`). A lever in use is recorded in the explanation's config."""
     h, w = ctx.image.shape[:2]
     stride, area = cfg.stride, cfg.area
     grid = (math.ceil(h / stride), math.ceil(w / stride))
@@ -104,11 +102,11 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
 
     steps = len(history)
     prefix = int(np.argmax([p[k] for p in trail]))  # the steps whose blurring raised the target most
-    heat_cells = _heat(order, steps, prefix, prior)
+    heat_cells = _heat(order, steps, prefix, prior, rank)
     heatmap = heat_cells[fine].astype(np.float32)
     perturbed = hard_blur(pert, heatmap > THRESHOLD)
     p1 = trail[prefix]  # measured during the search: blurring exactly these cells
-    levers = {name: True for name, on in (("grow", grow), ("density", density)) if on}
+    levers = {name: True for name, on in (("grow", grow), ("density", density), ("ranked", rank is not None)) if on}
     config = {"method": ctx.method, "budget": budget, "area": area, **settings, **levers, "stride": stride,
               "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
     return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
@@ -203,14 +201,20 @@ def cell_count(size: tuple[int, int], patch: int) -> int:
     return math.ceil(size[0] / patch) * math.ceil(size[1] / patch)
 
 
-def _heat(order: np.ndarray, steps: int, prefix: int, prior: np.ndarray) -> np.ndarray:
-    """Cell heat: the best prefix in (0.6, 1], the rest of the chosen cells in (0.5, 0.6), in the order
-    chosen; unchosen cells in [0, 0.5] by their occlusion gain (negative gains at 0)."""
+def _heat(order: np.ndarray, steps: int, prefix: int, prior: np.ndarray,
+          rank: np.ndarray | None = None) -> np.ndarray:
+    """Cell heat: the best prefix in (0.6, 1] in the order chosen (with ``rank``: by ``rank``, highest
+    first), the rest of the chosen cells in (0.5, 0.6) in the order chosen; unchosen cells in [0, 0.5]
+    by their occlusion gain (negative gains at 0)."""
     rest = np.clip(prior, 0.0, None)
     heat = 0.5 * rest / rest.max() if rest.max() > 0 else rest.copy()
     s = order.astype(np.float64)
     early = (order >= 0) & (order < prefix)
     late = order >= prefix
+    if rank is not None and early.any():  # the same cells, placed by rank (ties: the order chosen)
+        cells = np.flatnonzero(early)
+        by_rank = cells[np.lexsort((s[cells], -rank[cells]))]
+        s[by_rank] = np.arange(len(cells)) * max(prefix, 1) / len(cells)
     heat[early] = 1.0 - 0.4 * s[early] / max(prefix, 1)
     heat[late] = 0.5 + 0.1 * (steps - s[late]) / (steps - prefix + 1)
     return heat

@@ -24,6 +24,8 @@ Queries: 1 (the image) + N + 1 (the perturbed image) = ``budget`` (default 2,000
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .. import defaults as d
@@ -34,6 +36,7 @@ from ..evaluation.insertion import hard_blur
 from ..maths.objective import Objective
 from ..maths.perturb import BlurSpec, Perturber, upsample
 from ..query.masks import MaskQuery
+from .cells import cell_map, fine_prior
 from .context import Context
 from .registry import Method, register
 
@@ -88,6 +91,17 @@ def undesirable(probs: np.ndarray, masks: np.ndarray) -> np.ndarray:
     if not worst > NO_EFFECT * max(float(np.abs(probs).max()), 1e-12):  # a target no mask moves: no heat
         return np.zeros(change.shape)
     return np.clip(-change / worst, 0.0, None)
+
+
+def rise_prior(ctx: Context, cfg: ExplainConfig, n: int, blur: BlurSpec) -> np.ndarray:
+    """-E(x) (:func:`effect`) from ``n`` RISE masks, averaged over each ``stride`` cell: the target's mean
+    drop where the cell is kept, a prior or a rank for the methods built on greedy's search."""
+    x, size = ctx.image, cfg.mask_size
+    h, w = x.shape[:2]
+    masks = random_masks(ctx.rng(cfg.seed), n, min(d.RISE_GRID, size), d.RISE_KEEP, size)
+    drop = -effect(target_probs(ctx, Perturber(x, (size, size), blur), masks), masks)
+    fine = cell_map((h, w), (math.ceil(h / cfg.stride), math.ceil(w / cfg.stride)))
+    return fine_prior(fine, upsample(drop.astype("float32"), (h, w)))
 
 
 def random_masks(rng: np.random.Generator, n: int, grid: int, keep: float, size: int) -> np.ndarray:

@@ -4,7 +4,7 @@ Greedy (:mod:`.greedy`) orders its first tries by occlusion: what blurring each 
 does. A confound whose effect shows only together with its surroundings (a watermark across an
 object, a frame) gains little alone and is tried late. Here a share of the budget
 (:data:`bbx.defaults.RISE_GREEDY_SHARE`) goes to RISE's random smooth masks instead
-(:func:`.rise.effect`, centred weights): the prior of a ``stride`` cell is -E(x), the target's
+(:func:`.rise.rise_prior`, centred weights): the prior of a ``stride`` cell is -E(x), the target's
 mean drop when its pixels are kept, averaged over the cell, in the same units as occlusion's gains
 (probability). The rest of the budget is greedy's lazy search from that prior, unchanged
 (:func:`.greedy.search`). Queries: 1 (the image) + the RISE masks + the search; no extra query at
@@ -16,20 +16,15 @@ A lever, measured in docs/reproduce.md ("Fidelity round 3"): not imported by
 
 from __future__ import annotations
 
-import math
-
-import numpy as np
-
 from .. import defaults as d
 from ..config import ExplainConfig
 from ..errors import OptionError
-from ..maths.perturb import BlurSpec, Perturber, upsample
+from ..maths.perturb import BlurSpec, Perturber
 from ..result.explanation import Explanation
-from .cells import cell_map
 from .context import Context
-from .greedy import fine_prior, search
+from .greedy import search
 from .registry import Method, register
-from .rise import effect, random_masks, target_probs
+from .rise import rise_prior
 
 
 def rise_greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False) -> Explanation:
@@ -44,16 +39,6 @@ def rise_greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False) -> Explana
     settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed}
     return search(ctx, cfg, Perturber(ctx.image, blur_spec=blur), rise_prior(ctx, cfg, n, blur), budget,
                   settings, grow=grow)
-
-
-def rise_prior(ctx: Context, cfg: ExplainConfig, n: int, blur: BlurSpec) -> np.ndarray:
-    """-E(x) (:func:`.rise.effect`) from ``n`` RISE masks, averaged over each ``stride`` cell."""
-    x, size = ctx.image, cfg.mask_size
-    h, w = x.shape[:2]
-    masks = random_masks(ctx.rng(cfg.seed), n, min(d.RISE_GRID, size), d.RISE_KEEP, size)
-    drop = -effect(target_probs(ctx, Perturber(x, (size, size), blur), masks), masks)
-    fine = cell_map((h, w), (math.ceil(h / cfg.stride), math.ceil(w / cfg.stride)))
-    return fine_prior(fine, upsample(drop.astype("float32"), (h, w)))
 
 
 METHOD = register(Method(
