@@ -76,28 +76,26 @@ def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int, before: int =
 
 
 def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray, budget: int,
-           settings: dict, grow: bool = False, density: bool = False, rank: np.ndarray | None = None) -> Explanation:
+           settings: dict, grow: bool = False, density: bool = False, rank: np.ndarray | None = None,
+           start: tuple[np.ndarray, np.ndarray] | None = None) -> Explanation:
     """The lazy greedy window search (step 2 above) from ``prior``, one value per ``stride`` cell (higher:
     tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent.
     ``grow``: after the first window, only windows touching what is blurred are tried (one region);
     ``density``: the window kept is the one with the largest gain per pixel it adds, not the largest gain;
     ``rank`` (one value per ``stride`` cell): the undesirable cells are ranked by it, highest first,
-    instead of in the order chosen (:func:`_heat`). A lever in use is recorded in the explanation's config."""
+    instead of in the order chosen (:func:`_heat`); ``start`` (cells, the probabilities with them blurred):
+    the search's first step, already measured. A lever in use is recorded in the explanation's config."""
     h, w = ctx.image.shape[:2]
     stride, area = cfg.stride, cfg.area
+    fine, windows, px = window_grid((h, w), cfg)
     grid = (math.ceil(h / stride), math.ceil(w / stride))
-    fine = cell_map((h, w), grid)
-    n_fine = grid[0] * grid[1]
-    px = np.bincount(fine.ravel(), minlength=n_fine).astype(np.float64)
     side = max(1, min(round(cfg.window / stride), *grid))
-    ids = np.arange(n_fine).reshape(grid)
-    windows = _blocks(ids, side)
-    priority = np.array([px[c] @ prior[c] / px[c].sum() for c in windows])
-    rims = _blocks(ids, side, ring=1) if grow else None
+    priority = window_means(windows, px, prior)
+    rims = _blocks(np.arange(px.size).reshape(grid), side, ring=1) if grow else None
 
     run = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w,
-                  window_px=h * w * side * side / n_fine, rims=rims, density=density)
-    order, history, trail = run.run(budget - ctx.spent)
+                  window_px=h * w * side * side / px.size, rims=rims, density=density)
+    order, history, trail = run.run(budget - ctx.spent, start)
     k = ctx.target
 
     steps = len(history)
@@ -106,11 +104,27 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
     heatmap = heat_cells[fine].astype(np.float32)
     perturbed = hard_blur(pert, heatmap > THRESHOLD)
     p1 = trail[prefix]  # measured during the search: blurring exactly these cells
-    levers = {name: True for name, on in (("grow", grow), ("density", density), ("ranked", rank is not None)) if on}
+    levers = {name: True for name, on in (("grow", grow), ("density", density), ("ranked", rank is not None),
+                                          ("started", start is not None)) if on}
     config = {"method": ctx.method, "budget": budget, "area": area, **settings, **levers, "stride": stride,
               "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
     return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
                       probs_after=p1, loss_history=history, config=config)
+
+
+def window_grid(size: tuple[int, int], cfg: ExplainConfig) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """The search's grid on an input of ``size``: (each pixel's ``stride`` cell, the cells of every
+    ``window``, each cell's pixel count)."""
+    grid = (math.ceil(size[0] / cfg.stride), math.ceil(size[1] / cfg.stride))
+    fine = cell_map(size, grid)
+    px = np.bincount(fine.ravel(), minlength=grid[0] * grid[1]).astype(np.float64)
+    side = max(1, min(round(cfg.window / cfg.stride), *grid))
+    return fine, _blocks(np.arange(px.size).reshape(grid), side), px
+
+
+def window_means(windows: list[np.ndarray], px: np.ndarray, per_cell: np.ndarray) -> np.ndarray:
+    """Each window's pixel-weighted mean of a per-cell value."""
+    return np.array([px[c] @ per_cell[c] / px[c].sum() for c in windows])
 
 
 def _blocks(ids: np.ndarray, side: int, ring: int = 0) -> list[np.ndarray]:
@@ -134,14 +148,19 @@ class _Search:
         self.density = density
         self.chosen = np.zeros(len(px), dtype=bool)
 
-    def run(self, left: int) -> tuple[np.ndarray, list[float], list[np.ndarray]]:
+    def run(self, left: int, start: tuple[np.ndarray, np.ndarray] | None = None,
+            ) -> tuple[np.ndarray, list[float], list[np.ndarray]]:
         """(each cell's step, -1 if never chosen; -p(target) after each step; the probabilities
-        after each step, trail[0] with nothing blurred)."""
+        after each step, trail[0] with nothing blurred); ``start``: the first step's cells and probabilities."""
         ctx, k, chosen, px = self.ctx, self.ctx.target, self.chosen, self.px
         order = np.full(len(px), -1)
         probs_now = ctx.probs_before
         trail = [probs_now]
         history: list[float] = []
+        if start is not None:
+            chosen[start[0]], order[start[0]], probs_now = True, 0, start[1]
+            trail.append(probs_now)
+            history.append(-float(probs_now[k]))
         while px[chosen].sum() < self.goal and left > 0:
             fresh = np.array([(~chosen[c]).any() for c in self.windows])
             if self.rims is not None and chosen.any():
