@@ -46,9 +46,10 @@ def rise_first(ctx: Context, cfg: ExplainConfig) -> Explanation:
     cells = windows[int(np.argmax(window_means(windows, px, drop)))]
     probs = ctx.model.scores(hard_blur(pert, np.isin(fine, cells))[None]).probs[0]
     gain = float(probs[ctx.target] - ctx.probs_before[ctx.target])
-    first = gain > 0 and gain >= d.RISE_FIRST_GATE * float(prior.max())
+    best = float(prior.max())  # occlusion's best cell gain
+    first = gain > 0 and gain >= d.RISE_FIRST_GATE * best
     settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed, "patch": patch,
-                "first_gain": gain, "first_kept": first}
+                "first_gain": gain, "best_cell_gain": best, "first_kept": first}
     return search(ctx, cfg, pert, prior, budget, settings, start=(cells, probs) if first else None)
 
 
