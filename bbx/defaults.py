@@ -44,6 +44,7 @@ RISE_KEEP = 0.5  # probability that a RISE cell is kept
 RISE_GREEDY_SHARE = 0.5  # rise_greedy: share of the budget spent on its RISE prior (the rest: the search)
 RISE_FIRST_SHARE = 0.25  # rise_first: share of the budget spent on the RISE masks that pick its first window
 RISE_FIRST_GATE = 0.5  # rise_first: that window goes first when blurring it gains this share of occlusion's best cell
+STEADY_TIE = 0.1  # greedy_steady: gains within this share of the best count as tied (the prior decides)
 RANKED_RISE_SHARE = 0.5  # greedy_ranked: share of the budget spent on the RISE masks that rank greedy's cells
 GREEDY_AREA = 0.10  # share of the image greedy blurs before it stops
 GREEDY_STRIDE = 8

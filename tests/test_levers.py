@@ -19,10 +19,10 @@ def levers():
     from bbx.methods import names, register, unregister
 
     before = set(names())
-    from bbx.methods.levers import GREEDY_DENSITY, GREEDY_REGION, RISE_REGION
+    from bbx.methods.levers import GREEDY_DENSITY, GREEDY_REGION, GREEDY_STEADY, RISE_REGION
     from bbx.methods.rise_greedy import METHOD as RISE_GREEDY
 
-    levers = (GREEDY_REGION, RISE_REGION, GREEDY_DENSITY, RISE_GREEDY)  # importing them registers them once
+    levers = (GREEDY_REGION, RISE_REGION, GREEDY_DENSITY, GREEDY_STEADY, RISE_GREEDY)  # importing them registers them once
     for method in levers:
         if method.name not in names():
             register(method)

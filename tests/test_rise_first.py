@@ -52,7 +52,8 @@ def top_cell(heatmap: np.ndarray) -> int:
     return (i // FINE["stride"]) * (planted.SIZE // FINE["stride"]) + j // FINE["stride"]
 
 
-def test_starts_at_rises_worst_window_and_still_finds_both_patches(two_patches):
+def test_starts_at_rises_worst_window_and_still_finds_both_patches(two_patches, monkeypatch):
+    monkeypatch.setattr(defaults, "RISE_FIRST_SHARE", 0.5)  # 300 masks: RISE rates B worst, greedy starts at A
     e = bbx.explain(two_patches, planted.photo(), 0, method="rise_first", budget=600, seed=0, **FINE)
     plain = bbx.explain(two_patches, planted.photo(), 0, method="greedy", budget=600, **FINE)
     worst = rise_worst_window(two_patches, 0, e.config["rise_masks"])
@@ -74,7 +75,8 @@ def test_a_window_that_does_not_pay_leaves_greedys_search(two_patches, monkeypat
     assert e.prob_after == pytest.approx(plain.prob_after)
 
 
-def test_a_budget_without_room_is_refused(two_patches):
+def test_a_budget_without_room_is_refused(two_patches, monkeypatch):
+    monkeypatch.setattr(defaults, "RISE_FIRST_SHARE", 0.5)
     with pytest.raises(OptionError, match=r"too small for rise_first.* it needs 82 queries \(31 of its own"):
         bbx.explain(two_patches, planted.photo(), 0, method="rise_first", budget=60, **FINE)
     with pytest.raises(OptionError, match="does not use"):

@@ -7,7 +7,8 @@ change) into ``OUT/photos``, and evaluates those: the stability check of docs/re
 against the run on the original photos by ``tools/confound_eval.py --jpeg``. Resumable: the same
 command continues where it stopped (``bbx evaluate``'s ledger).
 
-``--set lambda2=1`` passes an explain option to every method (the soft mask at a larger area).
+``--set lambda2=1`` passes an explain option to every method (the soft mask at a larger area);
+``--default STEADY_TIE=0.25`` changes a constant of :mod:`bbx.defaults` for this run (a lever's knob).
 
     python tools/confound_run.py /tmp/confounds --out /tmp/cf_held --methods greedy,rise_greedy,occlusion
     python tools/confound_run.py /tmp/confounds --out /tmp/cf_held_q95 --jpeg 95 --methods ...
@@ -24,6 +25,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import bbx.defaults as d  # noqa: E402
 import bbx.methods.levers  # noqa: E402,F401  registers the levers for this run
 import bbx.methods.greedy_ranked  # noqa: E402,F401  and greedy_ranked
 import bbx.methods.rise_first  # noqa: E402,F401  and rise_first
@@ -65,7 +67,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--limit", type=int, default=None, help="the first N photos by name")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                     help="an explain option for every method (a number), e.g. lambda2=1")
+    ap.add_argument("--default", action="append", default=[], metavar="NAME=VALUE",
+                    help="a number of bbx.defaults for this run, e.g. STEADY_TIE=0.25")
     args = ap.parse_args(argv)
+    for name, value in options(args.default).items():
+        if not isinstance(getattr(d, name, None), (int, float)) or isinstance(getattr(d, name), bool):
+            ap.error(f"--default takes NAME=NUMBER with NAME a number of bbx.defaults, not {name!r}")
+        setattr(d, name, value)
     folder = args.bench / "photos" / args.split
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg"))[:args.limit]
     truth = None

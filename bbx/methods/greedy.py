@@ -36,9 +36,10 @@ from .context import Context
 from .registry import Method, register
 
 
-def greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False, density: bool = False) -> Explanation:
+def greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False, density: bool = False, tie: float = 0.0,
+           ) -> Explanation:
     """Greedy hard-blur search from occlusion priorities; at most ``budget`` queries (``grow``,
-    ``density``: the levers of :func:`search`, :mod:`.levers`).
+    ``density``, ``tie``: the levers of :func:`search`, :mod:`.levers`).
 
     ``patch``: occlusion cell (px; where the budget cannot pay for the default's cells, the default
     grows until they take half of it, :func:`fitting_patch`; a given one is kept, or refused); ``stride``: cell of the search grid and of the mask (px);
@@ -48,7 +49,7 @@ def greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False, density: bool =
     """
     budget = GREEDY_BUDGET if cfg.budget is None else cfg.budget
     pert, prior, patch = occlusion_prior(ctx, cfg, budget)
-    return search(ctx, cfg, pert, prior, budget, {"patch": patch}, grow=grow, density=density)
+    return search(ctx, cfg, pert, prior, budget, {"patch": patch}, grow=grow, density=density, tie=tie)
 
 
 def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int, before: int = 0,
@@ -77,14 +78,16 @@ def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int, before: int =
 
 def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray, budget: int,
            settings: dict, grow: bool = False, density: bool = False, rank: np.ndarray | None = None,
-           start: tuple[np.ndarray, np.ndarray] | None = None) -> Explanation:
+           start: tuple[np.ndarray, np.ndarray] | None = None, tie: float = 0.0) -> Explanation:
     """The lazy greedy window search (step 2 above) from ``prior``, one value per ``stride`` cell (higher:
     tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent.
     ``grow``: after the first window, only windows touching what is blurred are tried (one region);
     ``density``: the window kept is the one with the largest gain per pixel it adds, not the largest gain;
     ``rank`` (one value per ``stride`` cell): the undesirable cells are ranked by it, highest first,
     instead of in the order chosen (:func:`_heat`); ``start`` (cells, the probabilities with them blurred):
-    the search's first step, already measured. A lever in use is recorded in the explanation's config."""
+    the search's first step, already measured; ``tie``: candidates within this share of the best gain count
+    as tied, and the one ``prior`` rates highest is kept (a choice the pixels' noise does not flip).
+    A lever in use is recorded in the explanation's config."""
     h, w = ctx.image.shape[:2]
     stride, area = cfg.stride, cfg.area
     fine, windows, px = window_grid((h, w), cfg)
@@ -94,7 +97,7 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
     rims = _blocks(np.arange(px.size).reshape(grid), side, ring=1) if grow else None
 
     run = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w,
-                  window_px=h * w * side * side / px.size, rims=rims, density=density)
+                  window_px=h * w * side * side / px.size, rims=rims, density=density, tie=tie)
     order, history, trail = run.run(budget - ctx.spent, start)
     k = ctx.target
 
@@ -106,6 +109,7 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
     p1 = trail[prefix]  # measured during the search: blurring exactly these cells
     levers = {name: True for name, on in (("grow", grow), ("density", density), ("ranked", rank is not None),
                                           ("started", start is not None)) if on}
+    levers.update({"tie": tie} if tie else {})
     config = {"method": ctx.method, "budget": budget, "area": area, **settings, **levers, "stride": stride,
               "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
     return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
@@ -142,10 +146,10 @@ class _Search:
 
     def __init__(self, ctx: Context, pert: Perturber, windows: list[np.ndarray], priority: np.ndarray,
                  px: np.ndarray, fine: np.ndarray, goal: float, window_px: float,
-                 rims: list[np.ndarray] | None = None, density: bool = False):
+                 rims: list[np.ndarray] | None = None, density: bool = False, tie: float = 0.0):
         self.ctx, self.pert, self.windows, self.priority = ctx, pert, windows, priority
         self.px, self.fine, self.goal, self.window_px, self.rims = px, fine, goal, window_px, rims
-        self.density = density
+        self.density, self.tie, self.first = density, tie, priority.copy()
         self.chosen = np.zeros(len(px), dtype=bool)
 
     def run(self, left: int, start: tuple[np.ndarray, np.ndarray] | None = None,
@@ -186,11 +190,16 @@ class _Search:
         return order, history, trail
 
     def _pick(self, cand: np.ndarray, gain: np.ndarray) -> int:
-        """The candidate kept: the largest gain, or with ``density`` the largest gain per pixel it adds."""
-        if not self.density:
-            return int(np.argmax(gain))
-        added = np.array([self.px[c][~self.chosen[c]].sum() for c in (self.windows[t] for t in cand)])
-        return int(np.argmax(gain / added))
+        """The candidate kept: the largest gain, or with ``density`` the largest gain per pixel it adds;
+        with ``tie``, of those within ``tie`` of it, the one the prior rated highest."""
+        if self.density:
+            added = np.array([self.px[c][~self.chosen[c]].sum() for c in (self.windows[t] for t in cand)])
+            gain = gain / added
+        best = int(np.argmax(gain))
+        if self.tie <= 0:
+            return best
+        near = gain >= gain[best] - self.tie * abs(gain[best])
+        return int(np.argmax(np.where(near, self.first[cand], -np.inf)))
 
     def _scored(self, cand: np.ndarray) -> np.ndarray:
         """The probabilities with each candidate window blurred besides the chosen cells, one

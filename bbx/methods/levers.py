@@ -1,4 +1,5 @@
-"""Levers on greedy's search (not in the paper): ``greedy_region``, ``rise_region``, ``greedy_density``.
+"""Levers on greedy's search (not in the paper): ``greedy_region``, ``rise_region``, ``greedy_density``,
+``greedy_steady``.
 
 Levers of the fidelity work (docs/reproduce.md, "Fidelity round 3"). Greedy's windows may land
 anywhere, so its top pixels scatter over many small gains, while a confound such as a watermark is
@@ -10,6 +11,10 @@ one connected region:
   fewer touch the region, so a run may stop at ``area`` with queries left.
 * ``greedy_density``: greedy keeping, at each step, the window with the largest gain per pixel it
   adds (``density``), not the largest gain: a window mostly inside the blur already adds few pixels.
+* ``greedy_steady``: greedy counting the windows within :data:`bbx.defaults.STEADY_TIE` of a step's
+  best gain as tied and keeping the one occlusion rated highest (``tie``): a search that keeps the best
+  of many near-equal windows changes its choice when the pixels change a little (a JPEG re-encoding),
+  while occlusion's single-cell gains hardly move.
 
 Queries as :mod:`.greedy` and :mod:`.rise_greedy`.
 
@@ -38,6 +43,11 @@ def greedy_density(ctx: Context, cfg: ExplainConfig) -> Explanation:
     return greedy(ctx, cfg, density=True)
 
 
+def greedy_steady(ctx: Context, cfg: ExplainConfig) -> Explanation:
+    """Greedy from occlusion's prior, near-ties of a step's gain settled by that prior."""
+    return greedy(ctx, cfg, tie=d.STEADY_TIE)
+
+
 def rise_region(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """rise_greedy (:mod:`.rise_greedy`), every window after the first touching the blurred region."""
     return rise_greedy(ctx, cfg, grow=True)
@@ -51,6 +61,11 @@ GREEDY_REGION = register(Method(
 RISE_REGION = register(Method(
     name="rise_region", run=rise_region, options=("mask_size", "stride", "window", "area"), seeded=True,
     summary="rise_greedy's search grown as one region from RISE's prior (not in the paper)",
+    default_budget=f"{d.GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
+))
+GREEDY_STEADY = register(Method(
+    name="greedy_steady", run=greedy_steady, options=("patch", "stride", "window", "area"), seeded=False,
+    summary="greedy's window search settling near-ties by occlusion's gain (not in the paper)",
     default_budget=f"{d.GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
 ))
 GREEDY_DENSITY = register(Method(
