@@ -82,3 +82,21 @@ def test_density_keeps_the_windows_that_add_few_pixels(target_model):
     outside = {m: int((e.heatmap[~both] > 0.6).sum()) for m, e in runs.items()}
     assert outside["greedy_density"] < outside["greedy"]
     assert runs["greedy_density"].config["density"] is True
+
+
+def test_steady_settles_near_ties_by_occlusions_prior(target_model, monkeypatch):
+    """With no tie, greedy's choices; with every candidate counted as tied, the first window is the one
+    occlusion's 16 px cells rate highest, where greedy's first window (on A, which those cells split) is not."""
+    from bbx import defaults
+
+    plain = bbx.explain(target_model, planted.photo(), 0, method="greedy", budget=400, **FINE)
+    monkeypatch.setattr(defaults, "STEADY_TIE", 0.0)
+    same = bbx.explain(target_model, planted.photo(), 0, method="greedy_steady", budget=400, **FINE)
+    np.testing.assert_array_equal(same.heatmap, plain.heatmap)  # no tie: greedy's choices
+    monkeypatch.setattr(defaults, "STEADY_TIE", 10.0)
+    tied = bbx.explain(target_model, planted.photo(), 0, method="greedy_steady", budget=400, **FINE)
+    occlusion = bbx.explain(target_model, planted.photo(), 0, method="occlusion")
+    assert tied.config["tie"] == 10.0
+    top = tied.heatmap == tied.heatmap.max()
+    assert occlusion.heatmap[top].mean() == pytest.approx(occlusion.heatmap.max(), abs=0.05)
+    assert occlusion.heatmap[plain.heatmap == plain.heatmap.max()].mean() < 0.5 * occlusion.heatmap.max()
