@@ -52,6 +52,16 @@ def greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False, density: bool =
     return search(ctx, cfg, pert, prior, budget, {"patch": patch}, grow=grow, density=density, tie=tie)
 
 
+def split_budget(ctx: Context, cfg: ExplainConfig, share: float) -> tuple[int, int]:
+    """(greedy's budget, the RISE masks of ``share`` of it) for a method that spends that share on RISE first."""
+    budget = GREEDY_BUDGET if cfg.budget is None else int(cfg.budget)
+    n = math.floor(budget * share)
+    if n < 2:
+        raise OptionError(f"budget {budget} is too small for {ctx.method}: it needs at least 2 RISE masks "
+                          f"besides greedy's queries")
+    return budget, n
+
+
 def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int, before: int = 0,
                     ) -> tuple[Perturber, np.ndarray, int]:
     """Step 1 above: (the perturber, each ``stride`` cell's occlusion gain, the occlusion cell used);

@@ -16,26 +16,19 @@ Queries: 1 (the image) + the RISE masks + greedy's occlusion cells + the search.
 
 from __future__ import annotations
 
-import math
-
 from .. import defaults as d
 from ..config import ExplainConfig
-from ..errors import OptionError
 from ..maths.perturb import BlurSpec
 from ..result.explanation import Explanation
 from .context import Context
-from .greedy import occlusion_prior, search
+from .greedy import occlusion_prior, search, split_budget
 from .registry import Method, register
 from .rise import rise_prior
 
 
 def greedy_ranked(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """RISE from ``share`` of ``budget`` queries, then greedy with the rest, its cells ranked by RISE."""
-    budget = d.GREEDY_BUDGET if cfg.budget is None else int(cfg.budget)
-    n = math.floor(budget * d.RANKED_RISE_SHARE)
-    if n < 2:
-        raise OptionError(f"budget {budget} is too small for {ctx.method}: it needs at least 2 RISE masks "
-                          f"besides greedy's queries")
+    budget, n = split_budget(ctx, cfg, d.RANKED_RISE_SHARE)
     rank = rise_prior(ctx, cfg, n, BlurSpec(cfg.sigma, cfg.kernel))
     pert, prior, patch = occlusion_prior(ctx, cfg, budget, before=n)
     settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed, "patch": patch}

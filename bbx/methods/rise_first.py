@@ -17,29 +17,22 @@ window) + greedy's occlusion cells + the search.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .. import defaults as d
 from ..config import ExplainConfig
-from ..errors import OptionError
 from ..evaluation.insertion import hard_blur
 from ..maths.perturb import BlurSpec
 from ..result.explanation import Explanation
 from .context import Context
-from .greedy import occlusion_prior, search, window_grid, window_means
+from .greedy import occlusion_prior, search, split_budget, window_grid, window_means
 from .registry import Method, register
 from .rise import rise_prior
 
 
 def rise_first(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """RISE's worst window first when blurring it gains enough, then greedy's search (module doc)."""
-    budget = d.GREEDY_BUDGET if cfg.budget is None else int(cfg.budget)
-    n = math.floor(budget * d.RISE_FIRST_SHARE)
-    if n < 2:
-        raise OptionError(f"budget {budget} is too small for {ctx.method}: it needs at least 2 RISE masks "
-                          f"besides greedy's queries")
+    budget, n = split_budget(ctx, cfg, d.RISE_FIRST_SHARE)
     drop = rise_prior(ctx, cfg, n, BlurSpec(cfg.sigma, cfg.kernel))
     pert, prior, patch = occlusion_prior(ctx, cfg, budget, before=n + 1)
     fine, windows, px = window_grid(ctx.image.shape[:2], cfg)
