@@ -9,6 +9,7 @@ import pytest
 
 import bbx
 import planted
+from lever_registry import registered
 from bbx.config import ExplainConfig
 from bbx.errors import OptionError
 from bbx.maths.perturb import BlurSpec
@@ -18,14 +19,8 @@ FINE = {"stride": 4, "window": 12, "area": 0.2, "patch": 8}  # several windows, 
 
 @pytest.fixture(scope="module", autouse=True)
 def lever():
-    """Registered for these tests only, as the other levers (bbx.methods does not import it)."""
-    from bbx.methods import names, register, unregister
-    from bbx.methods.greedy_ranked import METHOD
-
-    if "greedy_ranked" not in names():
-        register(METHOD)
-    yield
-    unregister("greedy_ranked")
+    with registered("bbx.methods.greedy_ranked"):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,28 +8,16 @@ from scipy import ndimage
 
 import bbx
 import planted
+from lever_registry import registered
 from bbx.errors import OptionError
 
 FINE = {"stride": 4, "window": 12, "area": 0.2}  # A (12 x 12 at 8, 8) is one window; 0.2: several windows
 
 
 @pytest.fixture(scope="module", autouse=True)
-def levers():
-    """The levers registered for these tests only (bbx.methods does not import them: docs/reproduce.md)."""
-    from bbx.methods import names, register, unregister
-
-    before = set(names())
-    from bbx.methods.levers import GREEDY_DENSITY, GREEDY_REGION, GREEDY_STEADY, RISE_REGION
-    from bbx.methods.rise_greedy import METHOD as RISE_GREEDY
-
-    levers = (GREEDY_REGION, RISE_REGION, GREEDY_DENSITY, GREEDY_STEADY, RISE_GREEDY)  # importing them registers them once
-    for method in levers:
-        if method.name not in names():
-            register(method)
-    yield
-    for method in levers:
-        if method.name not in before:
-            unregister(method.name)
+def lever():
+    with registered("bbx.methods.levers", "bbx.methods.rise_greedy"):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import pytest
 
 import bbx
 import planted
+from lever_registry import registered
 from bbx import defaults
 from bbx.config import ExplainConfig
 from bbx.errors import OptionError
@@ -17,14 +18,8 @@ FINE = {"stride": 4, "window": 12, "area": 0.2, "patch": 8}  # A and B are one w
 
 @pytest.fixture(scope="module", autouse=True)
 def lever():
-    """Registered for these tests only, as the other levers (bbx.methods does not import it)."""
-    from bbx.methods import names, register, unregister
-    from bbx.methods.rise_first import METHOD
-
-    if "rise_first" not in names():
-        register(METHOD)
-    yield
-    unregister("rise_first")
+    with registered("bbx.methods.rise_first"):
+        yield
 
 
 @pytest.fixture(scope="module")

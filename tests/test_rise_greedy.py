@@ -7,6 +7,7 @@ import pytest
 
 import bbx
 import planted
+from lever_registry import registered
 from bbx.errors import OptionError
 from bbx.result.metrics import iou, top_mask
 
@@ -15,15 +16,8 @@ FINE = {"stride": 4, "window": 12}  # 12 px windows at a 4 px stride: A (12 x 12
 
 @pytest.fixture(scope="module", autouse=True)
 def lever():
-    """The lever registered for these tests only (bbx.methods does not import it: docs/reproduce.md);
-    left registered, it would change other tests' messages that list the methods reading an option."""
-    from bbx.methods import get, names, register, unregister
-    from bbx.methods.rise_greedy import METHOD
-
-    if "rise_greedy" not in names():
-        register(METHOD)
-    yield get("rise_greedy")
-    unregister("rise_greedy")
+    with registered("bbx.methods.rise_greedy"):
+        yield
 
 
 @pytest.fixture(scope="module")
