@@ -1,4 +1,6 @@
-"""``rise_first``: greedy's search started at RISE's worst window when blurring it pays, on two planted patches."""
+"""Levers that put RISE inside greedy's search, on two planted patches: ``greedy_ranked`` (greedy's
+undesirable pixels with the rest of the budget, ranked by RISE's drop) and ``rise_first`` (greedy's search
+started at RISE's worst window when blurring it pays)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ FINE = {"stride": 4, "window": 12, "area": 0.2, "patch": 8}  # A and B are one w
 
 @pytest.fixture(scope="module", autouse=True)
 def lever():
-    with registered("bbx.methods.rise_first"):
+    with registered("bbx.methods.greedy_ranked", "bbx.methods.rise_first"):
         yield
 
 
@@ -47,7 +49,40 @@ def top_cell(heatmap: np.ndarray) -> int:
     return (i // FINE["stride"]) * (planted.SIZE // FINE["stride"]) + j // FINE["stride"]
 
 
-def test_starts_at_rises_worst_window_and_still_finds_both_patches(two_patches, monkeypatch):
+def test_greedy_ranked_blurs_greedys_pixels_with_the_rest_of_the_budget(two_patches):
+    ranked = bbx.explain(two_patches, planted.photo(), 0, method="greedy_ranked", budget=600, seed=1, **FINE)
+    masks = ranked.config["rise_masks"]
+    plain = bbx.explain(two_patches, planted.photo(), 0, method="greedy", budget=600 - masks, **FINE)
+    assert ranked.queries == 600 and masks == 300
+    np.testing.assert_array_equal(ranked.heatmap > 0.6, plain.heatmap > 0.6)
+    np.testing.assert_array_equal(ranked.perturbed, plain.perturbed)
+    assert ranked.prob_after == pytest.approx(plain.prob_after)
+    assert ranked.config["ranked"] is True
+
+
+def test_greedy_ranked_tops_the_undesirable_cell_rise_rates_worst(two_patches):
+    from bbx.methods.context import Context
+    from bbx.methods.rise import rise_prior
+
+    ranked = bbx.explain(two_patches, planted.photo(), 0, method="greedy_ranked", budget=600, seed=1, **FINE)
+    plain = bbx.explain(two_patches, planted.photo(), 0, method="greedy", budget=300, **FINE)
+    cfg = ExplainConfig(seed=1, **FINE)
+    ctx = Context(two_patches, planted.photo(), 0, "greedy_ranked", None)
+    drop = rise_prior(ctx, cfg, 300, BlurSpec(cfg.sigma, cfg.kernel))  # the same masks: same seed and photo
+    cells = (ranked.heatmap[::FINE["stride"], ::FINE["stride"]] > 0.6).ravel()
+    worst = np.flatnonzero(cells)[np.argmax(drop[cells])]
+    assert top_cell(ranked.heatmap) == worst
+    assert top_cell(plain.heatmap) != worst  # the order did change
+
+
+def test_greedy_ranked_refuses_a_budget_without_room_for_rise(two_patches):
+    with pytest.raises(OptionError, match=r"too small for greedy_ranked.* it needs 81 queries \(30 of its own, the image, 49"):
+        bbx.explain(two_patches, planted.photo(), 0, method="greedy_ranked", budget=60, **FINE)
+    with pytest.raises(OptionError, match="does not use"):
+        bbx.explain(two_patches, planted.photo(), 0, method="greedy_ranked", lambda1=2.0)
+
+
+def test_rise_first_starts_at_rises_worst_window_and_still_finds_both_patches(two_patches, monkeypatch):
     monkeypatch.setattr(defaults, "RISE_FIRST_SHARE", 0.5)  # 300 masks: RISE rates B worst, greedy starts at A
     e = bbx.explain(two_patches, planted.photo(), 0, method="rise_first", budget=600, seed=0, **FINE)
     plain = bbx.explain(two_patches, planted.photo(), 0, method="greedy", budget=600, **FINE)
@@ -60,7 +95,7 @@ def test_starts_at_rises_worst_window_and_still_finds_both_patches(two_patches, 
     assert after == pytest.approx(e.prob_after, abs=1e-6) and e.prob_after > e.prob_before + 0.3
 
 
-def test_a_window_that_does_not_pay_leaves_greedys_search(two_patches, monkeypatch):
+def test_rise_first_leaves_greedys_search_when_the_window_does_not_pay(two_patches, monkeypatch):
     monkeypatch.setattr(defaults, "RISE_FIRST_GATE", 1e9)
     e = bbx.explain(two_patches, planted.photo(), 0, method="rise_first", budget=600, seed=0, **FINE)
     plain = bbx.explain(two_patches, planted.photo(), 0, method="greedy", budget=600 - e.config["rise_masks"] - 1,
@@ -70,7 +105,7 @@ def test_a_window_that_does_not_pay_leaves_greedys_search(two_patches, monkeypat
     assert e.prob_after == pytest.approx(plain.prob_after)
 
 
-def test_a_budget_without_room_is_refused(two_patches, monkeypatch):
+def test_rise_first_refuses_a_budget_without_room(two_patches, monkeypatch):
     monkeypatch.setattr(defaults, "RISE_FIRST_SHARE", 0.5)
     with pytest.raises(OptionError, match=r"too small for rise_first.* it needs 82 queries \(31 of its own"):
         bbx.explain(two_patches, planted.photo(), 0, method="rise_first", budget=60, **FINE)
