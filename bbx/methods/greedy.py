@@ -22,6 +22,7 @@ How it compares with occlusion and the paper's methods is measured in docs/repro
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -36,10 +37,32 @@ from .context import Context
 from .registry import Method, register
 
 
-def greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False, density: bool = False, tie: float = 0.0,
-           ) -> Explanation:
-    """Greedy hard-blur search from occlusion priorities; at most ``budget`` queries (``grow``,
-    ``density``, ``tie``: the levers of :func:`search`, :mod:`.levers`).
+@dataclass(frozen=True)
+class Levers:
+    """Changes to greedy's search, each measured as a lever (:mod:`.levers`, docs/reproduce.md); the default
+    changes nothing. ``grow``: after the first window, only windows touching what is blurred are tried (one
+    region); ``density``: the window kept is the one with the largest gain per pixel it adds; ``tie``:
+    candidates within this share of the best gain count as tied, and the one the prior rates highest is kept
+    (a choice the pixels' noise does not flip); ``rank`` (one value per ``stride`` cell): the undesirable
+    cells are ranked by it, highest first, instead of in the order chosen (:func:`_heat`); ``start`` (cells,
+    the probabilities with them blurred): the search's first step, already measured."""
+
+    grow: bool = False
+    density: bool = False
+    tie: float = 0.0
+    rank: np.ndarray | None = None
+    start: tuple[np.ndarray, np.ndarray] | None = None
+
+    def config(self) -> dict:
+        """The levers in use, as the explanation's config records them."""
+        used = {"grow": self.grow, "density": self.density, "ranked": self.rank is not None,
+                "started": self.start is not None}
+        return {**{name: True for name, on in used.items() if on}, **({"tie": self.tie} if self.tie else {})}
+
+
+def greedy(ctx: Context, cfg: ExplainConfig, levers: Levers = Levers()) -> Explanation:
+    """Greedy hard-blur search from occlusion priorities; at most ``budget`` queries (``levers``:
+    :class:`Levers`, :mod:`.levers`).
 
     ``patch``: occlusion cell (px; where the budget cannot pay for the default's cells, the default
     grows until they take half of it, :func:`fitting_patch`; a given one is kept, or refused); ``stride``: cell of the search grid and of the mask (px);
@@ -49,7 +72,7 @@ def greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False, density: bool =
     """
     budget = GREEDY_BUDGET if cfg.budget is None else cfg.budget
     pert, prior, patch = occlusion_prior(ctx, cfg, budget)
-    return search(ctx, cfg, pert, prior, budget, {"patch": patch}, grow=grow, density=density, tie=tie)
+    return search(ctx, cfg, pert, prior, budget, {"patch": patch}, levers)
 
 
 def split_budget(ctx: Context, cfg: ExplainConfig, share: float) -> tuple[int, int]:
@@ -87,40 +110,30 @@ def occlusion_prior(ctx: Context, cfg: ExplainConfig, budget: int, before: int =
 
 
 def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray, budget: int,
-           settings: dict, grow: bool = False, density: bool = False, rank: np.ndarray | None = None,
-           start: tuple[np.ndarray, np.ndarray] | None = None, tie: float = 0.0) -> Explanation:
+           settings: dict, levers: Levers = Levers()) -> Explanation:
     """The lazy greedy window search (step 2 above) from ``prior``, one value per ``stride`` cell (higher:
-    tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent.
-    ``grow``: after the first window, only windows touching what is blurred are tried (one region);
-    ``density``: the window kept is the one with the largest gain per pixel it adds, not the largest gain;
-    ``rank`` (one value per ``stride`` cell): the undesirable cells are ranked by it, highest first,
-    instead of in the order chosen (:func:`_heat`); ``start`` (cells, the probabilities with them blurred):
-    the search's first step, already measured; ``tie``: candidates within this share of the best gain count
-    as tied, and the one ``prior`` rates highest is kept (a choice the pixels' noise does not flip).
-    A lever in use is recorded in the explanation's config."""
+    tried first), until ``area`` is blurred or ``budget`` (all of the explanation's queries) is spent,
+    changed by ``levers`` (recorded in the explanation's config)."""
     h, w = ctx.image.shape[:2]
     stride, area = cfg.stride, cfg.area
     fine, windows, px = window_grid((h, w), cfg)
     grid = (math.ceil(h / stride), math.ceil(w / stride))
     side = max(1, min(round(cfg.window / stride), *grid))
     priority = window_means(windows, px, prior)
-    rims = _blocks(np.arange(px.size).reshape(grid), side, ring=1) if grow else None
+    rims = _blocks(np.arange(px.size).reshape(grid), side, ring=1) if levers.grow else None
 
     run = _Search(ctx, pert, windows, priority, px, fine, goal=area * h * w,
-                  window_px=h * w * side * side / px.size, rims=rims, density=density, tie=tie)
-    order, history, trail = run.run(budget - ctx.spent, start)
+                  window_px=h * w * side * side / px.size, rims=rims, density=levers.density, tie=levers.tie)
+    order, history, trail = run.run(budget - ctx.spent, levers.start)
     k = ctx.target
 
     steps = len(history)
     prefix = int(np.argmax([p[k] for p in trail]))  # the steps whose blurring raised the target most
-    heat_cells = _heat(order, steps, prefix, prior, rank)
+    heat_cells = _heat(order, steps, prefix, prior, levers.rank)
     heatmap = heat_cells[fine].astype(np.float32)
     perturbed = hard_blur(pert, heatmap > THRESHOLD)
     p1 = trail[prefix]  # measured during the search: blurring exactly these cells
-    levers = {name: True for name, on in (("grow", grow), ("density", density), ("ranked", rank is not None),
-                                          ("started", start is not None)) if on}
-    levers.update({"tie": tie} if tie else {})
-    config = {"method": ctx.method, "budget": budget, "area": area, **settings, **levers, "stride": stride,
+    config = {"method": ctx.method, "budget": budget, "area": area, **settings, **levers.config(), "stride": stride,
               "window": side * stride, "sigma": cfg.sigma, "kernel": cfg.kernel, "steps": steps, "prefix": prefix}
     return ctx.finish(mask=1.0 - heat_cells.reshape(grid), heatmap=heatmap, perturbed=perturbed,
                       probs_after=p1, loss_history=history, config=config)

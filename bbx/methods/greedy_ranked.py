@@ -21,7 +21,7 @@ from ..config import ExplainConfig
 from ..maths.perturb import BlurSpec
 from ..result.explanation import Explanation
 from .context import Context
-from .greedy import occlusion_prior, search, split_budget
+from .greedy import Levers, occlusion_prior, search, split_budget
 from .registry import Method, register
 from .rise import rise_prior
 
@@ -32,7 +32,7 @@ def greedy_ranked(ctx: Context, cfg: ExplainConfig) -> Explanation:
     rank = rise_prior(ctx, cfg, n, BlurSpec(cfg.sigma, cfg.kernel))
     pert, prior, patch = occlusion_prior(ctx, cfg, budget, before=n)
     settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed, "patch": patch}
-    return search(ctx, cfg, pert, prior, budget, settings, rank=rank)
+    return search(ctx, cfg, pert, prior, budget, settings, Levers(rank=rank))
 
 
 METHOD = register(Method(

@@ -28,29 +28,29 @@ from .. import defaults as d
 from ..config import ExplainConfig
 from ..result.explanation import Explanation
 from .context import Context
-from .greedy import greedy
+from .greedy import Levers, greedy
 from .registry import Method, register
 from .rise_greedy import rise_greedy
 
 
 def greedy_region(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """Greedy from occlusion's prior, every window after the first touching the blurred region."""
-    return greedy(ctx, cfg, grow=True)
+    return greedy(ctx, cfg, Levers(grow=True))
 
 
 def greedy_density(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """Greedy from occlusion's prior, keeping the window with the largest gain per added pixel."""
-    return greedy(ctx, cfg, density=True)
+    return greedy(ctx, cfg, Levers(density=True))
 
 
 def greedy_steady(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """Greedy from occlusion's prior, near-ties of a step's gain settled by that prior."""
-    return greedy(ctx, cfg, tie=d.STEADY_TIE)
+    return greedy(ctx, cfg, Levers(tie=d.STEADY_TIE))
 
 
 def rise_region(ctx: Context, cfg: ExplainConfig) -> Explanation:
     """rise_greedy (:mod:`.rise_greedy`), every window after the first touching the blurred region."""
-    return rise_greedy(ctx, cfg, grow=True)
+    return rise_greedy(ctx, cfg, Levers(grow=True))
 
 
 GREEDY_REGION = register(Method(

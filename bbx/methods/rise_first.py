@@ -25,7 +25,7 @@ from ..evaluation.insertion import hard_blur
 from ..maths.perturb import BlurSpec
 from ..result.explanation import Explanation
 from .context import Context
-from .greedy import occlusion_prior, search, split_budget, window_grid, window_means
+from .greedy import Levers, occlusion_prior, search, split_budget, window_grid, window_means
 from .registry import Method, register
 from .rise import rise_prior
 
@@ -43,7 +43,7 @@ def rise_first(ctx: Context, cfg: ExplainConfig) -> Explanation:
     first = gain > 0 and gain >= d.RISE_FIRST_GATE * best
     settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed, "patch": patch,
                 "first_gain": gain, "best_cell_gain": best, "first_kept": first}
-    return search(ctx, cfg, pert, prior, budget, settings, start=(cells, probs) if first else None)
+    return search(ctx, cfg, pert, prior, budget, settings, Levers(start=(cells, probs) if first else None))
 
 
 METHOD = register(Method(

@@ -22,7 +22,7 @@ from ..errors import OptionError
 from ..maths.perturb import BlurSpec, Perturber
 from ..result.explanation import Explanation
 from .context import Context
-from .greedy import search
+from .greedy import Levers, search
 from .registry import Method, register
 from .rise import rise_prior
 
@@ -38,7 +38,7 @@ def rise_greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False) -> Explana
     blur = BlurSpec(cfg.sigma, cfg.kernel)
     settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed}
     return search(ctx, cfg, Perturber(ctx.image, blur_spec=blur), rise_prior(ctx, cfg, n, blur), budget,
-                  settings, grow=grow)
+                  settings, Levers(grow=grow))
 
 
 METHOD = register(Method(
