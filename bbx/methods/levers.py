@@ -7,7 +7,7 @@ one connected region:
 
 * ``greedy_region`` / ``rise_region``: the search's first window is chosen as before (from
   occlusion's prior, from RISE's as in :mod:`.rise_greedy`), and every later window must touch
-  what is already blurred (:func:`.greedy.search` with ``grow``). A step tries fewer windows when
+  what is already blurred (:class:`.greedy.Levers` ``grow``). A step tries fewer windows when
   fewer touch the region, so a run may stop at ``area`` with queries left.
 * ``greedy_density``: greedy keeping, at each step, the window with the largest gain per pixel it
   adds (``density``), not the largest gain: a window mostly inside the blur already adds few pixels.
