@@ -31,17 +31,22 @@ def two_patches(tmp_path_factory):
     return bbx.OnnxClassifier(planted.build_reader(path, [planted.A, planted.B], coef=(-2.0, 0.0, 0.0)))
 
 
-def rise_worst_window(model, seed: int, masks: int) -> np.ndarray:
-    """The cells of the window RISE's drop rates worst, computed apart from the method (same masks)."""
+def rise_drop(model, seed: int, masks: int) -> np.ndarray:
+    """RISE's drop per ``stride`` cell, computed apart from the methods (the same masks: same seed and photo)."""
     from bbx.methods.context import Context
-    from bbx.methods.greedy import window_grid, window_means
     from bbx.methods.rise import rise_prior
 
     cfg = ExplainConfig(seed=seed, **FINE)
-    ctx = Context(model, planted.photo(), 0, "rise_first", None)
-    drop = rise_prior(ctx, cfg, masks, BlurSpec(cfg.sigma, cfg.kernel))
-    _, windows, px = window_grid((planted.SIZE, planted.SIZE), cfg)
-    return windows[int(np.argmax(window_means(windows, px, drop)))]
+    ctx = Context(model, planted.photo(), 0, "rise", None)
+    return rise_prior(ctx, cfg, masks, BlurSpec(cfg.sigma, cfg.kernel))
+
+
+def rise_worst_window(model, seed: int, masks: int) -> np.ndarray:
+    """The cells of the window RISE's drop rates worst."""
+    from bbx.methods.greedy import window_grid, window_means
+
+    _, windows, px = window_grid((planted.SIZE, planted.SIZE), ExplainConfig(**FINE))
+    return windows[int(np.argmax(window_means(windows, px, rise_drop(model, seed, masks))))]
 
 
 def top_cell(heatmap: np.ndarray) -> int:
@@ -61,14 +66,9 @@ def test_greedy_ranked_blurs_greedys_pixels_with_the_rest_of_the_budget(two_patc
 
 
 def test_greedy_ranked_tops_the_undesirable_cell_rise_rates_worst(two_patches):
-    from bbx.methods.context import Context
-    from bbx.methods.rise import rise_prior
-
     ranked = bbx.explain(two_patches, planted.photo(), 0, method="greedy_ranked", budget=600, seed=1, **FINE)
     plain = bbx.explain(two_patches, planted.photo(), 0, method="greedy", budget=300, **FINE)
-    cfg = ExplainConfig(seed=1, **FINE)
-    ctx = Context(two_patches, planted.photo(), 0, "greedy_ranked", None)
-    drop = rise_prior(ctx, cfg, 300, BlurSpec(cfg.sigma, cfg.kernel))  # the same masks: same seed and photo
+    drop = rise_drop(two_patches, 1, 300)
     cells = (ranked.heatmap[::FINE["stride"], ::FINE["stride"]] > 0.6).ravel()
     worst = np.flatnonzero(cells)[np.argmax(drop[cells])]
     assert top_cell(ranked.heatmap) == worst

@@ -27,9 +27,9 @@ from .registry import Method, register
 from .rise import rise_prior
 
 
-def rise_greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False) -> Explanation:
+def rise_greedy(ctx: Context, cfg: ExplainConfig, levers: Levers = Levers()) -> Explanation:
     """A RISE prior from ``share`` of ``budget`` queries, then greedy's window search with the rest
-    (``grow``: as one region, :func:`.greedy.search`)."""
+    (``levers``: :class:`.greedy.Levers`, :mod:`.levers`)."""
     budget = d.GREEDY_BUDGET if cfg.budget is None else int(cfg.budget)
     n = int(budget * d.RISE_GREEDY_SHARE)
     if n < 2 or budget - n < 3:
@@ -38,7 +38,7 @@ def rise_greedy(ctx: Context, cfg: ExplainConfig, grow: bool = False) -> Explana
     blur = BlurSpec(cfg.sigma, cfg.kernel)
     settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed}
     return search(ctx, cfg, Perturber(ctx.image, blur_spec=blur), rise_prior(ctx, cfg, n, blur), budget,
-                  settings, Levers(grow=grow))
+                  settings, levers)
 
 
 METHOD = register(Method(
