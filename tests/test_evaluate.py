@@ -114,6 +114,9 @@ def test_one_line_per_job_and_a_rerun_costs_nothing(world, tmp_path):
     r = next(r for r in recs if r["method"] == "ftc")  # lines come as jobs finish: not in job order
     assert r["target"] == r["top1"] and len(r["phi_at_area"]) == len(r["areas"]) == r["insertion_queries"] == 5
     assert np.asarray(r["mask"]).shape == (28, 28) and r["input_size"] == [planted.SIZE, planted.SIZE]
+    assert all(r["config"]["method"] == r["method"] for r in recs)  # each line says what made it
+    assert {r["config"]["seed"] for r in recs if r["method"] == "random"} == {0, 1}
+    assert all(r["config"]["grid"] == [4, 4] for r in recs if r["method"] == "occlusion")
 
     again = OnnxClassifier(world["model"])
     second = evaluate(again, images, cfg, tmp_path)

@@ -115,7 +115,6 @@ class Explanation:
             "phi_text": self.phi_text,
             "notes": list(self.notes),
             "photo_size": None if self.photo is None else list(self.photo.shape[:2]),
-            "config": self.config,
             "convergence": self.convergence,
             "loss_history": self.loss_history,
             **({"traffic": self.traffic} if self.traffic is not None else {}),

@@ -39,7 +39,8 @@ def mask_list(mask: np.ndarray) -> list:
 
 def explanation_fields(e: Explanation) -> dict[str, Any]:
     """What an explanation's record and its report share: the target and top-1 class with their
-    probabilities before and after, φ, the undesirable ratio, the cost, the device and the mask."""
+    probabilities before and after, φ, the undesirable ratio, the cost, the device, the mask and the
+    method's config (its settings and levers, what its search did: a table can read them per line)."""
     return {
         "target": e.target, "target_name": e.target_name, "top1": e.top1, "top1_name": e.top1_name,
         "prob_before": e.prob_before, "prob_after": e.prob_after,
@@ -47,7 +48,7 @@ def explanation_fields(e: Explanation) -> dict[str, Any]:
         "phi": e.phi, "undesirable_ratio": e.undesirable_ratio, "queries": e.queries,
         "seconds": round(e.seconds, 4),
         "device": e.device,  # a resumed evaluation may have run elsewhere: seconds compare only on one device
-        "input_size": list(np.shape(e.heatmap)[:2]), "mask": mask_list(e.mask),
+        "input_size": list(np.shape(e.heatmap)[:2]), "mask": mask_list(e.mask), "config": dict(e.config),
     }
 
 
@@ -71,6 +72,7 @@ def record(job: dict[str, Any], e: Explanation, probs_at_area: dict[float, float
         "loss_trend": thin(e.loss_history, LOSS_POINTS),
         "input_size": shared["input_size"],
         "mask": shared["mask"],
+        "config": shared["config"],
         **convergence_fields(e.convergence),
     }
 
