@@ -22,7 +22,10 @@ into ``photos/tuning`` and ``photos/heldout``; ``truth/`` holds one mask per pho
 side) and ``manifest.json`` everything about each photo; ``clean/photos/<split>/`` every crop without an
 overlay (photos without a confound, for the φ target). Seeded: the same seed gives the same files.
 
+``--sources more`` builds a further tuning set from other photos (MORE_SOURCES, none held out).
+
     python tools/confounds.py --out /tmp/confounds         # 190 candidates, under a minute of CPU
+    python tools/confounds.py --out /tmp/more --sources more --seed 1
 """
 
 from __future__ import annotations
@@ -58,6 +61,15 @@ SOURCES = {
     "motorcycle_right.png": ("heldout", [(0.7, 0.5, 0.5), (1.0, 0.0, 0.0)]),  # the same scene: same split as the left
     "camera.png": ("heldout", [(1.0, 0.5, 0.5), (0.7, 1.0, 1.0), (0.5, 0.5, 0.5)]),
     "astronaut.png": ("heldout", [(0.5, 1.0, 1.0), (0.7, 1.0, 1.0)]),
+}
+#: ``--sources more``: other photos, every one for tuning (the held-out photos stay SOURCES'). Only four
+#: photos installed here get a confident top-1 from Lite0: scikit-image's retina, brick and clock_motion
+#: (CC0) and matplotlib's sample photo of Grace Hopper (public domain), whatever class they are given.
+MORE_SOURCES = {
+    "grace_hopper.jpg": ("tuning", [(1.0, 0.5, 0.5), (0.7, 0.5, 0.5), (0.7, 1.0, 1.0)]),
+    "retina.jpg": ("tuning", [(0.7, 0.5, 0.5), (0.7, 0.0, 0.0), (0.7, 1.0, 1.0)]),
+    "brick.png": ("tuning", [(0.7, 0.5, 0.5), (0.7, 0.0, 0.0), (0.7, 1.0, 1.0)]),
+    "clock_motion.png": ("tuning", [(1.0, 0.5, 0.5), (0.7, 0.5, 0.5), (0.7, 0.0, 0.0)]),
 }
 FONTS = "/usr/share/fonts/truetype"
 #: watermark words (our own) with a font that has their script
@@ -226,23 +238,28 @@ def box_mask(boxes: list[list[int]]) -> np.ndarray:
     return m
 
 
-def candidates(rng: np.random.Generator, sk_data: Path):
-    """Every (source, crop index, crop, split, clean photo, kind, overlay), in a fixed order."""
-    for source, (split, crops) in SOURCES.items():
-        rgb = np.asarray(Image.open(sk_data / source).convert("RGB"))
+def candidates(rng: np.random.Generator, folders: list[Path], sources: dict):
+    """Every (source, crop index, crop, split, clean photo, kind, overlay), in a fixed order; each
+    source photo from the first of ``folders`` that has it."""
+    for source, (split, crops) in sources.items():
+        path = next((f / source for f in folders if (f / source).is_file()), None)
+        if path is None:
+            sys.exit(f"confounds: no {source} in {', '.join(map(str, folders))}")
+        rgb = np.asarray(Image.open(path).convert("RGB"))
         for ci, crop in enumerate(crops):
             clean = crop_photo(rgb, crop)
             for kind in KINDS:
                 yield source, ci, crop, split, clean, kind, MAKERS[kind](rng)
 
 
-def build(out: Path, model: OnnxClassifier, seed: int, min_drop: float, min_recovery: float, sk_data: Path) -> list[dict]:
+def build(out: Path, model: OnnxClassifier, seed: int, min_drop: float, min_recovery: float, folders: list[Path],
+          sources: dict = SOURCES) -> list[dict]:
     rng = np.random.default_rng(seed)
     rows, boxes, manifest = [], {}, {}
     for split in ("tuning", "heldout"):
         (out / "photos" / split).mkdir(parents=True, exist_ok=True)
     (out / "truth").mkdir(parents=True, exist_ok=True)
-    for n, (source, ci, crop, split, clean, kind, ov) in enumerate(candidates(rng, sk_data)):
+    for n, (source, ci, crop, split, clean, kind, ov) in enumerate(candidates(rng, folders, sources)):
         save_clean(out, split, f"{Path(source).stem}-{ci}", clean)
         dirty, alpha = composite(clean, ov.layer)
         row = {"name": f"{Path(source).stem}-{ci}-{n:03d}-{kind}", "split": split, "source": source,
@@ -259,7 +276,7 @@ def build(out: Path, model: OnnxClassifier, seed: int, min_drop: float, min_reco
             manifest[row["name"]] = {k: _plain(v) for k, v in row.items()} | {"boxes": ov.boxes}
     (out / "boxes.json").write_text(json.dumps(boxes, indent=1))
     settings = {"seed": seed, "min_drop": min_drop, "min_recovery": min_recovery, "size": SIZE,
-                "model": str(model.path) if hasattr(model, "path") else "", "sources": SOURCES}
+                "model": str(model.path) if hasattr(model, "path") else "", "sources": sources}
     (out / "manifest.json").write_text(json.dumps({"settings": settings, "photos": manifest}, indent=1,
                                                   ensure_ascii=False))
     return rows
@@ -296,6 +313,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--min-drop", type=float, default=MIN_DROP, help="least fall of p(true) an overlay must cause")
     ap.add_argument("--min-recovery", type=float, default=MIN_RECOVERY, help="least rise of p(true) when it is blurred")
     ap.add_argument("--csv", type=Path, default=None, help="also write the filter's figures here")
+    ap.add_argument("--sources", choices=("default", "more"), default="default",
+                    help="more: other photos, all for tuning (MORE_SOURCES; needs matplotlib's sample data)")
     args = ap.parse_args(argv)
     try:
         import skimage
@@ -303,8 +322,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("confounds: needs scikit-image's sample photos (pip install scikit-image)")
     if args.out.exists() and any(args.out.iterdir()):
         sys.exit(f"confounds: {args.out} is not empty; give a new folder")
-    sk_data = Path(skimage.__file__).parent / "data"
-    rows = build(args.out, OnnxClassifier(args.model), args.seed, args.min_drop, args.min_recovery, sk_data)
+    folders = [Path(skimage.__file__).parent / "data"]
+    if args.sources == "more":
+        try:
+            import matplotlib
+        except ImportError:
+            sys.exit("confounds: --sources more needs matplotlib's sample photos (pip install matplotlib)")
+        folders.append(Path(matplotlib.get_data_path()) / "sample_data")
+    sources = MORE_SOURCES if args.sources == "more" else SOURCES
+    rows = build(args.out, OnnxClassifier(args.model), args.seed, args.min_drop, args.min_recovery, folders, sources)
     write_csv(args.out / "filter.csv", rows)
     if args.csv:
         write_csv(args.csv, rows)
