@@ -1,6 +1,7 @@
 """Levers that put RISE inside greedy's search, on two planted patches: ``greedy_ranked`` (greedy's
-undesirable pixels with the rest of the budget, ranked by RISE's drop) and ``rise_first`` (greedy's search
-started at RISE's worst window when blurring it pays)."""
+undesirable pixels with the rest of the budget, ranked by RISE's drop), ``rise_first`` (greedy's search
+started at RISE's worst window when blurring it pays) and ``rise_lead`` (started at the best-paying of
+RISE's worst windows)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ FINE = {"stride": 4, "window": 12, "area": 0.2, "patch": 8}  # A and B are one w
 
 @pytest.fixture(scope="module", autouse=True)
 def lever():
-    with registered("bbx.methods.greedy_ranked", "bbx.methods.rise_first"):
+    with registered("bbx.methods.greedy_ranked", "bbx.methods.rise_first", "bbx.methods.rise_lead"):
         yield
 
 
@@ -111,3 +112,50 @@ def test_rise_first_refuses_a_budget_without_room(two_patches, monkeypatch):
         bbx.explain(two_patches, planted.photo(), 0, method="rise_first", budget=60, **FINE)
     with pytest.raises(OptionError, match="does not use"):
         bbx.explain(two_patches, planted.photo(), 0, method="rise_first", lambda1=2.0)
+
+
+def lead_apart(model, seed: int, masks: int, tried: int) -> tuple[np.ndarray, float]:
+    """Computed apart from the method: (the cells of the one of RISE's ``tried`` worst windows whose blurring
+    alone raises class 0 most, that probability)."""
+    from bbx.evaluation.insertion import hard_blur
+    from bbx.maths.perturb import Perturber
+    from bbx.methods.greedy import window_grid, window_means
+
+    fine, windows, px = window_grid((planted.SIZE, planted.SIZE), ExplainConfig(**FINE))
+    worst = np.argsort(-window_means(windows, px, rise_drop(model, seed, masks)), kind="stable")[:tried]
+    pert = Perturber(planted.photo(), blur_spec=BlurSpec(ExplainConfig().sigma, ExplainConfig().kernel))
+    p = [float(model.scores(hard_blur(pert, np.isin(fine, windows[t]))[None]).probs[0][0]) for t in worst]
+    return windows[worst[int(np.argmax(p))]], max(p)
+
+
+@pytest.mark.parametrize("tried", [1, 8])
+def test_rise_lead_starts_at_the_best_paying_of_rises_worst_windows(two_patches, monkeypatch, tried):
+    monkeypatch.setattr(defaults, "RISE_LEAD_SHARE", 0.5)
+    monkeypatch.setattr(defaults, "RISE_LEAD_WINDOWS", tried)
+    e = bbx.explain(two_patches, planted.photo(), 0, method="rise_lead", budget=600, seed=0, **FINE)
+    cells, p_lead = lead_apart(two_patches, 0, e.config["rise_masks"], tried)
+    assert e.queries == 600 and e.config["lead_windows"] == tried and e.config["started"] is True
+    assert e.config["lead_gain"] == pytest.approx(p_lead - e.prob_before, abs=1e-6)
+    assert top_cell(e.heatmap) in cells
+    for patch in (planted.A, planted.B):  # the search after the lead still blurs both patches
+        assert (e.heatmap[planted.patch_mask(patch)] > 0.6).all()
+    after = two_patches.scores(e.perturbed[None]).probs[0][0]
+    assert after == pytest.approx(e.prob_after, abs=1e-6) and e.prob_after > e.prob_before + 0.3
+
+
+def test_rise_lead_tries_more_than_rises_worst_window(two_patches, monkeypatch):
+    """With one window it leads with RISE's worst; with eight, with one that pays more when blurred alone."""
+    monkeypatch.setattr(defaults, "RISE_LEAD_SHARE", 0.5)
+    one, p_one = lead_apart(two_patches, 0, 300, 1)
+    eight, p_eight = lead_apart(two_patches, 0, 300, 8)
+    np.testing.assert_array_equal(one, rise_worst_window(two_patches, 0, 300))
+    assert p_eight > p_one + 0.01  # so the parametrised test above checks two different leads
+
+
+def test_rise_lead_refuses_a_budget_without_room(two_patches, monkeypatch):
+    monkeypatch.setattr(defaults, "RISE_LEAD_SHARE", 0.5)
+    monkeypatch.setattr(defaults, "RISE_LEAD_WINDOWS", 8)
+    with pytest.raises(OptionError, match=r"too small for rise_lead.* it needs 89 queries \(38 of its own"):
+        bbx.explain(two_patches, planted.photo(), 0, method="rise_lead", budget=60, **FINE)
+    with pytest.raises(OptionError, match="does not use"):
+        bbx.explain(two_patches, planted.photo(), 0, method="rise_lead", lambda1=2.0)

@@ -154,6 +154,19 @@ def window_means(windows: list[np.ndarray], px: np.ndarray, per_cell: np.ndarray
     return np.array([px[c] @ per_cell[c] / px[c].sum() for c in windows])
 
 
+def lead_window(ctx: Context, cfg: ExplainConfig, pert: Perturber, rating: np.ndarray, tried: int,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Of the ``tried`` windows ``rating`` (one value per ``stride`` cell) rates highest, each blurred alone
+    (one query each): (the cells of the one that raised the target most, the probabilities with it blurred)."""
+    fine, windows, px = window_grid(ctx.image.shape[:2], cfg)
+    top = np.argsort(-window_means(windows, px, rating), kind="stable")[:tried]
+    probs = np.concatenate([ctx.model.scores(np.stack([hard_blur(pert, np.isin(fine, windows[t]))
+                                                       for t in top[rows]])).probs
+                            for rows in ctx.model.batches(len(top))[0]])
+    best = int(np.argmax(probs[:, ctx.target]))
+    return windows[top[best]], probs[best]
+
+
 def _blocks(ids: np.ndarray, side: int, ring: int = 0) -> list[np.ndarray]:
     """The cells of every ``side`` x ``side`` window inside the grid ``ids``, with ``ring`` cells around it."""
     rows, cols = ids.shape

@@ -17,15 +17,12 @@ window) + greedy's occlusion cells + the search.
 
 from __future__ import annotations
 
-import numpy as np
-
 from .. import defaults as d
 from ..config import ExplainConfig
-from ..evaluation.insertion import hard_blur
 from ..maths.perturb import BlurSpec
 from ..result.explanation import Explanation
 from .context import Context
-from .greedy import Levers, occlusion_prior, search, split_budget, window_grid, window_means
+from .greedy import Levers, lead_window, occlusion_prior, search, split_budget
 from .registry import Method, register
 from .rise import rise_prior
 
@@ -35,9 +32,7 @@ def rise_first(ctx: Context, cfg: ExplainConfig) -> Explanation:
     budget, n = split_budget(ctx, cfg, d.RISE_FIRST_SHARE)
     drop = rise_prior(ctx, cfg, n, BlurSpec(cfg.sigma, cfg.kernel))
     pert, prior, patch = occlusion_prior(ctx, cfg, budget, before=n + 1)
-    fine, windows, px = window_grid(ctx.image.shape[:2], cfg)
-    cells = windows[int(np.argmax(window_means(windows, px, drop)))]
-    probs = ctx.model.scores(hard_blur(pert, np.isin(fine, cells))[None]).probs[0]
+    cells, probs = lead_window(ctx, cfg, pert, drop, 1)
     gain = float(probs[ctx.target] - ctx.probs_before[ctx.target])
     best = float(prior.max())  # occlusion's best cell gain
     first = gain > 0 and gain >= d.RISE_FIRST_GATE * best
