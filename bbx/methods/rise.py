@@ -63,8 +63,9 @@ def rise(ctx: Context, cfg: ExplainConfig) -> Explanation:
     return ctx.finish(mask=mask, heatmap=heatmap, perturbed=perturbed, config=config)
 
 
-def target_probs(ctx: Context, pert: Perturber, masks: np.ndarray) -> np.ndarray:
-    """The target's probability on Q(X; M_i) for each mask, one counted query each, with progress."""
+def target_probs(ctx: Context, pert: Perturber, masks: np.ndarray, report: bool = True) -> np.ndarray:
+    """The target's probability on Q(X; M_i) for each mask, one counted query each, with progress unless
+    ``report`` is off (a prior for a search, whose steps are the method's progress)."""
     k, n = ctx.target, len(masks)
     query = MaskQuery(ctx.model, pert, target=k)
     plain = Objective("plain")  # its model loss is -f_k
@@ -73,7 +74,8 @@ def target_probs(ctx: Context, pert: Perturber, masks: np.ndarray) -> np.ndarray
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         probs[start:stop] = -plain.model_loss(query(masks[start:stop]), k, ctx.logits_before)
-        ctx.report(stop, n, float(probs[:stop].mean()))
+        if report:
+            ctx.report(stop, n, float(probs[:stop].mean()))
     return probs
 
 
@@ -99,7 +101,7 @@ def rise_prior(ctx: Context, cfg: ExplainConfig, n: int, blur: BlurSpec) -> np.n
     x, size = ctx.image, cfg.mask_size
     h, w = x.shape[:2]
     masks = random_masks(ctx.rng(cfg.seed), n, min(d.RISE_GRID, size), d.RISE_KEEP, size)
-    drop = -effect(target_probs(ctx, Perturber(x, (size, size), blur), masks), masks)
+    drop = -effect(target_probs(ctx, Perturber(x, (size, size), blur), masks, report=False), masks)
     fine = cell_map((h, w), (math.ceil(h / cfg.stride), math.ceil(w / cfg.stride)))
     return fine_prior(fine, upsample(drop.astype("float32"), (h, w)))
 
