@@ -191,9 +191,10 @@ def test_a_plain_install_explains_from_an_empty_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     spent = re.search(r"; (\d+) queries in", proc.stdout)
     assert "target 'tiger cat'" in proc.stdout and spent and int(spent.group(1)) <= 220, proc.stdout
-    # the default method, greedy: 1 + 196 occlusion cells + a few search steps, and no convergence verdict
+    # the default method, rise_lead: RISE's masks, its lead windows, occlusion's cells, a few search steps;
+    # and no convergence verdict
     assert proc.stdout.strip().splitlines()[-1].startswith("wrote "), proc.stdout
-    assert json.loads((empty / "out" / "report.json").read_text())["config"]["method"] == "greedy"
+    assert json.loads((empty / "out" / "report.json").read_text())["config"]["method"] == "rise_lead"
 
 
 # -- the layers ----------------------------------------------------------------------------------

@@ -165,7 +165,7 @@ def test_bad_input_is_one_line(planted_world, tmp_path):
 def test_explain_html_writes_the_one_photo_page_and_notebooks_get_a_png(planted_world, tmp_path):
     photo = sorted(planted_world["photos"].glob("*.png"))[0]
     proc = _run(["explain", planted_world["model"], photo, "--labels", planted_world["labels"], "--html",
-                 "--out", tmp_path, "-q"])  # the default method, greedy
+                 "--out", tmp_path, "-q"])  # the default method, rise_lead
     assert proc.returncode == 0, proc.stderr
     page = (tmp_path / "index.html").read_text()
     assert 'src="photo.png"' in page and 'src="overlay.png"' in page and 'src="perturbed.png"' in page

@@ -88,9 +88,10 @@ def test_evaluate_runs_greedy_once_per_image():
     assert [(j.method, j.seed) for j in jobs] == [("greedy", 0), ("ftc", 0)]
 
 
-def test_bbx_explain_without_a_method_runs_greedy(tmp_path):
-    """``bbx explain MODEL PHOTO``, no method named, runs greedy (bbx/defaults.py): on the planted model it
-    blurs patch A and never the decoy C, within greedy's 2,000 queries, and says no convergence verdict."""
+def test_bbx_explain_without_a_method_runs_the_default_search(tmp_path):
+    """``bbx explain MODEL PHOTO``, no method named, runs rise_lead (bbx/defaults.py), greedy's search led by
+    RISE: on the planted model it blurs patch A and never the decoy C, within its 2,000 queries, and says no
+    convergence verdict."""
     model = planted.build(tmp_path / "target.onnx", "target")
     photo = tmp_path / "photo.png"
     faint = 0.5 + 0.5 * (planted.photo() - 0.5)  # texture in A costs class 0 part of its logit: still top-1
@@ -100,7 +101,7 @@ def test_bbx_explain_without_a_method_runs_greedy(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     report = json.loads((out / "report.json").read_text())
-    assert report["config"]["method"] == "greedy" and report["config"]["budget"] == GREEDY_BUDGET
+    assert report["config"]["method"] == "rise_lead" and report["config"]["budget"] == GREEDY_BUDGET
     assert report["target"] == 0 and 0 < report["queries"] <= GREEDY_BUDGET
     assert report["prob_after"] > report["prob_before"] + 0.1
     assert report["convergence"] == {}  # a search: no objective, so no verdict
@@ -113,14 +114,14 @@ def test_bbx_explain_without_a_method_runs_greedy(tmp_path):
     with Image.open(out / "heatmap.png") as im:
         assert im.size == (planted.SIZE, planted.SIZE)
     same = bbx.explain(bbx.OnnxClassifier(model), photo)  # and bbx.explain's default is the same method
-    assert same.config["method"] == "greedy" and same.queries == report["queries"]
+    assert same.config["method"] == "rise_lead" and same.queries == report["queries"]
     np.testing.assert_allclose(same.mask, np.load(out / "mask.npy"), atol=1e-6)
 
 
 def test_soft_mask_options_without_a_method_name_the_methods_that_read_them(target_model):
-    with pytest.raises(OptionError, match=r"greedy \(the default\) does not use iterations .*ftc, fntc, plain do"):
+    with pytest.raises(OptionError, match=r"rise_lead \(the default\) does not use iterations .*ftc, fntc, plain do"):
         bbx.explain(target_model, planted.photo(), iterations=5)
-    with pytest.raises(OptionError, match="occlusion does not use window .*greedy does: name it as the method"):
+    with pytest.raises(OptionError, match="occlusion does not use window .*greedy, rise_lead do: name one as the method"):
         bbx.explain(target_model, planted.photo(), method="occlusion", window=8)
 
 

@@ -1102,7 +1102,7 @@ R3_CASES = [
     # 12: refusals that blame what the user gave
     Case("r3-12-pairs-with-greedy", model_and_photo, ("explain", "{in}/model.onnx", "{in}/image.png", "--pairs", "4",
                                                       "--out", "out"),
-         "method greedy (the default) does not use pairs", 2, no_out, memory=MEM),
+         "method rise_lead (the default) does not use pairs", 2, no_out, memory=MEM),
     Case("r3-12-ftc-seed-needs-nes", model_and_photo, ("explain", "{in}/model.onnx", "{in}/image.png", "--method",
                                                         "ftc", "--seed", "3", "--out", "out"),
          "does not use seed", 2, no_out, output=lambda t: ("with --estimator nes or spsa it does" in t) or

@@ -105,14 +105,14 @@ def test_phi_is_readable_or_shows_the_raw_probabilities():
 def test_constant_model_is_said(tmp_path, photo):
     e = bbx.explain(ob.build_constant(tmp_path), photo, method="ftc", iterations=2, pairs=1, estimator="nes")
     assert e.notes and e.notes[0].startswith("constant model") and e.summary()["notes"] == e.notes
-    e = bbx.explain(ob.build_constant(tmp_path), photo)  # the default method, greedy, says it too
-    assert e.config["method"] == "greedy" and e.notes and e.notes[0].startswith("constant model")
+    e = bbx.explain(ob.build_constant(tmp_path), photo)  # the default method, a search, says it too
+    assert e.config["method"] == "rise_lead" and e.notes and e.notes[0].startswith("constant model")
 
 
 def test_explain_reports_provenance_and_refuses_to_overwrite(tmp_path, photo):
     path = ob.build_plain(tmp_path, "m")
     out = tmp_path / "out"
-    args = ("explain", str(path), str(photo), "--out", str(out))  # the default method, greedy
+    args = ("explain", str(path), str(photo), "--out", str(out))  # the default method, rise_lead
     first = _run(*args)
     assert first.returncode == 0, first.stderr
     r = json.loads((out / "report.json").read_text())
@@ -126,7 +126,7 @@ def test_explain_reports_provenance_and_refuses_to_overwrite(tmp_path, photo):
     assert r["versions"]["onnxruntime"] == onnxruntime.__version__ and r["versions"]["numpy"] == numpy.__version__
     assert r["preprocess"]["resize_mode"] == "crop" and r["preprocess_sources"]["mean"] == "metadata"
     assert r["created"].endswith("+00:00") and r["photo_size"] == [20, 24]
-    assert r["config"]["method"] == "greedy" and r["queries"] <= 2000 and r["convergence"] == {}
+    assert r["config"]["method"] == "rise_lead" and r["queries"] <= 2000 and r["convergence"] == {}
     before = (out / "report.json").read_bytes()
     again = _run(*args)
     assert again.returncode == 2 and "already holds bbx outputs" in again.stderr and "--overwrite" in again.stderr

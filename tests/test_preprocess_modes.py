@@ -215,7 +215,7 @@ def test_explanation_is_also_written_on_the_photo(tmp_path):
     photo = tmp_path / "photo.png"
     Image.fromarray(_photo(40, 50)).save(photo)
     out = tmp_path / "out"
-    proc = subprocess.run(["bbx", "explain", str(path), str(photo), "--out", str(out)],  # the default method, greedy
+    proc = subprocess.run(["bbx", "explain", str(path), str(photo), "--out", str(out)],  # the default method, rise_lead
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     with Image.open(out / "photo_overlay.png") as im:

@@ -34,12 +34,13 @@ READS = {  # method -> (reads with the active estimator, reads with nes)
     "greedy": (COMMON | {"patch", "stride", "window", "area"},) * 2,
     "occlusion": (COMMON | {"patch"},) * 2,
     "rise": (COMMON | {"mask_size", "seed"},) * 2,
+    "rise_lead": (COMMON | {"patch", "stride", "window", "area", "mask_size", "seed"},) * 2,
     "random": (COMMON | {"mask_size", "seed"},) * 2,
     "ftc": (SOFT_ACTIVE, SOFT_RANDOM),
     "fntc": (SOFT_ACTIVE, SOFT_RANDOM),
     "plain": (SOFT_ACTIVE - {"gamma"}, SOFT_RANDOM - {"gamma"}),
 }
-ORDER = ("ftc", "fntc", "plain", "greedy", "rise", "occlusion", "random")  # as registered: the hint's order
+ORDER = ("ftc", "fntc", "plain", "greedy", "rise", "rise_lead", "occlusion", "random")  # as registered: the hint's order
 #: a valid value away from the default for every field
 VALUES = {"budget": 500, "seed": 4, "sigma": 3.0, "kernel": 7, "mask_size": 14, "iterations": 5, "pairs": 4,
           "estimator": "nes", "step": 0.2, "resolution": 7, "lr": 0.05, "beta1": 0.9, "lambda1": 1.0,
@@ -120,7 +121,7 @@ def test_the_default_method_says_so_and_names_where_the_option_belongs(model):
     for how in ({"iterations": 5}, {"config": ExplainConfig(iterations=5)}):
         with pytest.raises(OptionError) as err:
             bbx.explain(model, planted.photo(), **how)
-        assert str(err.value) == refusal("greedy", {"iterations": 5}, default=True)
+        assert str(err.value) == refusal("rise_lead", {"iterations": 5}, default=True)
         assert str(err.value).endswith("; ftc, fntc, plain do: name one as the method")
 
 
@@ -128,7 +129,7 @@ def test_the_cases_named_in_issue_36(model):
     with pytest.raises(OptionError, match=r"^method greedy does not use iterations \(it reads area, budget, "):
         bbx.explain(model, planted.photo(), method="greedy", config=ExplainConfig(iterations=5))
     with pytest.raises(OptionError, match=r"^method occlusion does not use seed \(it reads budget, kernel, patch, "
-                                          r"sigma\); rise, random do: name one as the method$"):
+                                          r"sigma\); rise, rise_lead, random do: name one as the method$"):
         bbx.explain(model, planted.photo(), config=ExplainConfig(method="occlusion", seed=4))
     # the same option with a random estimator goes to ftc: the seed changes its answer there
     assert resolve("ftc", ExplainConfig(seed=4, estimator="nes"), {}).seed == 4
@@ -143,8 +144,8 @@ def test_unknown_options_and_contradicting_methods_are_refused():
         resolve("ftc", ExplainConfig(method="greedy"), {})
     assert resolve("GREEDY ", ExplainConfig(method="greedy"), {}).method == "greedy"  # the same method, spelt
     assert resolve(None, None, {"method": "rise"}).method == "rise"
-    assert resolve(None, None, {}).method == "greedy"
-    with pytest.raises(OptionError, match="^unknown method 'nope': methods are ftc, fntc, plain, greedy, rise, occlusion, random$"):
+    assert resolve(None, None, {}).method == "rise_lead"
+    with pytest.raises(OptionError, match="^unknown method 'nope': methods are ftc, fntc, plain, greedy, rise, rise_lead, occlusion, random$"):
         resolve("nope", None, {})
 
 
@@ -205,7 +206,7 @@ def test_evaluate_gives_an_option_to_the_methods_that_read_it_alone():
 
 # -- the registry itself -------------------------------------------------------------------------
 NEEDS = {"ftc": "scores", "fntc": "scores", "plain": "scores", "rise": "scores",  # they read every class
-         "greedy": "topk", "occlusion": "topk", "random": "topk"}  # the target's probability alone
+         "greedy": "topk", "rise_lead": "topk", "occlusion": "topk", "random": "topk"}  # the target's probability alone
 
 
 WORDS = {"scores": "every class's score", "topk": "only the top-k classes"}
@@ -229,7 +230,7 @@ def test_a_model_that_reveals_too_little_is_refused_with_the_methods_that_run_on
             with pytest.raises(OptionError) as err:
                 registry.check_reveals(Reveals("topk"), method)
             assert str(err.value) == (f"{method} needs every class's score, but the endpoint reveals only the top-k "
-                                      "classes; methods that run on it: greedy, occlusion, random")
+                                      "classes; methods that run on it: greedy, rise_lead, occlusion, random")
         with pytest.raises(OptionError) as err:
             registry.check_reveals(Reveals("label"), method)
         assert str(err.value) == (f"{method} needs {WORDS[needs]}, but the endpoint reveals only the top-1 label; "
@@ -255,7 +256,7 @@ def test_the_registry_knows_each_method_by_its_name():
 
     for name in ORDER:
         assert registry.get(name).name == name == registry.get(f" {name.upper()} ").name
-        assert registry.mask_kind(name) == ("cells" if name in ("greedy", "occlusion") else "soft")
+        assert registry.mask_kind(name) == ("cells" if name in ("greedy", "rise_lead", "occlusion") else "soft")
         assert registry.get(name).needs == NEEDS[name]
         assert registry.get(name).reads() == reads(name, {}) | {"method"}
         assert registry.get(name).is_seeded() == ("seed" in reads(name, {}))
@@ -264,7 +265,8 @@ def test_the_registry_knows_each_method_by_its_name():
     assert registry.describe().split("; ")[0].startswith("ftc: ") and registry.describe().count("; ") == len(ORDER) - 1
     assert [part.split(":")[0] for part in registry.describe().split("; ")] == list(ORDER)
     # what each reports with a step (the bar's label), and which run in lockstep (the soft masks)
-    reports = {"ftc": "J", "fntc": "J", "plain": "J", "greedy": "-p(target)", "rise": "mean p(target)"}
+    reports = {"ftc": "J", "fntc": "J", "plain": "J", "greedy": "-p(target)", "rise_lead": "-p(target)",
+               "rise": "mean p(target)"}
     for name in ORDER:
         assert registry.get(name).reports == reports.get(name, "J")
         assert (registry.get(name).stepper is not None) == (name in ("ftc", "fntc", "plain"))
@@ -307,9 +309,9 @@ def test_what_is_accepted_runs_with_the_target_the_progress_and_the_config_given
     assert e.config["patch"] == 12 and e.queries == 2 + 5 * 5  # X, each cell of 56 / 12 (the last one partial), Q
     assert bbx.explain(model, planted.photo(), method="occlusion", patch=12, target=1).queries == e.queries
     calls = []
-    greedy = bbx.explain(model, planted.photo(), config=ExplainConfig(budget=60),
-                         progress=lambda step, total, value: calls.append((step, total)))
-    assert greedy.config["method"] == "greedy" and greedy.queries <= 60
+    default = bbx.explain(model, planted.photo(), config=ExplainConfig(budget=60),
+                          progress=lambda step, total, value: calls.append((step, total)))
+    assert default.config["method"] == "rise_lead" and default.queries <= 60
     assert calls and all(total == calls[0][1] for _, total in calls)  # told as it went
 
 

@@ -134,13 +134,13 @@ def test_top_k_endpoint_runs_greedy_and_refuses_ftc(mlserver, tmp_path):
     assert (np.argsort(-p, axis=1)[:, :3] == top).all()
     e = bbx.explain(m, images[0], method="greedy", budget=60)
     assert e.queries <= 60 and e.target == int(q[0].argmax())
-    with pytest.raises(OptionError, match="ftc needs every class's score.*greedy, occlusion, random"):
+    with pytest.raises(OptionError, match="ftc needs every class's score.*greedy, rise_lead, occlusion, random"):
         bbx.explain(m, images[0], method="ftc", budget=60)
     proc = bbx_cli("explain", url, PHOTO, "--method", "ftc", "--spec", mlserver.tiny_sidecar, "--out", tmp_path)
     one_error_line(proc, "ftc needs every class's score", "only the top-k classes")
     proc = bbx_cli("explain", url, PHOTO, "--budget", "60", "--spec", mlserver.tiny_sidecar, "--out", tmp_path / "d")
-    assert proc.returncode == 0, proc.stderr  # the default method, greedy, reads only the target's probability
-    assert json.loads((tmp_path / "d" / "report.json").read_text())["config"]["method"] == "greedy"
+    assert proc.returncode == 0, proc.stderr  # the default method, rise_lead, reads only the target's probability
+    assert json.loads((tmp_path / "d" / "report.json").read_text())["config"]["method"] == "rise_lead"
 
 
 def test_label_only_endpoint_predicts_and_refuses_every_method(mlserver, tmp_path):
@@ -163,7 +163,7 @@ def test_label_only_endpoint_predicts_and_refuses_every_method(mlserver, tmp_pat
     one_error_line(bbx_cli("evaluate", url, photo, "--methods", "occlusion", "--spec", mlserver.tiny_sidecar,
                            "--out", tmp_path / "ev"), "occlusion needs only the top-k classes")
     one_error_line(bbx_cli("explain", url, photo, "--spec", mlserver.tiny_sidecar, "--out", tmp_path / "ex"),
-                   "greedy needs only the top-k classes", "no method of bbx runs on it")  # the default, refused
+                   "rise_lead needs only the top-k classes", "no method of bbx runs on it")  # the default, refused
     assert not (tmp_path / "ex").exists()
 
 

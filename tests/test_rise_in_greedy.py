@@ -21,7 +21,7 @@ FINE = {"stride": 4, "window": 12, "area": 0.2, "patch": 8}  # A and B are one w
 
 @pytest.fixture(scope="module", autouse=True)
 def lever():
-    with registered("bbx.methods.greedy_ranked", "bbx.methods.rise_first", "bbx.methods.rise_lead"):
+    with registered("bbx.methods.greedy_ranked", "bbx.methods.rise_first"):
         yield
 
 

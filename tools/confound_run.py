@@ -1,5 +1,5 @@
 """Every method on a confound benchmark's photos (tools/confounds.py), as ``bbx evaluate`` runs them,
-with the levers that are not registered (``rise_greedy``, ``greedy_ranked``, ``rise_first``, ``rise_lead`` and bbx.methods.levers) registered
+with the levers that are not registered (``rise_greedy``, ``greedy_ranked``, ``rise_first`` and bbx.methods.levers) registered
 for the run. A folder without ``boxes.json`` is evaluated without truth (photos without a confound).
 
 ``--jpeg 95`` first re-encodes each photo as a JPEG of that quality (Pillow, 4:4:4, no other
@@ -29,7 +29,6 @@ import bbx.defaults as d  # noqa: E402
 import bbx.methods.levers  # noqa: E402,F401  registers the levers for this run
 import bbx.methods.greedy_ranked  # noqa: E402,F401  and greedy_ranked
 import bbx.methods.rise_first  # noqa: E402,F401  and rise_first
-import bbx.methods.rise_lead  # noqa: E402,F401  and rise_lead
 from bbx.config import ExplainConfig  # noqa: E402
 from bbx.evaluation.runner import EvalConfig, evaluate  # noqa: E402
 from bbx.evaluation.truth import load_truth  # noqa: E402

@@ -1,4 +1,4 @@
-"""``rise_lead``: greedy's search led by the window, of RISE's worst few, whose blurring pays most (not in the paper).
+"""``rise_lead``: greedy's search led by the best-paying of RISE's worst windows (the default; not in the paper).
 
 Greedy (:mod:`.greedy`) starts from the window whose blurring alone raises the target most; on photos
 with a known confound that window is seldom on it. RISE (:mod:`.rise`) averages each pixel's effect
@@ -11,7 +11,11 @@ every 16 px window by where keeping its pixels lowers the target most (-E(x), ce
 that raises the target most is the search's first step, so the heatmap's top is on it. The rest is
 greedy unchanged: occlusion's cells, the lazy window search from occlusion's priorities, the best
 prefix as the undesirable pixels (measured during the search, no extra query). Queries: 1 (the image)
-+ the RISE masks + the lead windows + greedy's occlusion cells + the search.
++ the RISE masks + the lead windows + greedy's occlusion cells + the search. Seeded: RISE's masks come
+from the seed and the photo, so one seed gives one heatmap.
+
+bbx's default method: of the methods that keep φ at occlusion's or above on photos without a
+confound, it points at a known confound most often (docs/reproduce.md, "Levers, round 4").
 """
 
 from __future__ import annotations
@@ -40,6 +44,6 @@ def rise_lead(ctx: Context, cfg: ExplainConfig) -> Explanation:
 
 METHOD = register(Method(
     name="rise_lead", run=rise_lead, options=("patch", "mask_size", "stride", "window", "area"), seeded=True,
-    summary="greedy's search led by the best-paying of RISE's worst windows (not in the paper)",
+    summary="greedy's search led by the best-paying of RISE's worst windows, the default (not in the paper)",
     default_budget=f"{d.GREEDY_BUDGET:,}", mask="cells", needs="topk", reports="-p(target)",
 ))
