@@ -135,6 +135,7 @@ def test_rise_lead_starts_at_the_best_paying_of_rises_worst_windows(two_patches,
     e = bbx.explain(two_patches, planted.photo(), 0, method="rise_lead", budget=600, seed=0, **FINE)
     cells, p_lead = lead_apart(two_patches, 0, e.config["rise_masks"], tried)
     assert e.queries == 600 and e.config["lead_windows"] == tried and e.config["started"] is True
+    assert e.config["lead_kept"] is True
     assert e.config["lead_gain"] == pytest.approx(p_lead - e.prob_before, abs=1e-6)
     assert top_cell(e.heatmap) in cells
     for patch in (planted.A, planted.B):  # the search after the lead still blurs both patches
@@ -150,6 +151,19 @@ def test_rise_lead_tries_more_than_rises_worst_window(two_patches, monkeypatch):
     eight, p_eight = lead_apart(two_patches, 0, 300, 8)
     np.testing.assert_array_equal(one, rise_worst_window(two_patches, 0, 300))
     assert p_eight > p_one + 0.01  # so the parametrised test above checks two different leads
+
+
+def test_rise_lead_does_not_lead_with_a_window_that_lowers_the_target(tmp_path, monkeypatch):
+    """Texture in A counts *for* class 0: blurring a window lowers it or leaves it, so no lead is kept and the
+    search is greedy's with the rest of the budget, heatmap for heatmap."""
+    monkeypatch.setattr(defaults, "RISE_LEAD_SHARE", 0.5)
+    model = bbx.OnnxClassifier(planted.build_reader(tmp_path / "for.onnx", planted.A, coef=(0.5, 0.0, 0.0),
+                                                    bias=(-1.5, 0.0, 0.0)))
+    e = bbx.explain(model, planted.photo(), 0, method="rise_lead", budget=600, seed=0, **FINE)
+    tried = e.config["lead_windows"]
+    plain = bbx.explain(model, planted.photo(), 0, method="greedy", budget=600 - 300 - tried, **FINE)
+    assert e.config["lead_gain"] <= 0 and e.config["lead_kept"] is False and "started" not in e.config
+    np.testing.assert_array_equal(e.heatmap, plain.heatmap)
 
 
 def test_rise_lead_refuses_a_budget_without_room(two_patches, monkeypatch):

@@ -8,7 +8,9 @@ little when blurred alone (``rise_first``, docs/reproduce.md "Levers, round 3").
 Here a share of the budget (:data:`bbx.defaults.RISE_LEAD_SHARE`) goes to RISE's masks, which rate
 every 16 px window by where keeping its pixels lowers the target most (-E(x), centred RISE). The
 :data:`bbx.defaults.RISE_LEAD_WINDOWS` worst windows are each blurred alone, in one batch, and the one
-that raises the target most is the search's first step, so the heatmap's top is on it. The rest is
+that raises the target most is the search's first step, so the heatmap's top is on it (unless even
+that one lowers the target: a window that helps the class never tops a map of what hurts it, and
+the search starts as greedy's). The rest is
 greedy unchanged: occlusion's cells, the lazy window search from occlusion's priorities, the best
 prefix as the undesirable pixels (measured during the search, no extra query). Queries: 1 (the image)
 + the RISE masks + the lead windows + greedy's occlusion cells + the search. Seeded: RISE's masks come
@@ -37,9 +39,10 @@ def rise_lead(ctx: Context, cfg: ExplainConfig) -> Explanation:
     tried = min(d.RISE_LEAD_WINDOWS, len(window_grid(ctx.image.shape[:2], cfg)[1]))
     pert, prior, patch = occlusion_prior(ctx, cfg, budget, before=n + tried)
     cells, probs = lead_window(ctx, cfg, pert, drop, tried)
+    gain = float(probs[ctx.target] - ctx.probs_before[ctx.target])
     settings = {"rise_masks": n, "mask_size": cfg.mask_size, "seed": cfg.seed, "patch": patch,
-                "lead_windows": tried, "lead_gain": float(probs[ctx.target] - ctx.probs_before[ctx.target])}
-    return search(ctx, cfg, pert, prior, budget, settings, Levers(start=(cells, probs)))
+                "lead_windows": tried, "lead_gain": gain, "lead_kept": gain > 0}
+    return search(ctx, cfg, pert, prior, budget, settings, Levers(start=(cells, probs) if gain > 0 else None))
 
 
 METHOD = register(Method(
