@@ -97,6 +97,12 @@ def test_a_device_query_path_is_refused_in_lockstep(target_model, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def same_answer(rec: dict) -> dict:
+    """What a record answers, without how it ran: the time, and whether its images were shared in lockstep."""
+    config = {k: v for k, v in rec["config"].items() if k != "lockstep_images"}
+    return {**{f: v for f, v in rec.items() if f != "seconds"}, "config": config}
+
+
 def test_evaluate_in_lockstep_writes_the_lines_of_one_at_a_time(target_model, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
@@ -112,7 +118,9 @@ def test_evaluate_in_lockstep_writes_the_lines_of_one_at_a_time(target_model, tm
         lines = [json.loads(line) for line in (tmp_path / f"k{k}" / "results.jsonl").read_text().splitlines()]
         assert len(lines) == len({record_key(r) for r in lines}) == outcome.ran == 3 * 6
         assert outcome.queries == model.queries
-        runs[k] = {record_key(r): {f: v for f, v in r.items() if f != "seconds"} for r in lines}
+        assert {r["config"].get("lockstep_images") for r in lines if r["method"] != "random"} == (
+            {"host"} if k == 3 else {None})  # each line says whether its images were shared
+        runs[k] = {record_key(r): same_answer(r) for r in lines}
     assert runs[1] == runs[None] == runs[3]
 
 
@@ -294,6 +302,6 @@ def test_evaluate_with_the_active_estimator_in_lockstep_writes_the_lines_of_one_
         outcome = evaluate(model, paths, cfg, tmp_path / f"k{k}", lockstep=k)
         lines = [json.loads(line) for line in (tmp_path / f"k{k}" / "results.jsonl").read_text().splitlines()]
         assert len(lines) == outcome.ran == 3 * 2 and outcome.queries == model.queries
-        runs[k] = {record_key(r): {f: v for f, v in r.items() if f != "seconds"} for r in lines}
+        runs[k] = {record_key(r): same_answer(r) for r in lines}
     assert runs[1] == runs[None] == runs[4]
     assert any(min(map(min, r["mask"])) < 1.0 for r in runs[4].values())  # something was found
