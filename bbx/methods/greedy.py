@@ -117,8 +117,7 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
     h, w = ctx.image.shape[:2]
     stride, area = cfg.stride, cfg.area
     fine, windows, px = window_grid((h, w), cfg)
-    grid = (math.ceil(h / stride), math.ceil(w / stride))
-    side = max(1, min(round(cfg.window / stride), *grid))
+    grid, side = _grid_side((h, w), cfg)
     priority = window_means(windows, px, prior)
     rims = _blocks(np.arange(px.size).reshape(grid), side, ring=1) if levers.grow else None
 
@@ -142,11 +141,16 @@ def search(ctx: Context, cfg: ExplainConfig, pert: Perturber, prior: np.ndarray,
 def window_grid(size: tuple[int, int], cfg: ExplainConfig) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
     """The search's grid on an input of ``size``: (each pixel's ``stride`` cell, the cells of every
     ``window``, each cell's pixel count)."""
-    grid = (math.ceil(size[0] / cfg.stride), math.ceil(size[1] / cfg.stride))
+    grid, side = _grid_side(size, cfg)
     fine = cell_map(size, grid)
     px = np.bincount(fine.ravel(), minlength=grid[0] * grid[1]).astype(np.float64)
-    side = max(1, min(round(cfg.window / cfg.stride), *grid))
     return fine, _blocks(np.arange(px.size).reshape(grid), side), px
+
+
+def _grid_side(size: tuple[int, int], cfg: ExplainConfig) -> tuple[tuple[int, int], int]:
+    """The search's grid of ``stride`` cells on an input of ``size``, and a window's side in those cells."""
+    grid = (math.ceil(size[0] / cfg.stride), math.ceil(size[1] / cfg.stride))
+    return grid, max(1, min(round(cfg.window / cfg.stride), *grid))
 
 
 def window_means(windows: list[np.ndarray], px: np.ndarray, per_cell: np.ndarray) -> np.ndarray:
